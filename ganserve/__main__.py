@@ -1,0 +1,3 @@
+from ganserve.cli import main
+
+raise SystemExit(main())

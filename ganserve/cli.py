@@ -1,0 +1,58 @@
+"""``ganserve`` command: dispatches each subcommand to the half of the project that owns it.
+
+The training commands import PyTorch; ``serve`` must not. So the owning module is imported only
+when its subcommand runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from ganserve.errors import UsageError
+
+# subcommand -> (module with a ``main(argv) -> int``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("training.cli", "train a generator family (dcgan, ...) from a preset and overrides"),
+    "export": ("training.cli", "export a checkpoint's EMA generator to ONNX + Triton config"),
+    "evaluate": ("training.cli", "quality metrics (FID, KID, mode coverage) of a checkpoint or ONNX file"),
+    "serve": ("serve.cli", "run the HTTP + gRPC gateway over a model repository"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: ganserve <command> [options]", "", "commands:"]
+    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run 'ganserve <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"ganserve: error: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    module_name, _ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        extra = "serve" if name == "serve" else "train"
+        print(f"ganserve {name}: error: missing dependency {exc.name!r}; "
+              f"install the '{extra}' extra (pip install 'ganserve[{extra}]')", file=sys.stderr)
+        return 2
+    try:
+        return int(module.main([name, *rest]) or 0)
+    except UsageError as exc:
+        print(f"ganserve {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

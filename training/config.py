@@ -1,0 +1,200 @@
+"""Typed, frozen configuration for a training run, and named presets.
+
+A run is described by one :class:`RunConfig` (data + model + training). Presets give sensible
+starting points per family; any field can be overridden with ``section.field=value`` strings
+(``ganserve train --set train.lr_d=4e-4``), validated here with messages that name the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+from ganserve.errors import UsageError
+
+LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
+DATASETS = ("mnist", "image-folder", "digits")
+NORMS = ("batch", "layer", "none")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "mnist"          # one of DATASETS
+    path: str | None = None      # folder with the data set (mnist: the IDX files; image-folder: images)
+    split: str = "train"         # mnist: train | test
+    limit: int | None = None     # use only the first N examples (tiny runs and tests)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: str = "dcgan"        # registry name, see training.families
+    image_size: int = 28         # output side; must be 4*2^k or 7*2^k for DCGAN
+    channels: int = 1            # 1 (grey) or 3 (RGB)
+    latent_dim: int = 100        # length of z
+    g_width: int = 64            # generator width at the last hidden layer (ngf in the paper's code)
+    d_width: int = 64            # discriminator width at the first layer (ndf)
+    d_norm: str = "batch"        # normalisation in D's hidden layers: batch | layer | none
+    spectral_norm: bool = False  # spectral normalisation on D's weights (Miyato et al. 2018)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 10_000          # generator updates
+    batch_size: int = 128
+    loss: str = "bce"            # one of LOSSES; bce is the non-saturating loss of Goodfellow et al.
+    lr_g: float = 2e-4           # Adam learning rates; lr_d != lr_g is the TTUR of Heusel et al. 2017
+    lr_d: float = 2e-4
+    beta1: float = 0.5           # DCGAN paper: 0.5 (0.9 oscillates)
+    beta2: float = 0.999
+    d_steps: int = 1             # D updates per G update
+    label_smoothing: float = 0.0  # one-sided: real target 1 - s for D (bce, lsgan only)
+    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0 ...
+    instance_noise_steps: int = 0  # ... annealed linearly to 0 over this many steps
+    gp_weight: float = 10.0      # gradient penalty weight (wgan-gp)
+    ema_decay: float = 0.999     # EMA of G's weights; 0 disables (then G itself is exported)
+    ema_start: int = 0           # copy G into the EMA before this step, average after it
+    seed: int = 0
+    device: str = "cpu"          # cpu | cuda | cuda:N (under torchrun each rank takes its local GPU)
+    log_every: int = 50          # steps between JSONL lines / progress updates
+    sample_every: int = 500      # steps between sample grids and loss curves
+    checkpoint_every: int = 1000  # steps between checkpoints (plus one at the end and on Ctrl-C)
+    sample_grid: int = 64        # images in the sample grid (fixed z)
+    # failure detection
+    stop_on_failure: bool = False  # stop (raise) instead of warn when a detector fires
+    d_collapse_loss: float = 0.02  # D loss below this ...
+    d_collapse_window: int = 200   # ... for this many consecutive steps -> D has collapsed G's signal
+    mode_collapse_ratio: float = 0.2  # sample diversity / real-data diversity below this -> mode collapse
+    mode_collapse_after: int = 1000   # ... checked from this step on (early G is near-constant anyway)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        return cls(data=DataConfig(**d["data"]), model=ModelConfig(**d["model"]),
+                   train=TrainConfig(**d["train"]))
+
+
+PRESETS: dict[str, RunConfig] = {
+    # DCGAN on full MNIST at its native 28x28.
+    "dcgan-mnist": RunConfig(
+        data=DataConfig(name="mnist"),
+        model=ModelConfig(image_size=28, channels=1, latent_dim=100, g_width=64, d_width=64),
+        train=TrainConfig(steps=20_000, batch_size=128),
+    ),
+    # DCGAN on a folder of RGB images at 64x64, the paper's setting.
+    "dcgan-folder64": RunConfig(
+        data=DataConfig(name="image-folder"),
+        model=ModelConfig(image_size=64, channels=3, latent_dim=100, g_width=64, d_width=64),
+        train=TrainConfig(steps=20_000, batch_size=128),
+    ),
+    # Seconds-long smoke run on scikit-learn's bundled 8x8 digits.
+    "dcgan-digits-tiny": RunConfig(
+        data=DataConfig(name="digits"),
+        model=ModelConfig(image_size=8, channels=1, latent_dim=16, g_width=16, d_width=16),
+        train=TrainConfig(steps=20, batch_size=32, log_every=5, sample_every=10, checkpoint_every=10,
+                          sample_grid=16),
+    ),
+}
+
+
+def preset(name: str) -> RunConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}") from None
+
+
+def _coerce(raw: str, typ: typing.Any, key: str) -> typing.Any:
+    args = typing.get_args(typ)
+    if type(None) in args:  # Optional[X]
+        if raw.lower() in {"none", "null", ""}:
+            return None
+        typ = next(a for a in args if a is not type(None))
+    try:
+        if typ is bool:
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError
+        if typ is int:
+            value = float(raw)  # accepts 2e4 as well as 20000
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        if typ is float:
+            return float(raw)
+        return str(raw)
+    except ValueError:
+        raise UsageError(f"{key}={raw!r}: expected a value of type {getattr(typ, '__name__', typ)}") from None
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.field=value`` overrides, e.g. ``train.lr_d=4e-4``."""
+    sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise UsageError(f"override {item!r} must look like section.field=value "
+                             f"(sections: {', '.join(sections)})")
+        if section not in sections:
+            raise UsageError(f"unknown section {section!r} in {item!r}; valid sections: {', '.join(sections)}")
+        sub = sections[section]
+        hints = typing.get_type_hints(type(sub))
+        if name not in hints:
+            raise UsageError(f"unknown field {section}.{name}; valid fields: "
+                             f"{', '.join(f.name for f in dataclasses.fields(sub))}")
+        sections[section] = dataclasses.replace(sub, **{name: _coerce(raw.strip(), hints[name], key)})
+    return RunConfig(**sections)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Reject impossible or contradictory settings with one clear message."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    if d.name not in DATASETS:
+        raise UsageError(f"unknown data set {d.name!r}; valid data sets: {', '.join(DATASETS)}")
+    if t.loss not in LOSSES:
+        raise UsageError(f"unknown loss {t.loss!r}; valid losses: {', '.join(LOSSES)}")
+    if m.d_norm not in NORMS:
+        raise UsageError(f"unknown model.d_norm {m.d_norm!r}; valid: {', '.join(NORMS)}")
+    if m.channels not in (1, 3):
+        raise UsageError(f"model.channels must be 1 or 3, got {m.channels}")
+    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "train.d_steps": t.d_steps,
+                "train.log_every": t.log_every, "train.sample_every": t.sample_every,
+                "train.checkpoint_every": t.checkpoint_every, "model.latent_dim": m.latent_dim,
+                "model.g_width": m.g_width, "model.d_width": m.d_width, "train.sample_grid": t.sample_grid}
+    for key, value in positive.items():
+        if value <= 0:
+            raise UsageError(f"{key} must be positive, got {value}")
+    for key, value in {"train.lr_g": t.lr_g, "train.lr_d": t.lr_d}.items():
+        if not 0 < value < 1:
+            raise UsageError(f"{key} must be in (0, 1), got {value}")
+    for key, value in {"train.beta1": t.beta1, "train.beta2": t.beta2, "train.ema_decay": t.ema_decay}.items():
+        if not 0 <= value < 1:
+            raise UsageError(f"{key} must be in [0, 1), got {value}")
+    if not 0 <= t.label_smoothing < 0.5:
+        raise UsageError(f"train.label_smoothing must be in [0, 0.5), got {t.label_smoothing}")
+    if t.label_smoothing and t.loss not in ("bce", "lsgan"):
+        raise UsageError(f"train.label_smoothing applies to the bce and lsgan losses, not {t.loss!r}")
+    if t.instance_noise < 0 or t.instance_noise_steps < 0:
+        raise UsageError("train.instance_noise and train.instance_noise_steps must be >= 0")
+    if t.loss == "wgan-gp" and m.d_norm == "batch":
+        raise UsageError("the wgan-gp gradient penalty is per sample, which batch norm in D breaks; "
+                         "set model.d_norm=layer (or none)")
+    if d.limit is not None and d.limit <= 0:
+        raise UsageError(f"data.limit must be positive, got {d.limit}")
+    return cfg

@@ -1,0 +1,85 @@
+"""DCGAN (Radford, Metz & Chintala 2015) generator and discriminator.
+
+Paper rules followed here: strided convolutions in D and fractionally-strided (transposed)
+convolutions in G, no pooling, no fully connected hidden layers; BatchNorm in every layer except G's
+output and D's input; ReLU in G with tanh at the output; LeakyReLU(0.2) in D; weights from
+N(0, 0.02). D returns logits (the sigmoid lives in the loss).
+
+Image sizes of the form base * 2^k with base 4 (64x64, as in the paper) or 7 (28x28 MNIST) are
+supported. Widths double at every stage towards the low-resolution end.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.config import ModelConfig
+from training.models.layers import check_shape, dcgan_base_size, dcgan_init_, maybe_sn, norm2d
+
+
+class DCGANGenerator(nn.Module):
+    """z [B, latent_dim (+ cond_dim)] -> image [B, C, S, S] in [-1, 1].
+
+    ``cond_dim`` > 0 lets conditional families (GAN-INT-CLS) append a conditioning vector to z.
+    """
+
+    def __init__(self, cfg: ModelConfig, *, cond_dim: int = 0) -> None:
+        super().__init__()
+        base, stages = dcgan_base_size(cfg.image_size)
+        self.in_dim, self.channels, self.image_size = cfg.latent_dim + cond_dim, cfg.channels, cfg.image_size
+        width = cfg.g_width * 2 ** (stages - 1)
+        # (latent) x 1 x 1 -> (g_width * 2^(stages-1)) x base x base
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(self.in_dim, width, base, 1, 0, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(True),
+        ]
+        # each stage doubles the side and halves the width: ... -> (g_width) x S/2 x S/2
+        for _ in range(stages - 1):
+            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(width // 2), nn.ReLU(True)]
+            width //= 2
+        # (g_width) x S/2 x S/2 -> (channels) x S x S, no BatchNorm at the output
+        layers += [nn.ConvTranspose2d(width, cfg.channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        dcgan_init_(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        check_shape(z, (None, self.in_dim), "DCGANGenerator input")
+        return self.net(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    """image [B, C, S, S] -> logits [B].
+
+    Split into ``features`` (down to base x base) and ``head`` so a conditional family can join a
+    replicated embedding to the base-resolution features before the head (``cond_dim`` channels).
+    """
+
+    def __init__(self, cfg: ModelConfig, *, cond_dim: int = 0) -> None:
+        super().__init__()
+        base, stages = dcgan_base_size(cfg.image_size)
+        self.channels, self.image_size, self.base = cfg.channels, cfg.image_size, base
+        sn = cfg.spectral_norm
+        # (channels) x S x S -> (d_width) x S/2 x S/2, no normalisation at the input layer
+        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(cfg.channels, cfg.d_width, 4, 2, 1, bias=False), sn),
+                                   nn.LeakyReLU(0.2, inplace=True)]
+        width = cfg.d_width
+        # each stage halves the side and doubles the width, down to base x base
+        for _ in range(stages - 1):
+            layers += [maybe_sn(nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), sn),
+                       norm2d(cfg.d_norm, width * 2), nn.LeakyReLU(0.2, inplace=True)]
+            width *= 2
+        self.features = nn.Sequential(*layers)
+        self.feature_channels = width
+        # (width + cond_dim) x base x base -> 1 x 1 x 1
+        self.head = maybe_sn(nn.Conv2d(width + cond_dim, 1, base, 1, 0, bias=False), sn)
+        dcgan_init_(self)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        check_shape(x, (None, self.channels, self.image_size, self.image_size), "DCGANDiscriminator input")
+        h = self.features(x)  # [B, width, base, base]
+        if cond is not None:  # replicate the conditioning vector spatially, depth-concatenate
+            h = torch.cat([h, cond[:, :, None, None].expand(-1, -1, self.base, self.base)], dim=1)
+        return self.head(h).flatten()  # [B]
