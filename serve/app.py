@@ -1,0 +1,124 @@
+"""One gateway process: HTTP (uvicorn) and gRPC (grpc.aio) on one event loop, over one runtime.
+
+Start-up: both servers listen at once (``/healthz`` live, ``/readyz`` 503, gRPC health NOT_SERVING),
+the models load and warm up, then the gateway reports ready. Shut-down (SIGTERM/SIGINT or
+:meth:`Gateway.request_stop`): readiness and gRPC health go NOT_SERVING, both servers stop taking
+new work and let in-flight requests finish for up to ``shutdown_grace_s``, then the backend closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from serve.grpc.server import GrpcServer
+from serve.http import create_app
+from serve.runtime import Runtime
+from serve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the gateway stops HTTP and gRPC together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (``port`` 0: any free port). ``OSError`` says why it failed."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class Gateway:
+    """The whole gateway. ``await run()`` serves until :meth:`request_stop` (or a signal)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime = Runtime(settings)
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+        self.listening = asyncio.Event()   # both servers accept connections (ports known)
+        self.ready = asyncio.Event()       # models loaded: the gateway is ready
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def request_stop(self) -> None:
+        """Asks for a graceful stop; safe to call from any thread or a signal handler."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def run(self, *, install_signal_handlers: bool = False) -> None:
+        self._loop = asyncio.get_running_loop()
+        settings = self.settings
+        sock = bind_tcp(settings.host, settings.http_port)
+        self.http_port = sock.getsockname()[1]
+        http = _Server(uvicorn.Config(
+            create_app(settings, runtime=self.runtime), log_config=None, lifespan="on",
+            access_log=settings.log_level == "debug", timeout_graceful_shutdown=max(settings.shutdown_grace_s, 0.1)))
+        grpc_server = GrpcServer(settings, service=self.runtime.service, metrics=self.runtime.metrics)
+        try:
+            self.grpc_port = await grpc_server.start()
+        except Exception:
+            sock.close()
+            raise
+        http_task = asyncio.create_task(http.serve(sockets=[sock]), name="http")
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._loop.add_signal_handler(sig, self._stop.set)
+        try:
+            while not http.started and not http_task.done():
+                await asyncio.sleep(0.01)
+            self.listening.set()
+            log.info("HTTP listening on %s:%d", settings.host, self.http_port)
+            loading = asyncio.create_task(self._load(grpc_server), name="load-models")
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({stop, http_task}, return_when=asyncio.FIRST_COMPLETED)
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            stop.cancel()
+        finally:
+            log.info("shutting down: draining in-flight requests (up to %g s)", settings.shutdown_grace_s)
+            self.runtime.begin_shutdown()
+            http.should_exit = True
+            await asyncio.gather(grpc_server.stop(grace_s=settings.shutdown_grace_s), http_task,
+                                 return_exceptions=True)
+            await self.runtime.close()
+            sock.close()
+            if install_signal_handlers:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    self._loop.remove_signal_handler(sig)
+            log.info("stopped")
+
+    async def _load(self, grpc_server: GrpcServer) -> None:
+        await self.runtime.load()
+        if self.runtime.ready():
+            await grpc_server.set_serving(True)
+            self.ready.set()
+            log.info("ready: HTTP on port %d, gRPC on port %d", self.http_port, self.grpc_port)
+        else:
+            log.error("not ready: %s (see the model problems above)", self.runtime.readiness())
+
+
+async def serve(settings: Settings) -> None:
+    """Runs a gateway until SIGINT or SIGTERM."""
+    await Gateway(settings).run(install_signal_handlers=True)

@@ -1,0 +1,40 @@
+"""The interface every inference backend implements (embedded ONNX Runtime now, Triton later).
+
+A backend knows models and tensors, nothing of HTTP, gRPC, seeds or images.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from serve.repository import Repository
+
+Tensors = dict[str, np.ndarray]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Loads a model repository and runs inference on its models."""
+
+    async def load(self) -> None:
+        """Loads and warms up every model it can. A model that fails becomes a problem in
+        :attr:`repository`; it never stops the others. Ready once this returns."""
+
+    def ready(self) -> bool:
+        """True once :meth:`load` finished and until :meth:`close` starts."""
+
+    @property
+    def repository(self) -> Repository:
+        """The models being served (their metadata) and the problems of those that are not."""
+
+    async def infer(self, model: str, version: int, inputs: Tensors) -> Tensors:
+        """Runs one request: every input is ``[n, ...]``; returns every output as ``[n, ...]``.
+
+        Raises :class:`serve.errors.ModelNotFound` for a model or version not loaded and
+        :class:`serve.errors.QueueFull` when the model's queue is full. May be cancelled (deadline).
+        """
+
+    async def close(self) -> None:
+        """Releases sessions and connections; queued requests fail with NotReady."""

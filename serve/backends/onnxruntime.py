@@ -1,0 +1,123 @@
+"""Embedded backend: one ONNX Runtime session per model version, each behind a micro-batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from serve.backends.base import Tensors
+from serve.batcher import BatchObserver, MicroBatcher
+from serve.errors import ModelNotFound, NotReady
+from serve.metrics import Metrics
+from serve.repository import ModelVersion, Repository, load_repository
+from serve.settings import Settings
+
+log = logging.getLogger(__name__)
+_PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@dataclass
+class _Instance:
+    """A loaded model version: its session, the thread that runs it and its batcher."""
+
+    session: ort.InferenceSession
+    executor: ThreadPoolExecutor
+    batcher: MicroBatcher
+
+
+class OnnxRuntimeBackend:
+    """Serves a model repository in process with ONNX Runtime (CPU, or CUDA when installed)."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics) -> None:
+        self._settings, self._metrics = settings, metrics
+        self._repository = Repository(root=settings.model_repository, models={}, problems=())
+        self._instances: dict[tuple[str, int], _Instance] = {}
+        self._ready = False
+
+    @property
+    def repository(self) -> Repository:
+        return self._repository
+
+    def ready(self) -> bool:
+        return self._ready
+
+    async def load(self) -> None:
+        repository = await asyncio.to_thread(load_repository, self._settings.model_repository)
+        failed: dict[tuple[str, int], str] = {}
+        for versions in repository.models.values():
+            for mv in versions:
+                try:
+                    self._instances[mv.name, mv.version] = await asyncio.to_thread(self._open, mv)
+                except Exception as exc:  # ORT raises its own types for bad graphs and shapes
+                    failed[mv.name, mv.version] = f"ONNX Runtime could not load or run it: {exc}"
+                    log.error("model %s version %d not loaded: %s", mv.name, mv.version, exc)
+        self._repository = repository.without(failed)
+        for instance in self._instances.values():
+            instance.batcher.start()
+        self._ready = True
+        loaded = sum(len(v) for v in self._repository.models.values())
+        log.info("onnxruntime backend ready: %d model version(s), %d problem(s)",
+                 loaded, len(self._repository.problems))
+
+    def _open(self, mv: ModelVersion) -> _Instance:
+        """Creates the session and warms it up at batch 1 and the largest batch (blocking)."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._settings.ort_intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        available = ort.get_available_providers()
+        providers = [p for p in _PREFERRED_PROVIDERS if p in available]
+        session = ort.InferenceSession(str(mv.path), sess_options=options, providers=providers)
+        for batch in sorted({1, mv.max_batch_size}):
+            session.run(None, _warmup_inputs(mv, batch=batch))
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{mv.name}-{mv.version}")
+        labels = (mv.name, str(mv.version))
+        observer = BatchObserver(
+            batch=lambda rows, seconds: (self._metrics.batch_size.labels(*labels).observe(rows),
+                                         self._metrics.inference_duration.labels(*labels).observe(seconds)),
+            queue_depth=self._metrics.queue_depth.labels(*labels).set,
+            queue_wait=self._metrics.queue_wait.labels(*labels).observe,
+        )
+        delay_ms = self._settings.batch_max_queue_delay_ms
+        delay_s = delay_ms / 1000 if delay_ms is not None else (mv.queue_delay_us or 0) / 1e6
+        batcher = MicroBatcher(
+            _runner(session), executor=executor, max_batch_size=mv.max_batch_size,
+            max_queue_delay_s=delay_s, max_queue_depth=self._settings.max_queue_depth,
+            merge=self._settings.batching, observer=observer, name=mv.name)
+        return _Instance(session=session, executor=executor, batcher=batcher)
+
+    async def infer(self, model: str, version: int, inputs: Tensors) -> Tensors:
+        if not self._ready:
+            raise NotReady("the gateway is not ready (models are loading, or it is shutting down)")
+        instance = self._instances.get((model, version))
+        if instance is None:
+            raise ModelNotFound(f"model {model!r} version {version} is not loaded")
+        return await instance.batcher.submit(inputs)
+
+    async def close(self) -> None:
+        self._ready = False
+        for instance in self._instances.values():
+            await instance.batcher.close()
+            instance.executor.shutdown(wait=True)
+        self._instances.clear()
+
+
+def _runner(session: ort.InferenceSession):
+    """The blocking call a batcher runs in its thread: all outputs, by name."""
+    names = [o.name for o in session.get_outputs()]
+
+    def run(inputs: Tensors) -> Tensors:
+        return dict(zip(names, session.run(names, inputs), strict=True))
+
+    return run
+
+
+def _warmup_inputs(mv: ModelVersion, *, batch: int) -> Tensors:
+    """Zeros of every input's shape; free dimensions (-1) get a small size (SR: 32 x 32)."""
+    return {t.name: np.zeros((batch, *(d if d > 0 else 32 for d in t.dims)), dtype=t.dtype)
+            for t in mv.inputs}

@@ -1,0 +1,205 @@
+"""A micro-batcher: merges concurrent requests for one model version into one inference.
+
+The same idea as Triton's dynamic batcher. Requests queue up; a worker takes as many queued rows as
+fit in ``max_batch_size`` (splitting a request across batches when it must), waiting up to
+``max_queue_delay_s`` after the oldest queued request for the batch to fill, runs the batch in a
+thread (off the event loop), and hands every request its own rows back. Only requests whose inputs
+have the same per-row shape are merged. Rows never influence each other, so merging cannot change a
+result beyond what the runtime itself does for a different batch size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serve.errors import NotReady, QueueFull
+
+log = logging.getLogger(__name__)
+
+Tensors = dict[str, np.ndarray]
+RunBatch = Callable[[Tensors], Tensors]  # blocking: inputs [B, ...] -> outputs [B, ...]
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One submitted request: its rows, how many are handed out, and the outputs received so far."""
+
+    inputs: Tensors
+    rows: int
+    key: tuple  # per-row shapes and dtypes: only equal keys are merged
+    future: asyncio.Future[Tensors]
+    enqueued: float = field(default_factory=time.perf_counter)
+    taken: int = 0   # rows handed to batches
+    parts: list[tuple[int, Tensors]] = field(default_factory=list)  # (first row, outputs)
+    done: int = 0    # rows with outputs
+
+
+@dataclass(frozen=True)
+class BatchObserver:
+    """Callbacks for metrics: a batch ran (rows, seconds), the queue changed (rows waiting),
+    a request waited (seconds)."""
+
+    batch: Callable[[int, float], None] = lambda rows, seconds: None
+    queue_depth: Callable[[int], None] = lambda rows: None
+    queue_wait: Callable[[float], None] = lambda seconds: None
+
+
+class MicroBatcher:
+    """Batches requests for one model version; one batch runs at a time (one model instance)."""
+
+    def __init__(self, run: RunBatch, *,
+                 executor: Executor,           # where ``run`` executes (a dedicated thread)
+                 max_batch_size: int,          # most rows per inference
+                 max_queue_delay_s: float,     # how long a batch may wait to fill
+                 max_queue_depth: int,         # most rows waiting; beyond, QueueFull
+                 merge: bool = True,           # False: every request runs on its own
+                 observer: BatchObserver = BatchObserver(),
+                 name: str = "model") -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self._run, self._executor, self._name = run, executor, name
+        self._max_batch, self._delay, self._max_depth = max_batch_size, max_queue_delay_s, max_queue_depth
+        self._merge, self._observer = merge, observer
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._depth = 0  # rows queued and not yet handed to a batch
+        self._arrived = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def depth(self) -> int:
+        """Rows waiting to be batched."""
+        return self._depth
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self._name}")
+
+    async def close(self) -> None:
+        """Stops the worker; requests still queued fail with :class:`NotReady`."""
+        self._closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(NotReady("the gateway is shutting down"))
+        self._set_depth(0)
+
+    async def submit(self, inputs: Tensors) -> Tensors:
+        """Queues one request (every input ``[n, ...]``, same n) and waits for its outputs."""
+        if self._closed:
+            raise NotReady("the gateway is shutting down")
+        rows = {len(a) for a in inputs.values()}
+        if len(rows) != 1 or 0 in rows:
+            raise ValueError(f"inputs need one common, non-zero batch dimension, got {sorted(rows)}")
+        (n,) = rows
+        if self._depth + n > self._max_depth:
+            raise QueueFull(f"model {self._name!r} has {self._depth} images queued; the limit is "
+                            f"{self._max_depth} (max_queue_depth); retry shortly", model=self._name)
+        key = tuple(sorted((k, a.shape[1:], a.dtype.str) for k, a in inputs.items()))
+        pending = _Pending(inputs=inputs, rows=n, key=key,
+                           future=asyncio.get_running_loop().create_future())
+        pending.future.add_done_callback(lambda _: self._forget(pending))
+        self._queue.append(pending)
+        self._set_depth(self._depth + n)
+        self._arrived.set()
+        return await pending.future
+
+    def _forget(self, pending: _Pending) -> None:
+        """A request finished or was cancelled (client deadline): drop whatever of it still waits."""
+        if pending.taken < pending.rows:
+            self._set_depth(self._depth - (pending.rows - pending.taken))
+            pending.taken = pending.rows
+            try:
+                self._queue.remove(pending)
+            except ValueError:
+                pass
+
+    def _set_depth(self, depth: int) -> None:
+        self._depth = depth
+        self._observer.queue_depth(depth)
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+            await self._fill()
+            batch = self._take()
+            if not batch:
+                continue
+            inputs = {k: np.concatenate([p.inputs[k][a:b] for p, a, b in batch]) for k in batch[0][0].inputs}
+            now = time.perf_counter()
+            for pending, first, _ in batch:
+                if first == 0:
+                    self._observer.queue_wait(now - pending.enqueued)
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._run, inputs)
+            except Exception as exc:  # a runtime failure: every request in the batch gets it
+                log.exception("inference on %s failed", self._name)
+                for pending, _, _ in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            self._observer.batch(len(next(iter(inputs.values()))), time.perf_counter() - now)
+            offset = 0
+            for pending, first, last in batch:
+                rows = last - first
+                part = {k: v[offset:offset + rows] for k, v in outputs.items()}
+                offset += rows
+                self._deliver(pending, first, part)
+
+    async def _fill(self) -> None:
+        """Waits (up to the queue delay after the oldest request) until a full batch is queued."""
+        if not self._merge or self._delay <= 0:
+            return
+        deadline = self._queue[0].enqueued + self._delay
+        while self._depth < self._max_batch and self._queue:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[tuple[_Pending, int, int]]:
+        """Rows for the next batch: (request, first row, end row) in queue order."""
+        batch: list[tuple[_Pending, int, int]] = []
+        room = self._max_batch
+        key = self._queue[0].key if self._queue else None
+        for pending in list(self._queue):
+            if room == 0 or (batch and not self._merge):
+                break
+            if pending.key != key or pending.future.done():  # done: cancelled, about to be forgotten
+                continue
+            first = pending.taken
+            last = min(pending.rows, first + room)
+            batch.append((pending, first, last))
+            pending.taken, room = last, room - (last - first)
+            if last == pending.rows:
+                self._queue.remove(pending)
+        self._set_depth(self._depth - (self._max_batch - room))
+        return batch
+
+    @staticmethod
+    def _deliver(pending: _Pending, first: int, outputs: Tensors) -> None:
+        if pending.future.done():  # cancelled while its batch ran
+            return
+        pending.parts.append((first, outputs))
+        pending.done += len(next(iter(outputs.values())))
+        if pending.done == pending.rows:
+            parts = [o for _, o in sorted(pending.parts, key=lambda part: part[0])]
+            pending.future.set_result({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})

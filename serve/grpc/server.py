@@ -1,0 +1,66 @@
+"""The ``grpc.aio`` server: the Gateway service, standard health checking and server reflection."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from serve.grpc.servicer import GatewayServicer
+from serve.metrics import Metrics
+from serve.service import GatewayService
+from serve.settings import Settings
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name  # "ganserve.v1.Gateway"
+_MESSAGE_OVERHEAD = 4 * 1024 * 1024  # room for the rest of a message besides image bytes
+
+
+class GrpcServer:
+    """Owns a ``grpc.aio`` server; health follows the gateway's readiness."""
+
+    def __init__(self, settings: Settings, *, service: GatewayService, metrics: Metrics) -> None:
+        self._settings = settings
+        # A response holds up to max_images_per_request encoded images; an upload max_upload_bytes.
+        limit = max(settings.max_upload_bytes * 4, 64 * 1024 * 1024) + _MESSAGE_OVERHEAD
+        self._server = grpc.aio.server(options=[
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", settings.max_upload_bytes + _MESSAGE_OVERHEAD),
+        ])
+        pb_grpc.add_GatewayServicer_to_server(GatewayServicer(service=service, metrics=metrics), self._server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        self.port: int | None = None
+
+    async def start(self, *, host: str | None = None, port: int | None = None) -> int:
+        """Binds and starts serving (health NOT_SERVING until :meth:`set_serving`); returns the port."""
+        address = f"{host or self._settings.host}:{self._settings.grpc_port if port is None else port}"
+        self.port = self._server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"gRPC could not bind {address}")
+        await self.set_serving(False)
+        await self._server.start()
+        log.info("gRPC listening on %s:%d", host or self._settings.host, self.port)
+        return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        """Sets the health of the whole server ("") and of the Gateway service."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, status)
+
+    async def stop(self, *, grace_s: float) -> None:
+        """Graceful stop: health NOT_SERVING, refuse new calls, let in-flight ones finish for up to
+        ``grace_s``, then cancel what is left."""
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace_s)
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()

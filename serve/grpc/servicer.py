@@ -1,0 +1,130 @@
+"""``ganserve.v1.Gateway``: translates messages to service calls and service errors to statuses."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from serve import errors
+from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from serve.metrics import Metrics
+from serve.repository import ModelVersion
+from serve.service import EncodedImage, GatewayService
+
+# The one mapping from service errors to gRPC status codes.
+GRPC_CODE: dict[type[errors.ServiceError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.NotReady: grpc.StatusCode.UNAVAILABLE,
+}
+ERROR_CODE_KEY = "ganserve-error-code"  # trailing metadata: the same code as the HTTP error body
+_FORMATS = {pb.IMAGE_FORMAT_UNSPECIFIED: None, pb.IMAGE_FORMAT_PNG: "png", pb.IMAGE_FORMAT_JPEG: "jpeg",
+            pb.IMAGE_FORMAT_GIF: "gif", pb.IMAGE_FORMAT_APNG: "apng"}
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Handler = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+
+
+def _rpc(endpoint: str) -> Callable[[Handler], Handler]:
+    """Wraps a handler: metrics, and service errors -> the status their type maps to."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                with self._metrics.track(protocol="grpc", endpoint=endpoint) as tracker:
+                    response = await handler(self, request, context)
+                    tracker.model = getattr(response, "model", "")
+                    return response
+            except errors.ServiceError as exc:
+                context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
+                await context.abort(GRPC_CODE[type(exc)], exc.message)
+
+        return wrapper
+
+    return decorate
+
+
+def _format(value: int) -> str | None:
+    if value not in _FORMATS:
+        raise errors.InvalidArgument(f"format {value} is not an ImageFormat")
+    return _FORMATS[value]
+
+
+def _image(image: EncodedImage) -> pb.Image:
+    return pb.Image(data=image.data, media_type=image.media_type)
+
+
+def _optional(message: Any, field: str) -> Any:
+    return getattr(message, field) if message.HasField(field) else None
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """Seconds left of the client's deadline, if it set one."""
+    return context.time_remaining()
+
+
+def model_message(mv: ModelVersion) -> pb.Model:
+    return pb.Model(name=mv.name, version=mv.version, kind=mv.kind, max_batch_size=mv.max_batch_size,
+                    value_range=list(mv.value_range), latent_dim=mv.latent_dim or 0,
+                    channels=mv.channels or 0, image_size=mv.image_size or 0, scale=mv.scale or 0,
+                    metadata=dict(mv.metadata))
+
+
+class GatewayServicer(pb_grpc.GatewayServicer):
+    def __init__(self, *, service: GatewayService, metrics: Metrics) -> None:
+        self._service, self._metrics = service, metrics
+
+    @_rpc("generate")
+    async def Generate(self, request: pb.GenerateRequest,
+                       context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
+        result = await self._service.generate(
+            model=request.model or None, version=_optional(request, "version"),
+            n=request.n if request.HasField("n") else 1, seed=_optional(request, "seed"),
+            truncation=_optional(request, "truncation"), prompt=request.prompt or None,
+            fmt=_format(request.format), timeout_s=_deadline(context))
+        return pb.GenerateResponse(model=result.model, version=result.version, images=[
+            pb.GeneratedImage(seed=i.seed, image=_image(i.image)) for i in result.images])
+
+    @_rpc("interpolate")
+    async def Interpolate(self, request: pb.InterpolateRequest,
+                          context: grpc.aio.ServicerContext) -> pb.InterpolateResponse:
+        result = await self._service.interpolate(
+            model=request.model or None, version=_optional(request, "version"),
+            seed_a=_optional(request, "seed_a"), seed_b=_optional(request, "seed_b"),
+            frames=_optional(request, "frames"), truncation=_optional(request, "truncation"),
+            fmt=_format(request.format), frame_duration_ms=_optional(request, "frame_duration_ms"),
+            timeout_s=_deadline(context))
+        response = pb.InterpolateResponse(model=result.model, version=result.version,
+                                          seed_a=result.seed_a, seed_b=result.seed_b, t=list(result.t))
+        if result.animated:
+            response.animation.CopyFrom(_image(result.images[0]))
+        else:
+            response.frames.extend(_image(i) for i in result.images)
+        return response
+
+    @_rpc("upscale")
+    async def Upscale(self, request: pb.UpscaleRequest,
+                      context: grpc.aio.ServicerContext) -> pb.UpscaleResponse:
+        result = await self._service.upscale(
+            image=request.image.data, model=request.model or None, version=_optional(request, "version"),
+            fmt=_format(request.format), timeout_s=_deadline(context))
+        return pb.UpscaleResponse(model=result.model, version=result.version, image=_image(result.image))
+
+    @_rpc("list_models")
+    async def ListModels(self, request: pb.ListModelsRequest,
+                         context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        repo = self._service.repository()
+        return pb.ListModelsResponse(
+            models=[model_message(mv) for versions in repo.models.values() for mv in versions],
+            problems=[pb.ModelProblem(model=p.model, version=p.version, message=p.message)
+                      for p in repo.problems])

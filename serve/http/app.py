@@ -1,0 +1,52 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+
+from serve.http.errors import install_error_handlers
+from serve.http.routes import router
+from serve.runtime import Runtime
+from serve.settings import Settings
+
+log = logging.getLogger(__name__)
+DESCRIPTION = """Images from GAN generators served with ONNX Runtime (or Triton).
+
+Errors have one body: `{"error": {"code": "...", "message": "..."}}`. Same request (model, version,
+seed, parameters) -> same image bytes, over HTTP or gRPC, batched or not."""
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+    """The HTTP app. Given a ``runtime`` (shared with the gRPC server), the app uses it and leaves its
+    life to the caller; without one, the app's lifespan builds one and loads the models in the
+    background (``/healthz`` answers at once, ``/readyz`` once the models are warm)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        own = app.state.runtime = Runtime(settings)
+        loading = asyncio.create_task(own.load(), name="load-models")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            await own.close()
+
+    try:
+        app_version = version("ganserve")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        app_version = "0+unknown"
+    app = FastAPI(title="ganserve gateway", version=app_version, description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

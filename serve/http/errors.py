@@ -1,0 +1,76 @@
+"""Errors as HTTP responses: the one mapping from service errors to status codes, and handlers that
+give every failure the same JSON body, ``{"error": {"code": ..., "message": ...}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from serve import errors
+from serve.http.schemas import ErrorBody
+
+log = logging.getLogger(__name__)
+
+# The one mapping from service errors to HTTP status codes.
+HTTP_STATUS: dict[type[errors.ServiceError], int] = {
+    errors.InvalidArgument: 422,
+    errors.ModelNotFound: 404,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.QueueFull: 429,
+    errors.DeadlineExceeded: 504,
+    errors.NotReady: 503,
+}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+               415: "unsupported_media_type"}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": ", ".join(e.code for e, s in HTTP_STATUS.items() if s == status)}
+    for status in sorted(set(HTTP_STATUS.values()))
+}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.ServiceError)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, errors.QueueFull) else None
+    return error_response(HTTP_STATUS[type(exc)], exc.code, exc.message, headers)
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """A body or query that does not match the schema: 422 invalid_argument, like the service's."""
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for e in exc.errors()[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        problems.append(f"{where}: {e.get('msg', 'invalid')}")
+    route = request.scope.get("route")
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None and route is not None:  # never reached the service: count it here
+        runtime.metrics.requests.labels("http", route.name, "", errors.InvalidArgument.code).inc()
+    return error_response(422, errors.InvalidArgument.code, "; ".join(problems) or "invalid request")
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error serving %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal error; the gateway's log has the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(errors.ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,156 @@
+"""The HTTP endpoints. Each one: parse, call the service, shape the response. Nothing else."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from serve.errors import InvalidArgument
+from serve.http import schemas
+from serve.http.errors import ERROR_RESPONSES
+from serve.http.negotiation import prefers
+from serve.http.uploads import UPLOAD_FIELD, read_upload
+from serve.images import MEDIA_TYPES, UPLOAD_MEDIA_TYPES
+from serve.metrics import CONTENT_TYPE
+from serve.repository import ModelVersion
+from serve.runtime import Runtime
+from serve.service import EncodedImage
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+router = APIRouter()
+
+_IMAGE_CONTENT = {MEDIA_TYPES[f]: {"schema": {"type": "string", "format": "binary"}} for f in MEDIA_TYPES}
+
+
+def _b64(image: EncodedImage) -> dict[str, str]:
+    return {"media_type": image.media_type, "data": base64.b64encode(image.data).decode("ascii")}
+
+
+def _wants_raw(request: Request, media_type: str, *, count: int, what: str) -> bool:
+    """Raw image when ``Accept`` prefers ``media_type`` to JSON; only possible for one image."""
+    if not prefers(request.headers.get("accept"), media_type):
+        return False
+    if count != 1:
+        raise InvalidArgument(f"Accept: {media_type} returns one raw image; ask for {what} = 1 or "
+                              f"accept application/json")
+    return True
+
+
+@router.post("/generate", name="generate", summary="Generate images",
+             responses={200: {"model": schemas.GenerateResponse, "content": _IMAGE_CONTENT,
+                              "description": "JSON (default), or the raw image when Accept asks for "
+                                             "image/png (or image/jpeg) and n = 1"}, **ERROR_RESPONSES})
+async def generate(body: schemas.GenerateRequest, request: Request, runtime: RuntimeDep) -> Response:
+    with runtime.metrics.track(protocol="http", endpoint="generate") as tracker:
+        raw = _wants_raw(request, MEDIA_TYPES[body.format or "png"], count=body.n, what="n")
+        result = await runtime.service.generate(
+            model=body.model, version=body.version, n=body.n, seed=body.seed, truncation=body.truncation,
+            prompt=body.prompt, fmt=body.format)
+        tracker.model = result.model
+    headers = {"X-Ganserve-Model": result.model, "X-Ganserve-Model-Version": str(result.version),
+               "X-Ganserve-Seed": ",".join(str(i.seed) for i in result.images)}
+    if raw:
+        image = result.images[0].image
+        return Response(image.data, media_type=image.media_type, headers=headers)
+    return JSONResponse({"model": result.model, "version": result.version,
+                         "images": [{"seed": i.seed, **_b64(i.image)} for i in result.images]},
+                        headers=headers)
+
+
+@router.post("/interpolate", name="interpolate", summary="Walk the latent space between two seeds",
+             responses={200: {"model": schemas.InterpolateResponse, "content": _IMAGE_CONTENT,
+                              "description": "JSON (default), or the raw animation when Accept asks for "
+                                             "image/gif or image/apng and format is gif or apng"},
+                        **ERROR_RESPONSES})
+async def interpolate(body: schemas.InterpolateRequest, request: Request, runtime: RuntimeDep) -> Response:
+    with runtime.metrics.track(protocol="http", endpoint="interpolate") as tracker:
+        animated = body.format in ("gif", "apng")
+        raw = _wants_raw(request, MEDIA_TYPES[body.format or "png"], count=1 if animated else 2,
+                         what="the number of images (use format gif or apng)")
+        result = await runtime.service.interpolate(
+            model=body.model, version=body.version, seed_a=body.seed_a, seed_b=body.seed_b,
+            frames=body.frames, truncation=body.truncation, fmt=body.format,
+            frame_duration_ms=body.frame_duration_ms)
+        tracker.model = result.model
+    headers = {"X-Ganserve-Model": result.model, "X-Ganserve-Model-Version": str(result.version),
+               "X-Ganserve-Seed": f"{result.seed_a},{result.seed_b}"}
+    if raw:
+        return Response(result.images[0].data, media_type=result.images[0].media_type, headers=headers)
+    return JSONResponse({
+        "model": result.model, "version": result.version, "seed_a": result.seed_a, "seed_b": result.seed_b,
+        "t": list(result.t), "frames": [] if result.animated else [_b64(i) for i in result.images],
+        "animation": _b64(result.images[0]) if result.animated else None}, headers=headers)
+
+
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    **{media: {"schema": {"type": "string", "format": "binary"}} for media in UPLOAD_MEDIA_TYPES},
+    "multipart/form-data": {"schema": {"type": "object", "required": [UPLOAD_FIELD], "properties": {
+        UPLOAD_FIELD: {"type": "string", "format": "binary"}}}},
+}}}
+
+
+@router.post("/upscale", name="upscale", summary="Upscale an image with a super-resolution model",
+             openapi_extra=_UPLOAD_BODY,
+             responses={200: {"model": schemas.UpscaleResponse, "content": _IMAGE_CONTENT,
+                              "description": "JSON (default), or the raw image when Accept asks for it"},
+                        **ERROR_RESPONSES})
+async def upscale(request: Request, runtime: RuntimeDep,
+                  model: Annotated[str | None, Query(description="model name")] = None,
+                  version: Annotated[int | None, Query(description="model version")] = None,
+                  format: Annotated[schemas.StillFormat | None, Query(description="png or jpeg")] = None,
+                  ) -> Response:
+    with runtime.metrics.track(protocol="http", endpoint="upscale") as tracker:
+        raw = _wants_raw(request, MEDIA_TYPES[format or "png"], count=1, what="images")
+
+        async def upload() -> bytes:
+            return await read_upload(request, max_bytes=runtime.settings.max_upload_bytes)
+
+        result = await runtime.service.upscale(image=upload, model=model, version=version, fmt=format)
+        tracker.model = result.model
+    headers = {"X-Ganserve-Model": result.model, "X-Ganserve-Model-Version": str(result.version)}
+    if raw:
+        return Response(result.image.data, media_type=result.image.media_type, headers=headers)
+    return JSONResponse({"model": result.model, "version": result.version, "image": _b64(result.image)},
+                        headers=headers)
+
+
+def _model_out(mv: ModelVersion) -> dict:
+    return {"name": mv.name, "version": mv.version, "kind": mv.kind, "max_batch_size": mv.max_batch_size,
+            "value_range": list(mv.value_range), "latent_dim": mv.latent_dim, "channels": mv.channels,
+            "image_size": mv.image_size, "scale": mv.scale, "metadata": dict(mv.metadata)}
+
+
+@router.get("/models", name="list_models", summary="Loaded models and load problems",
+            response_model=schemas.ModelsResponse)
+async def list_models(runtime: RuntimeDep) -> JSONResponse:
+    with runtime.metrics.track(protocol="http", endpoint="list_models"):
+        repo = runtime.service.repository()
+        return JSONResponse({
+            "models": [_model_out(mv) for versions in repo.models.values() for mv in versions],
+            "problems": [{"model": p.model, "version": p.version, "message": p.message}
+                         for p in repo.problems]})
+
+
+@router.get("/healthz", name="healthz", summary="Liveness", response_model=schemas.Status)
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "live"})
+
+
+@router.get("/readyz", name="readyz", summary="Readiness: models loaded and warmed up",
+            response_model=schemas.Status, responses={503: {"model": schemas.Status}})
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    return JSONResponse({"status": runtime.readiness()}, status_code=200 if runtime.ready() else 503)
+
+
+@router.get("/metrics", name="metrics", summary="Prometheus metrics",
+            responses={200: {"content": {"text/plain": {}}}})
+async def metrics(runtime: RuntimeDep) -> Response:
+    return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE)

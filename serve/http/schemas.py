@@ -1,0 +1,109 @@
+"""JSON bodies of the HTTP API (also its OpenAPI schema). Ranges are checked by the service, with
+the limits of the running gateway; the descriptions give the defaults."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_REQUEST = ConfigDict(extra="forbid", strict=True)
+
+StillFormat = Literal["png", "jpeg"]
+AnyFormat = Literal["png", "jpeg", "gif", "apng"]
+
+
+class GenerateRequest(BaseModel):
+    model_config = _REQUEST
+
+    model: str | None = Field(None, description="model name; default: the only loaded model of the kind")
+    version: int | None = Field(None, description="model version; default: the latest loaded")
+    n: int = Field(1, description="number of images, 1 .. max_images_per_request (default 64)")
+    seed: int | None = Field(None, description="image i gets seed + i (unsigned 64-bit); default: drawn")
+    truncation: float | None = Field(None, description="> 0: latent components beyond it are redrawn")
+    prompt: str | None = Field(None, description="text prompt (needs a text-conditional model)")
+    format: StillFormat | None = Field(None, description="image format; default png")
+
+
+class InterpolateRequest(BaseModel):
+    model_config = _REQUEST
+
+    model: str | None = Field(None, description="model name; default: the only loaded generator")
+    version: int | None = Field(None, description="model version; default: the latest loaded")
+    seed_a: int | None = Field(None, description="seed of the first frame; default: drawn")
+    seed_b: int | None = Field(None, description="seed of the last frame; default: drawn")
+    frames: int | None = Field(None, description="frames, both ends included: 2 .. "
+                                                 "max_interpolation_frames (default 8)")
+    truncation: float | None = Field(None, description="> 0: latent components beyond it are redrawn")
+    format: AnyFormat | None = Field(None, description="png/jpeg: one image per frame; gif/apng: one "
+                                                       "animated image; default png")
+    frame_duration_ms: int | None = Field(None, description="animation frame duration, 1 .. 60000 "
+                                                            "(default 100)")
+
+
+class ImageOut(BaseModel):
+    media_type: str
+    data: str = Field(description="the image file, base64")
+
+
+class SeededImageOut(ImageOut):
+    seed: int
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    version: int
+    images: list[SeededImageOut]
+
+
+class InterpolateResponse(BaseModel):
+    model: str
+    version: int
+    seed_a: int
+    seed_b: int
+    t: list[float] = Field(description="position of each frame on the walk, 0 .. 1")
+    frames: list[ImageOut] = Field(description="one image per frame (still formats); else empty")
+    animation: ImageOut | None = Field(description="the animated image (gif, apng); else null")
+
+
+class UpscaleResponse(BaseModel):
+    model: str
+    version: int
+    image: ImageOut
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: int
+    kind: str
+    max_batch_size: int
+    value_range: tuple[float, float]
+    latent_dim: int | None
+    channels: int | None
+    image_size: int | None
+    scale: int | None
+    metadata: dict[str, str]
+
+
+class ModelProblemOut(BaseModel):
+    model: str
+    version: int | None
+    message: str
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelOut] = Field(description="every loaded model version")
+    problems: list[ModelProblemOut] = Field(description="models that failed to load, and why")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. model_not_found")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Status(BaseModel):
+    status: str

@@ -1,0 +1,291 @@
+"""The gateway's operations, shared by the HTTP and gRPC adapters: validation, model resolution,
+seeds -> z, inference through the backend, image encoding and decoding.
+
+Failures a client can cause are raised as :mod:`serve.errors` types; each adapter maps them once.
+Nothing here knows about HTTP or gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from serve import images, seeds
+from serve.backends.base import Backend, Tensors
+from serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
+from serve.images import ImageFormat
+from serve.repository import ModelKind, ModelVersion, Repository
+from serve.settings import Settings
+
+DEFAULT_FRAMES = 8
+DEFAULT_FRAME_DURATION_MS = 100
+MAX_FRAME_DURATION_MS = 60_000
+_ENCODE_ON_LOOP_MAX_PIXELS = 64 * 64 * 16  # smaller outputs are encoded inline, larger in a thread
+_MAX_NAME_IN_MESSAGE = 64
+T = TypeVar("T")
+# An upload: its bytes, or a coroutine function that reads them (so the model is resolved, and a
+# missing one reported, before a large body is read).
+Upload = bytes | Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file and its media type."""
+
+    data: bytes
+    media_type: str
+
+
+@dataclass(frozen=True)
+class SeededImage:
+    """A generated image and the seed it came from."""
+
+    seed: int
+    image: EncodedImage
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    model: str
+    version: int
+    images: tuple[SeededImage, ...]
+
+
+@dataclass(frozen=True)
+class InterpolateResult:
+    """A latent walk: ``frames`` images, or one animated image holding them all."""
+
+    model: str
+    version: int
+    seed_a: int
+    seed_b: int
+    t: tuple[float, ...]                # position of each frame on the walk, 0 .. 1
+    images: tuple[EncodedImage, ...]    # one per frame, or one animation
+    animated: bool
+
+
+@dataclass(frozen=True)
+class UpscaleResult:
+    model: str
+    version: int
+    image: EncodedImage
+
+
+class GatewayService:
+    """Generate, interpolate, upscale and list models over one backend."""
+
+    def __init__(self, *, backend: Backend, settings: Settings) -> None:
+        self._backend, self._settings = backend, settings
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self._backend.ready()
+
+    def repository(self) -> Repository:
+        """Loaded models (every version) and load problems."""
+        return self._backend.repository
+
+    # --- operations ---------------------------------------------------------------------------
+
+    async def generate(self, *, model: str | None = None, version: int | None = None, n: int = 1,
+                       seed: int | None = None, truncation: float | None = None,
+                       prompt: str | None = None, fmt: str | None = None,
+                       timeout_s: float | None = None) -> GenerateResult:
+        """``n`` images; image i has seed ``seed + i`` (a drawn seed when ``seed`` is None)."""
+        self._check_ready()
+        n = _int_in_range(n, name="n", lo=1, hi=self._settings.max_images_per_request,
+                          setting="max_images_per_request")
+        fmt = _format(fmt, allowed=images.STILL_FORMATS)
+        truncation = _truncation(truncation)
+        # A prompt needs a text-conditional model. None can load yet (the repository reader refuses
+        # the kind until its text input is defined), so a prompt ends in a clear 404 / 422 here.
+        mv = self._resolve(model, version, kind="text-conditional" if prompt else "unconditional")
+        if seed is None:
+            seed = seeds.draw_seed()
+        seed = _int_in_range(seed, name="seed", lo=0, hi=seeds.SEED_MAX - (n - 1),
+                             setting=f"2**64 - n, so that every seed + i fits in 64 bits")
+        image_seeds = [seed + i for i in range(n)]
+        z = seeds.latents(image_seeds, latent_dim=mv.latent_dim, truncation=truncation)
+        pixels = await self._generate_pixels(mv, z, timeout_s=timeout_s)
+
+        def encode() -> list[bytes]:
+            return [images.encode(p, fmt=fmt, text=_provenance(mv, seed=s, truncation=truncation))
+                    for p, s in zip(pixels, image_seeds, strict=True)]
+
+        encoded = await _maybe_off_loop(encode, pixels=pixels.size)
+        media_type = images.MEDIA_TYPES[fmt]
+        return GenerateResult(model=mv.name, version=mv.version, images=tuple(
+            SeededImage(seed=s, image=EncodedImage(d, media_type)) for s, d in zip(image_seeds, encoded)))
+
+    async def interpolate(self, *, model: str | None = None, version: int | None = None,
+                          seed_a: int | None = None, seed_b: int | None = None,
+                          frames: int | None = None, truncation: float | None = None,
+                          fmt: str | None = None, frame_duration_ms: int | None = None,
+                          timeout_s: float | None = None) -> InterpolateResult:
+        """A slerp walk from ``seed_a``'s z to ``seed_b``'s z, both ends included."""
+        self._check_ready()
+        frames = _int_in_range(DEFAULT_FRAMES if frames is None else frames, name="frames", lo=2,
+                               hi=self._settings.max_interpolation_frames,
+                               setting="max_interpolation_frames")
+        fmt = _format(fmt, allowed=images.STILL_FORMATS + images.ANIMATED_FORMATS)
+        frame_duration_ms = _int_in_range(
+            DEFAULT_FRAME_DURATION_MS if frame_duration_ms is None else frame_duration_ms,
+            name="frame_duration_ms", lo=1, hi=MAX_FRAME_DURATION_MS)
+        truncation = _truncation(truncation)
+        mv = self._resolve(model, version, kind="unconditional")
+        seed_a = seeds.draw_seed() if seed_a is None else _int_in_range(
+            seed_a, name="seed_a", lo=0, hi=seeds.SEED_MAX)
+        seed_b = seeds.draw_seed() if seed_b is None else _int_in_range(
+            seed_b, name="seed_b", lo=0, hi=seeds.SEED_MAX)
+        ends = seeds.latents([seed_a, seed_b], latent_dim=mv.latent_dim, truncation=truncation)
+        z = seeds.slerp(ends[0], ends[1], frames=frames)
+        pixels = await self._generate_pixels(mv, z, timeout_s=timeout_s)
+        t = tuple(float(x) for x in np.linspace(0.0, 1.0, frames))
+        text = _provenance(mv, seed=None, truncation=truncation) | {
+            "ganserve.seed_a": str(seed_a), "ganserve.seed_b": str(seed_b), "ganserve.frames": str(frames)}
+        animated = fmt in images.ANIMATED_FORMATS
+
+        def encode() -> list[bytes]:
+            if animated:
+                return [images.encode_animation(pixels, fmt=fmt, text=text,
+                                                frame_duration_ms=frame_duration_ms)]
+            return [images.encode(p, fmt=fmt, text=text | {"ganserve.frame": str(i)})
+                    for i, p in enumerate(pixels)]
+
+        encoded = await _maybe_off_loop(encode, pixels=pixels.size)
+        media_type = images.MEDIA_TYPES[fmt]
+        return InterpolateResult(model=mv.name, version=mv.version, seed_a=seed_a, seed_b=seed_b, t=t,
+                                 images=tuple(EncodedImage(d, media_type) for d in encoded),
+                                 animated=animated)
+
+    async def upscale(self, *, image: Upload, model: str | None = None, version: int | None = None,
+                      fmt: str | None = None, timeout_s: float | None = None) -> UpscaleResult:
+        """Super-resolution of one uploaded image (alpha, if any, is resized alongside)."""
+        self._check_ready()
+        fmt = _format(fmt, allowed=images.STILL_FORMATS)
+        mv = self._resolve(model, version, kind="super-resolution")
+        data = image if isinstance(image, bytes) else await image()
+        pixels = images.decode(data, max_bytes=self._settings.max_upload_bytes,
+                               max_pixels=self._settings.max_pixels)  # [h, w, 3 or 4]
+        rgb, alpha = pixels[:, :, :3], (pixels[:, :, 3] if pixels.shape[2] == 4 else None)
+        lo, hi = mv.value_range
+        lr = (rgb.transpose(2, 0, 1)[None].astype(np.float32) * np.float32((hi - lo) / 255.0)
+              + np.float32(lo))  # [1, 3, h, w] in the model's value range
+        sr = await self._infer(mv, {mv.input_name: lr}, timeout_s=timeout_s)
+        out = images.to_uint8(sr[mv.output_name], value_range=mv.value_range)[0]  # [H, W, 3]
+        if alpha is not None:
+            out = np.concatenate([out, images.resize_alpha(alpha, size=out.shape[:2])[:, :, None]], axis=2)
+        text = _provenance(mv, seed=None, truncation=None)
+        data = await _maybe_off_loop(lambda: images.encode(out, fmt=fmt, text=text), pixels=out.size)
+        return UpscaleResult(model=mv.name, version=mv.version,
+                             image=EncodedImage(data, images.MEDIA_TYPES[fmt]))
+
+    # --- shared steps -------------------------------------------------------------------------
+
+    def _check_ready(self) -> None:
+        if not self._backend.ready():
+            raise NotReady("the gateway is not ready (models are loading, or it is shutting down)")
+
+    def _resolve(self, model: str | None, version: int | None, *, kind: ModelKind) -> ModelVersion:
+        """The model version a request names (or the only loaded model of ``kind``), checked."""
+        loaded = self._backend.repository.models
+        if not model:
+            of_kind = sorted(name for name, vs in loaded.items() if vs[-1].kind == kind)
+            if not of_kind:
+                raise ModelNotFound(f"no {kind} model is loaded")
+            if len(of_kind) > 1:
+                raise InvalidArgument(f"several {kind} models are loaded ({', '.join(of_kind)}); "
+                                      f"name one with 'model'")
+            model = of_kind[0]
+        versions = loaded.get(model)
+        if versions is None:
+            shown = model if len(model) <= _MAX_NAME_IN_MESSAGE else model[:_MAX_NAME_IN_MESSAGE] + "..."
+            raise ModelNotFound(f"model {shown!r} is not loaded; loaded models: "
+                                f"{', '.join(sorted(loaded)) or 'none'}")
+        if version is None:
+            mv = versions[-1]
+        else:
+            mv = next((v for v in versions if v.version == version), None)
+            if mv is None:
+                raise ModelNotFound(f"model {model!r} has no loaded version {version}; loaded versions: "
+                                    f"{', '.join(str(v.version) for v in versions)}", model=model)
+        if mv.kind != kind:
+            needs = {"text-conditional": "a prompt needs", "unconditional": "generating without a prompt "
+                     "needs", "super-resolution": "upscaling needs"}[kind]
+            raise InvalidArgument(f"model {model!r} is of kind {mv.kind!r}; {needs} a model of kind "
+                                  f"{kind!r}", model=model)
+        return mv
+
+    async def _generate_pixels(self, mv: ModelVersion, z: np.ndarray, *,
+                               timeout_s: float | None) -> np.ndarray:
+        """z ``[n, latent_dim]`` -> ``uint8 [n, H, W, C]``."""
+        out = await self._infer(mv, {mv.input_name: z}, timeout_s=timeout_s)
+        return images.to_uint8(out[mv.output_name], value_range=mv.value_range)
+
+    async def _infer(self, mv: ModelVersion, inputs: Tensors, *, timeout_s: float | None) -> Tensors:
+        """One backend call under the request deadline: the smaller of ``request_timeout_s`` and the
+        client's own (``timeout_s``)."""
+        limit = self._settings.request_timeout_s
+        if timeout_s is not None:
+            limit = min(limit, max(timeout_s, 0.0))
+        try:
+            async with asyncio.timeout(limit):
+                return await self._backend.infer(mv.name, mv.version, inputs)
+        except TimeoutError:
+            raise DeadlineExceeded(f"model {mv.name!r} did not answer within {limit:g} s "
+                                   f"(request_timeout_s or the client's deadline)", model=mv.name) from None
+
+
+# --- validation helpers ---------------------------------------------------------------------------
+
+def _int_in_range(value: object, *, name: str, lo: int, hi: int, setting: str | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidArgument(f"{name} must be an integer, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        why = f" ({setting})" if setting else ""
+        raise InvalidArgument(f"{name} must be in [{lo}, {hi}]{why}, got {value}")
+    return int(value)
+
+
+def _truncation(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value <= 0:
+        raise InvalidArgument(f"truncation must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _format(value: str | None, *, allowed: Sequence[ImageFormat]) -> ImageFormat:
+    if value is None:
+        return "png"
+    if value not in allowed:
+        raise InvalidArgument(f"format must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _provenance(mv: ModelVersion, *, seed: int | None, truncation: float | None) -> dict[str, str]:
+    """Text chunks that let anyone reproduce an image from the file alone."""
+    text = {"Software": "ganserve", "ganserve.model": mv.name, "ganserve.version": str(mv.version)}
+    if seed is not None:
+        text["ganserve.seed"] = str(seed)
+    if truncation is not None:
+        text["ganserve.truncation"] = repr(truncation)
+    return text
+
+
+async def _maybe_off_loop(encode: Callable[[], T], *, pixels: int) -> T:
+    """Runs a small encode inline (a thread hop costs more than it), a large one in a thread."""
+    if pixels <= _ENCODE_ON_LOOP_MAX_PIXELS:
+        return encode()
+    return await asyncio.to_thread(encode)
+
+
+__all__ = ["EncodedImage", "GatewayService", "GenerateResult", "InterpolateResult", "SeededImage",
+           "UpscaleResult"]

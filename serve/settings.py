@@ -1,0 +1,66 @@
+"""Gateway settings: one validated object, read from ``GANSERVE_*`` environment variables.
+
+Every field is also a ``ganserve serve`` option (``model_repository`` -> ``--model-repository``),
+generated from this class by :mod:`serve.cli`. The names are a public interface (the Helm chart sets
+them): rename nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackendName = Literal["onnxruntime", "triton"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class Settings(BaseSettings):
+    """Everything the gateway can be told. Build one per process; there is no module-level instance."""
+
+    model_config = SettingsConfigDict(env_prefix="GANSERVE_", frozen=True, extra="forbid")
+
+    # --- where and what -----------------------------------------------------------------------
+    model_repository: Path = Field(
+        Path("model_repository"), description="Triton model repository to serve")
+    host: str = Field(
+        "127.0.0.1", description="address to listen on (HTTP and gRPC); 0.0.0.0 in a container")
+    http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port)")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
+    backend: BackendName = Field("onnxruntime", description="inference backend")
+    triton_url: str = Field("localhost:8001", description="Triton gRPC address (backend=triton)")
+
+    # --- limits (a request over one gets a 4xx / gRPC status, never a crash) ---------------------
+    max_images_per_request: int = Field(64, ge=1, description="largest n of POST /generate")
+    max_interpolation_frames: int = Field(64, ge=2, description="most frames of POST /interpolate")
+    max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest image upload, in bytes")
+    max_pixels: int = Field(
+        1024 * 1024, ge=1, description="largest uploaded image, in pixels (width x height)")
+    max_queue_depth: int = Field(
+        256, ge=1, description="images waiting per model version before requests get 429")
+    request_timeout_s: float = Field(30.0, gt=0, description="server-side deadline of one request")
+
+    # --- embedded backend -------------------------------------------------------------------------
+    batching: bool = Field(
+        True, description="merge concurrent requests into one inference (micro-batching)")
+    batch_max_queue_delay_ms: float | None = Field(
+        None, ge=0, description="how long a batch waits to fill; unset: the model's "
+                                "dynamic_batching.max_queue_delay_microseconds (0 if none)")
+    ort_intra_op_threads: int = Field(
+        0, ge=0, description="ONNX Runtime intra-op threads per session (0: ONNX Runtime decides)")
+
+    # --- process ----------------------------------------------------------------------------------
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="on SIGTERM: how long in-flight requests may finish")
+    log_level: LogLevel = Field("info", description="log level")
+
+    @model_validator(mode="after")
+    def _queue_fits_one_request(self) -> Settings:
+        largest = max(self.max_images_per_request, self.max_interpolation_frames)
+        if self.max_queue_depth < largest:
+            raise ValueError(
+                f"max_queue_depth ({self.max_queue_depth}) must be at least the largest request "
+                f"(max_images_per_request / max_interpolation_frames = {largest})")
+        return self
