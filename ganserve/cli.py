@@ -16,13 +16,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli", "train a generator family (dcgan, ...) from a preset and overrides"),
     "export": ("training.cli", "export a checkpoint's EMA generator to ONNX + Triton config"),
     "evaluate": ("training.cli", "quality metrics (FID, KID, mode coverage) of a checkpoint or ONNX file"),
+    "train-classifier": ("training.cli", "train the MNIST classifier whose features the metrics use"),
     "serve": ("serve.cli", "run the HTTP + gRPC gateway over a model repository"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: ganserve <command> [options]", "", "commands:"]
-    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<17} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "Run 'ganserve <command> --help' for a command's options."]
     return "\n".join(lines)
 

@@ -118,7 +118,8 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     axes[0].set(title="losses", xlabel="step")
     axes[1].set(title="mean D logits", xlabel="step")
     for ax in axes:
-        ax.legend(loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,10 @@ def main(argv: list[str]) -> int:
         from training.export import cli as export_cli
 
         return export_cli(rest)
+    if command == "train-classifier":
+        from training.classifier import cli as classifier_cli
+
+        return classifier_cli(rest)
     if command == "evaluate":
         from training.metrics import cli as evaluate_cli
 

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.config import apply_overrides, preset
+
+ROOT = Path(__file__).resolve().parents[2]
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+torch.set_num_threads(1)  # tests are small; one thread each keeps the 2-core CI machine responsive
+
+
+def tiny_config(*overrides: str):
+    """Seconds-long DCGAN on scikit-learn's 8x8 digits."""
+    return apply_overrides(preset("dcgan-digits-tiny"), ["train.log_every=1", *overrides])
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    if not (MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"full MNIST not found at {MNIST} (../shared is absent)")
+    return MNIST
+
+
+@pytest.fixture(autouse=True)
+def _no_torchrun_env(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+    os.environ.pop("MASTER_PORT", None)

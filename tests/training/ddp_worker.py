@@ -1,0 +1,23 @@
+"""Run by test_distributed under torchrun: a few DDP steps, then each rank records what it holds."""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from training.config import apply_overrides, preset
+from training.loop import Trainer
+
+out = Path(sys.argv[1])
+torch.set_num_threads(1)
+cfg = apply_overrides(preset("dcgan-digits-tiny"), ["train.steps=4", "train.batch_size=16"])
+trainer = Trainer(cfg, out_dir=out)
+first_batch = trainer.sampler.next_indices().tolist()
+trainer.sampler.load_state_dict({"epoch": 0, "position": 0})
+trainer.fit()
+trainer.save_checkpoint()  # a no-op on ranks other than 0
+digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in trainer.G.parameters())).hexdigest()
+(out / f"rank{trainer.dist.rank}.json").write_text(json.dumps(
+    {"world": trainer.dist.world, "g_sha256": digest, "first_batch": first_batch, "step": trainer.state.step}))

@@ -1,0 +1,67 @@
+import pytest
+import torch
+from torch import nn
+
+from ganserve.errors import UsageError
+from training.config import ModelConfig
+from training.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from training.models.layers import dcgan_base_size
+
+
+@pytest.mark.parametrize("size,channels", [(8, 1), (16, 3), (28, 1), (32, 3), (56, 1), (64, 3)])
+@pytest.mark.parametrize("d_norm,sn", [("batch", False), ("layer", True), ("none", False)])
+def test_shapes(size, channels, d_norm, sn):
+    cfg = ModelConfig(image_size=size, channels=channels, latent_dim=12, g_width=8, d_width=8,
+                      d_norm=d_norm, spectral_norm=sn)
+    G, D = DCGANGenerator(cfg), DCGANDiscriminator(cfg)
+    x = G(torch.randn(3, 12))
+    assert x.shape == (3, channels, size, size)
+    assert x.abs().max() <= 1.0  # tanh output
+    logits = D(x)
+    assert logits.shape == (3,)
+    assert logits.dtype == torch.float32
+
+
+def test_base_sizes():
+    assert dcgan_base_size(28) == (7, 2)
+    assert dcgan_base_size(64) == (4, 4)
+    with pytest.raises(UsageError, match="4\\*2\\^k or 7\\*2\\^k"):
+        dcgan_base_size(30)
+
+
+def test_paper_architecture_rules():
+    cfg = ModelConfig(image_size=64, channels=3)
+    G, D = DCGANGenerator(cfg), DCGANDiscriminator(cfg)
+    g_layers = list(G.net)
+    # G: transposed convolutions only, ReLU hidden, tanh out, BatchNorm everywhere except the output
+    assert all(not isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d)) for m in G.modules())
+    assert isinstance(g_layers[-1], nn.Tanh) and isinstance(g_layers[-2], nn.ConvTranspose2d)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in g_layers) == sum(
+        isinstance(m, nn.ConvTranspose2d) for m in g_layers) - 1
+    assert all(isinstance(m, (nn.ConvTranspose2d, nn.BatchNorm2d, nn.ReLU, nn.Tanh)) for m in g_layers)
+    # D: strided convolutions, no BatchNorm right after the input layer, LeakyReLU(0.2), no pooling
+    d_layers = list(D.features)
+    assert isinstance(d_layers[0], nn.Conv2d) and d_layers[0].stride == (2, 2)
+    assert isinstance(d_layers[1], nn.LeakyReLU) and d_layers[1].negative_slope == 0.2
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.Sigmoid)) for m in D.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in d_layers) == 3  # 64 -> 32 (no BN) -> 16 -> 8 -> 4
+
+
+def test_init_is_normal_002():
+    G = DCGANGenerator(ModelConfig(image_size=64, channels=3))
+    w = torch.cat([m.weight.detach().flatten() for m in G.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert abs(float(w.mean())) < 1e-3
+    assert float(w.std()) == pytest.approx(0.02, rel=0.05)
+
+
+def test_discriminator_conditioning_concatenates_at_base_resolution():
+    cfg = ModelConfig(image_size=64, channels=3, d_width=8)
+    D = DCGANDiscriminator(cfg, cond_dim=5)
+    out = D(torch.randn(2, 3, 64, 64), torch.randn(2, 5))
+    assert out.shape == (2,)
+
+
+def test_boundary_shape_check():
+    G = DCGANGenerator(ModelConfig(latent_dim=10))
+    with pytest.raises(ValueError, match="expected shape"):
+        G(torch.randn(2, 11))

@@ -1,0 +1,206 @@
+"""Checkpoint -> ONNX + Triton ``config.pbtxt`` (+ model card), with a parity check.
+
+The exported network is the EMA generator with standing BatchNorm statistics, in eval mode, so an
+image depends only on its own z (batching cannot change it). Names, dynamic axes and metadata follow
+``docs/model-contract.md``. The config is built as Triton's own ``ModelConfig`` protobuf and written
+in text format, so it is valid by construction; tests parse it back the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganserve.errors import UsageError
+from training.config import RunConfig
+from training.families import ExportSpec, Family, get_family
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch, on a [-1, 1] output
+
+TENSORRT_NOTE = """\
+# Triton model configuration written by `ganserve export` (see docs/model-contract.md).
+# Optional GPU acceleration: to let Triton's onnxruntime backend run this model through TensorRT,
+# add the block below (FP16 halves memory; the first load builds an engine, which takes a while):
+#   optimization { execution_accelerators { gpu_execution_accelerator: [
+#     { name: "tensorrt" parameters { key: "precision_mode" value: "FP16" }
+#                        parameters { key: "max_workspace_size_bytes" value: "1073741824" } } ] } }
+"""
+
+
+@dataclass(frozen=True)
+class LoadedGenerator:
+    family: Family
+    model: nn.Module          # EMA generator, eval mode, standing BN statistics
+    checkpoint: dict
+
+
+def load_generator(path: str | Path) -> LoadedGenerator:
+    """Rebuild the family's generator from a checkpoint and load the EMA weights into it."""
+    from training.ema import EMA
+    from training.loop import load_checkpoint_file
+
+    ckpt = load_checkpoint_file(path)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    family = get_family(cfg)
+    ema = EMA(family.build_generator(), decay=cfg.train.ema_decay)
+    ema.load_state_dict(ckpt["ema"])
+    gen = torch.Generator().manual_seed(12345)  # the same recalibration as Trainer.exported_generator
+    ema.recalibrate_batchnorm(lambda: family.sample_inputs(256, gen=gen, device=torch.device("cpu")), batches=32)
+    return LoadedGenerator(family, ema.model.eval(), ckpt)
+
+
+def _example_inputs(spec: ExportSpec, batch: int, *, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {name: torch.randn(*[batch if d == "batch" else d for d in shape], generator=g)
+            for name, shape in spec.inputs.items()}
+
+
+def export_onnx(model: nn.Module, spec: ExportSpec, path: Path, *, metadata: dict[str, str]) -> None:
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inputs = _example_inputs(spec, 2, seed=0)
+    dynamic = {name: {i: "batch" for i, d in enumerate(shape) if d == "batch"}
+               for name, shape in {**spec.inputs, **spec.outputs}.items()}
+    # The TorchScript-based exporter (dynamo=False) is used on purpose: it needs no onnxscript and
+    # gives a plain opset-17 graph with our names; its deprecation notice is not actionable here.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(model.eval(), tuple(inputs.values()), str(path), dynamo=False, opset_version=OPSET,
+                          input_names=list(spec.inputs), output_names=list(spec.outputs),
+                          dynamic_axes=dynamic, do_constant_folding=True)
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {**spec.metadata, "ganserve.kind": spec.kind, **metadata})
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def parity_check(model: nn.Module, spec: ExportSpec, path: Path, *, batch_sizes=(1, 5, 16)) -> float:
+    """Run the ONNX file in ONNX Runtime and PyTorch on the same inputs; return the max abs difference."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for b in batch_sizes:
+        inputs = _example_inputs(spec, b, seed=b)
+        with torch.no_grad():
+            expected = model.eval()(*inputs.values())
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = session.run(list(spec.outputs), {k: v.numpy() for k, v in inputs.items()})
+        for e, o in zip(expected, got):
+            if o.shape != tuple(e.shape):
+                raise RuntimeError(f"ONNX output shape {o.shape} != PyTorch {tuple(e.shape)} at batch {b}")
+            worst = max(worst, float(np.abs(o - e.numpy()).max()))
+    return worst
+
+
+def triton_config(name: str, spec: ExportSpec, *, max_batch_size: int, queue_delay_us: int,
+                  instances: int = 1):
+    """Triton ``ModelConfig`` for the onnxruntime backend on GPU, with dynamic batching."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    def tensor(tname: str, shape: tuple, cls):
+        return cls(name=tname, data_type=mc.TYPE_FP32, dims=[int(d) for d in shape[1:]])  # no batch dim
+
+    config = mc.ModelConfig(
+        name=name,
+        backend="onnxruntime",
+        max_batch_size=max_batch_size,
+        input=[tensor(n, s, mc.ModelInput) for n, s in spec.inputs.items()],
+        output=[tensor(n, s, mc.ModelOutput) for n, s in spec.outputs.items()],
+        version_policy=mc.ModelVersionPolicy(latest=mc.ModelVersionPolicy.Latest(num_versions=1)),
+        dynamic_batching=mc.ModelDynamicBatching(
+            preferred_batch_size=sorted({max(1, max_batch_size // 4), max_batch_size}),
+            max_queue_delay_microseconds=queue_delay_us),
+        instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=instances)],
+    )
+    return config
+
+
+def write_config(config, path: Path) -> None:
+    from google.protobuf import text_format
+
+    path.write_text(TENSORRT_NOTE + text_format.MessageToString(config))
+
+
+def read_config(path: Path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    onnx_path: Path
+    config_path: Path
+    parity_max_abs_diff: float
+    size_bytes: int
+
+
+def export_checkpoint(checkpoint: str | Path, *, repository: str | Path, name: str, version: int = 1,
+                      max_batch_size: int = 64, queue_delay_us: int = 2000) -> ExportResult:
+    if version < 1:
+        raise UsageError(f"--version must be >= 1 (Triton version folders are positive integers), got {version}")
+    if max_batch_size < 1:
+        raise UsageError(f"--max-batch-size must be >= 1, got {max_batch_size}")
+    loaded = load_generator(checkpoint)
+    spec = loaded.family.export_spec()
+    ckpt, cfg = loaded.checkpoint, loaded.family.cfg
+    meta = ckpt.get("meta", {})
+    model_dir = Path(repository) / name
+    onnx_path = model_dir / str(version) / "model.onnx"
+    export_onnx(loaded.model, spec, onnx_path, metadata={
+        "ganserve.family": cfg.model.family,
+        "ganserve.training_data": str(meta.get("data", cfg.data.name)),
+        "ganserve.training_steps": str(ckpt["step"]),
+        "ganserve.training_commit": str(meta.get("commit", "unknown")),
+        "ganserve.config": json.dumps(ckpt["config"], sort_keys=True),
+    })
+    diff = parity_check(loaded.model, spec, onnx_path)
+    if diff > PARITY_TOLERANCE:
+        raise RuntimeError(f"ONNX/PyTorch parity failed: max abs diff {diff:.2e} > {PARITY_TOLERANCE:.0e}")
+    config_path = model_dir / "config.pbtxt"
+    write_config(triton_config(name, spec, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us),
+                 config_path)
+    return ExportResult(onnx_path, config_path, diff, onnx_path.stat().st_size)
+
+
+def cli(argv: list[str]) -> int:
+    from training.cli import _Parser
+
+    p = _Parser(prog="ganserve export", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by ganserve train")
+    p.add_argument("--repository", default="model_repository", help="Triton model repository folder")
+    p.add_argument("--name", help="model name in the repository (default: the family name)")
+    p.add_argument("--version", type=int, default=1)
+    p.add_argument("--max-batch-size", type=int, default=64)
+    p.add_argument("--queue-delay-us", type=int, default=2000, help="Triton dynamic batcher queue delay")
+    p.add_argument("--metrics", help="JSON from `ganserve evaluate --json`, to write the model card")
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    name = args.name
+    if name is None:
+        from training.loop import load_checkpoint_file
+
+        name = load_checkpoint_file(args.checkpoint)["config"]["model"]["family"]
+    result = export_checkpoint(args.checkpoint, repository=args.repository, name=name, version=args.version,
+                               max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us)
+    print(f"wrote {result.onnx_path} ({result.size_bytes / 1e6:.2f} MB) and {result.config_path}")
+    print(f"parity ONNX Runtime vs PyTorch: max abs diff {result.parity_max_abs_diff:.2e} "
+          f"(tolerance {PARITY_TOLERANCE:.0e}), {time.perf_counter() - started:.1f}s")
+    if args.metrics:
+        from training.model_card import write_model_card
+
+        card = write_model_card(args.checkpoint, metrics_path=args.metrics, result=result)
+        print(f"wrote {card}")
+    return 0
