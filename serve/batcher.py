@@ -72,6 +72,7 @@ class MicroBatcher:
         self._depth = 0  # rows queued and not yet handed to a batch
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._running: list[_Pending] = []  # requests in the batch being run
         self._closed = False
 
     @property
@@ -89,10 +90,10 @@ class MicroBatcher:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        while self._queue:
-            pending = self._queue.popleft()
+        for pending in [*self._running, *self._queue]:
             if not pending.future.done():
                 pending.future.set_exception(NotReady("the gateway is shutting down"))
+        self._queue.clear()
         self._set_depth(0)
 
     async def submit(self, inputs: Tensors) -> Tensors:
@@ -144,6 +145,7 @@ class MicroBatcher:
             for pending, first, _ in batch:
                 if first == 0:
                     self._observer.queue_wait(now - pending.enqueued)
+            self._running = [pending for pending, _, _ in batch]
             try:
                 outputs = await loop.run_in_executor(self._executor, self._run, inputs)
             except Exception as exc:  # a runtime failure: every request in the batch gets it
@@ -151,7 +153,9 @@ class MicroBatcher:
                 for pending, _, _ in batch:
                     if not pending.future.done():
                         pending.future.set_exception(exc)
+                self._running = []
                 continue
+            self._running = []  # (kept on cancellation: close() fails them)
             self._observer.batch(len(next(iter(inputs.values()))), time.perf_counter() - now)
             offset = 0
             for pending, first, last in batch:

@@ -1,0 +1,23 @@
+"""Fixtures for the gateway tests: a tiny model repository and a real gateway serving it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serve_helpers import RunningGateway, build_repository, running_gateway, test_settings
+
+
+@pytest.fixture(scope="session")
+def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny`` (versions 1, 2) plus three broken models."""
+    return build_repository(tmp_path_factory.mktemp("model_repository"))
+
+
+@pytest.fixture(scope="session")
+def gateway(model_repo: Path) -> Iterator[RunningGateway]:
+    """A gateway on loopback with default behaviour (no queue delay), shared by the session."""
+    with running_gateway(test_settings(model_repo)) as running:
+        yield running

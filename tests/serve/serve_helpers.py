@@ -1,0 +1,183 @@
+"""Test support for the gateway: tiny ONNX models built with onnx.helper (no PyTorch), model
+repositories, and a real gateway (uvicorn + grpc.aio) running in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from serve.app import Gateway
+from serve.settings import Settings
+
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, path: Path, metadata: dict[str, str]) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+
+
+def write_config(model_dir: Path, text: str) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(text)
+
+
+def generator_config(name: str, *, latent_dim: int, channels: int, size: int, max_batch_size: int,
+                     version_policy: str = "", queue_delay_us: int = 0) -> str:
+    return f"""
+name: "{name}"
+backend: "onnxruntime"
+max_batch_size: {max_batch_size}
+input [ {{ name: "z" data_type: TYPE_FP32 dims: [ {latent_dim} ] }} ]
+output [ {{ name: "image" data_type: TYPE_FP32 dims: [ {channels}, {size}, {size} ] }} ]
+dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}
+instance_group [ {{ kind: KIND_GPU }} ]
+{version_policy}
+"""
+
+
+def add_generator(root: Path, name: str, *, version: int = 1, latent_dim: int = 8, channels: int = 1,
+                  size: int = 8, weight_seed: int = 0, max_batch_size: int = 16,
+                  version_policy: str = "", metadata: dict[str, str] | None = None,
+                  config: bool = True) -> Path:
+    """``z [-1, latent_dim] -> tanh(z @ W) -> image [-1, C, size, size]`` with contract metadata."""
+    pixels = channels * size * size
+    weights = np.random.default_rng(weight_seed).standard_normal((latent_dim, pixels)).astype(np.float32)
+    weights *= 0.6
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["z", "W"], ["flat"]),
+         helper.make_node("Tanh", ["flat"], ["act"]),
+         helper.make_node("Reshape", ["act", "shape"], ["image"])],
+        "generator",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent_dim])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", channels, size, size])],
+        initializer=[numpy_helper.from_array(weights, "W"),
+                     numpy_helper.from_array(np.array([-1, channels, size, size], np.int64), "shape")])
+    meta = {"ganserve.kind": "unconditional", "ganserve.family": "test", "ganserve.latent_dim": str(latent_dim),
+            "ganserve.latent_distribution": "normal", "ganserve.value_range": "-1,1",
+            "ganserve.channels": str(channels), "ganserve.image_size": str(size),
+            "ganserve.training_data": "none (test model)", "ganserve.training_commit": "unknown"}
+    meta.update(metadata or {})
+    path = root / name / str(version) / "model.onnx"
+    _save(graph, path, meta)
+    if config:
+        write_config(root / name, generator_config(name, latent_dim=latent_dim, channels=channels, size=size,
+                                                   max_batch_size=max_batch_size,
+                                                   version_policy=version_policy))
+    return path
+
+
+def add_super_resolution(root: Path, name: str, *, scale: int = 2, max_batch_size: int = 4) -> Path:
+    """``lr [-1, 3, h, w] -> sr [-1, 3, scale*h, scale*w]`` (nearest-neighbour resize)."""
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["lr", "", "scales"], ["sr"], mode="nearest")],
+        "sr",
+        [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+        [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["batch", 3, "H", "W"])],
+        initializer=[numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales")])
+    meta = {"ganserve.kind": "super-resolution", "ganserve.family": "test", "ganserve.scale": str(scale),
+            "ganserve.value_range": "0,1", "ganserve.channels": "3"}
+    path = root / name / "1" / "model.onnx"
+    _save(graph, path, meta)
+    write_config(root / name, f"""
+name: "{name}"
+backend: "onnxruntime"
+max_batch_size: {max_batch_size}
+input [ {{ name: "lr" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] }} ]
+output [ {{ name: "sr" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] }} ]
+""")
+    return path
+
+
+def build_repository(root: Path) -> Path:
+    """The standard test repository: ``tiny`` (versions 1 and 2, both served) and broken models."""
+    policy = "version_policy: { all { } }"
+    add_generator(root, "tiny", version=1, weight_seed=1, version_policy=policy)
+    add_generator(root, "tiny", version=2, weight_seed=2, version_policy=policy)
+    # A model file that is not ONNX at all.
+    write_config(root / "garbage", generator_config("garbage", latent_dim=8, channels=1, size=8,
+                                                    max_batch_size=4))
+    (root / "garbage" / "1").mkdir(parents=True)
+    (root / "garbage" / "1" / "model.onnx").write_bytes(b"this is not an ONNX model")
+    # A config that is not a valid ModelConfig.
+    add_generator(root, "badconfig", config=False)
+    write_config(root / "badconfig", "name: 'badconfig' max_batch_size: banana")
+    # Valid ONNX, but its metadata lacks the latent size.
+    add_generator(root, "nolatent", metadata={"ganserve.latent_dim": ""})
+    return root
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    http_url: str
+    grpc_target: str
+
+    @property
+    def settings(self) -> Settings:
+        return self.gateway.settings
+
+    def metrics_text(self) -> str:
+        return httpx.get(f"{self.http_url}/metrics").text
+
+
+def test_settings(repository: Path, **overrides: object) -> Settings:
+    """Settings for a gateway on free loopback ports."""
+    values = dict(model_repository=repository, host="127.0.0.1", http_port=0, grpc_port=0,
+                  batch_max_queue_delay_ms=0, ort_intra_op_threads=1, shutdown_grace_s=5,
+                  log_level="warning")
+    values.update(overrides)
+    return Settings(**values)
+
+
+test_settings.__test__ = False  # not a test, despite the name
+
+
+@contextmanager
+def running_gateway(settings: Settings, *, wait_ready: bool = True) -> Iterator[RunningGateway]:
+    """A real gateway (the same ``Gateway.run`` as ``ganserve serve``) in a background thread."""
+    gateway = Gateway(settings)
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            asyncio.run(gateway.run())
+        except BaseException as exc:  # reported by the fixture
+            failure.append(exc)
+
+    thread = threading.Thread(target=main, name="gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while gateway.grpc_port is None or not gateway.listening.is_set():
+        if failure or time.monotonic() > deadline:
+            raise RuntimeError(f"gateway did not start: {failure}")
+        time.sleep(0.01)
+    running = RunningGateway(gateway, f"http://127.0.0.1:{gateway.http_port}", f"127.0.0.1:{gateway.grpc_port}")
+    if wait_ready:
+        while httpx.get(f"{running.http_url}/readyz").status_code != 200:
+            if failure or time.monotonic() > deadline:
+                raise RuntimeError(f"gateway did not get ready: {failure}")
+            time.sleep(0.02)
+    try:
+        yield running
+    finally:
+        gateway.request_stop()
+        thread.join(30)
+        if thread.is_alive():
+            raise RuntimeError("gateway did not stop within 30 s")
+        if failure:
+            raise failure[0]

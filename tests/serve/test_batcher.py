@@ -1,0 +1,166 @@
+"""The micro-batcher, with a fake model: merging, splitting, limits, cancellation, failures."""
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from serve.batcher import BatchObserver, MicroBatcher
+from serve.errors import NotReady, QueueFull
+
+
+class FakeModel:
+    """y = 2x; records each batch's size; can be held to let a queue build up."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail = False
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.gate.wait(5)
+        if self.fail:
+            raise RuntimeError("model exploded")
+        self.batches.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 2}
+
+
+async def _with_batcher(model: FakeModel, body, **options):
+    depths: list[int] = []
+    defaults = dict(max_batch_size=4, max_queue_delay_s=0.0, max_queue_depth=100)
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(model, executor=executor, observer=BatchObserver(queue_depth=depths.append),
+                               **(defaults | options))
+        batcher.start()
+        try:
+            return await body(batcher), depths
+        finally:
+            await batcher.close()
+
+
+def _x(*values: float, width: int = 2) -> dict[str, np.ndarray]:
+    return {"x": np.repeat(np.array(values, np.float32)[:, None], width, axis=1)}
+
+
+def test_concurrent_requests_are_merged_and_answered_with_their_own_rows() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        return await asyncio.gather(*(batcher.submit(_x(i)) for i in range(3)))
+
+    results, _ = asyncio.run(_with_batcher(model, body, max_queue_delay_s=0.2))
+    assert model.batches == [3]
+    assert [r["y"][0, 0] for r in results] == [0.0, 2.0, 4.0]
+
+
+def test_a_request_larger_than_a_batch_is_split_and_reassembled_in_order() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        return await batcher.submit(_x(*range(10)))
+
+    result, _ = asyncio.run(_with_batcher(model, body))
+    assert model.batches == [4, 4, 2]
+    assert result["y"][:, 0].tolist() == [2.0 * i for i in range(10)]
+
+
+def test_without_merging_every_request_runs_alone() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        return await asyncio.gather(*(batcher.submit(_x(i)) for i in range(3)))
+
+    asyncio.run(_with_batcher(model, body, merge=False, max_queue_delay_s=0.05))
+    assert model.batches == [1, 1, 1]
+
+
+def test_rows_of_different_shapes_are_not_merged() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        return await asyncio.gather(batcher.submit(_x(1, width=2)), batcher.submit(_x(2, width=3)),
+                                    batcher.submit(_x(3, width=2)))
+
+    results, _ = asyncio.run(_with_batcher(model, body, max_queue_delay_s=0.1))
+    assert sorted(model.batches) == [1, 2]
+    assert [r["y"].shape[1] for r in results] == [2, 3, 2]
+
+
+def test_a_full_queue_refuses_with_queue_full() -> None:
+    model = FakeModel()
+    model.gate.clear()  # the first batch blocks, so the next requests wait in the queue
+
+    async def body(batcher: MicroBatcher):
+        first = asyncio.ensure_future(batcher.submit(_x(0)))
+        await asyncio.sleep(0.05)  # the worker holds the first request
+        queued = asyncio.ensure_future(batcher.submit(_x(1, 2, 3)))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull, match="max_queue_depth"):
+            await batcher.submit(_x(4))
+        model.gate.set()
+        await asyncio.gather(first, queued)
+
+    _, depths = asyncio.run(_with_batcher(model, body, max_queue_depth=3))
+    assert max(depths) == 3 and depths[-1] == 0
+
+
+def test_a_cancelled_request_leaves_the_queue() -> None:
+    model = FakeModel()
+    model.gate.clear()
+
+    async def body(batcher: MicroBatcher):
+        first = asyncio.ensure_future(batcher.submit(_x(0)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await batcher.submit(_x(1, 2))
+        await asyncio.sleep(0)
+        depth = batcher.depth
+        model.gate.set()
+        await first
+        return depth
+
+    depth, _ = asyncio.run(_with_batcher(model, body))
+    assert depth == 0 and model.batches == [1]  # the cancelled rows never ran
+
+
+def test_a_failing_batch_fails_its_requests_only() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        model.fail = True
+        with pytest.raises(RuntimeError, match="exploded"):
+            await batcher.submit(_x(1))
+        model.fail = False
+        return await batcher.submit(_x(2))
+
+    result, _ = asyncio.run(_with_batcher(model, body))
+    assert result["y"][0, 0] == 4.0
+
+
+def test_close_fails_what_is_still_queued() -> None:
+    model = FakeModel()
+    model.gate.clear()
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(model, executor=executor, max_batch_size=1, max_queue_delay_s=0,
+                                   max_queue_depth=10)
+            batcher.start()
+            first = asyncio.ensure_future(batcher.submit(_x(0)))
+            queued = asyncio.ensure_future(batcher.submit(_x(1)))
+            await asyncio.sleep(0.05)
+            closing = asyncio.ensure_future(batcher.close())
+            await asyncio.sleep(0.01)
+            model.gate.set()
+            await closing
+            for request in (first, queued):  # in the running batch, and still queued
+                with pytest.raises(NotReady):
+                    await request
+            with pytest.raises(NotReady):
+                await batcher.submit(_x(2))
+
+    asyncio.run(main())

@@ -1,0 +1,92 @@
+"""The repository reader: Triton config, versions, ONNX metadata; broken models reported, not fatal."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serve.repository import load_repository
+from serve_helpers import add_generator, add_super_resolution, build_repository, generator_config, write_config
+
+
+def test_standard_repository(tmp_path: Path) -> None:
+    repo = load_repository(build_repository(tmp_path))
+    assert list(repo.models) == ["tiny"]
+    v1, v2 = repo.models["tiny"]
+    assert (v1.version, v2.version) == (1, 2)
+    assert v2.kind == "unconditional" and v2.latent_dim == 8 and v2.value_range == (-1.0, 1.0)
+    assert (v2.channels, v2.image_size, v2.max_batch_size) == (1, 8, 16)
+    assert v2.inputs[0].name == "z" and v2.inputs[0].dtype == np.float32 and v2.inputs[0].dims == (8,)
+    assert v2.queue_delay_us == 0 and v2.metadata["ganserve.family"] == "test"
+    problems = {(p.model, p.version): p.message for p in repo.problems}
+    assert set(problems) == {("badconfig", None), ("garbage", 1), ("nolatent", 1)}
+    assert "not a valid Triton model config" in problems["badconfig", None]
+    assert "not a readable ONNX model" in problems["garbage", 1]
+    assert "ganserve.latent_dim" in problems["nolatent", 1]
+
+
+def test_default_version_policy_serves_the_latest_only(tmp_path: Path) -> None:
+    for version in (1, 3, 2):
+        add_generator(tmp_path, "m", version=version)
+    assert [v.version for v in load_repository(tmp_path).models["m"]] == [3]
+
+
+def test_specific_version_policy(tmp_path: Path) -> None:
+    for version in (1, 2, 3):
+        add_generator(tmp_path, "m", version=version,
+                      version_policy="version_policy: { specific { versions: [1, 3] } }")
+    assert [v.version for v in load_repository(tmp_path).models["m"]] == [1, 3]
+
+
+def test_super_resolution_model(tmp_path: Path) -> None:
+    add_super_resolution(tmp_path, "sr", scale=2)
+    (mv,) = load_repository(tmp_path).models["sr"]
+    assert mv.kind == "super-resolution" and mv.scale == 2 and (mv.input_name, mv.output_name) == ("lr", "sr")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (dict(metadata={"ganserve.kind": "painting"}), "ganserve.kind is 'painting'"),
+    (dict(metadata={"ganserve.kind": "text-conditional"}), "not served by this gateway version yet"),
+    (dict(metadata={"ganserve.value_range": "1,-1"}), "lo < hi"),
+    (dict(metadata={"ganserve.value_range": "wide"}), "expected 'lo,hi'"),
+    (dict(metadata={"ganserve.latent_dim": "9"}), "latent_dim is 9"),
+])
+def test_bad_metadata_is_reported(tmp_path: Path, change: dict, message: str) -> None:
+    add_generator(tmp_path, "bad", **change)
+    add_generator(tmp_path, "good")
+    repo = load_repository(tmp_path)
+    assert list(repo.models) == ["good"]
+    (problem,) = repo.problems
+    assert problem.model == "bad" and message in problem.message
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ('name: "other" backend: "onnxruntime" max_batch_size: 4', "differs from its folder"),
+    ('backend: "pytorch" max_batch_size: 4', "backend 'pytorch'"),
+    ('backend: "onnxruntime" max_batch_size: 0', "max_batch_size must be > 0"),
+    ('backend: "onnxruntime" max_batch_size: 4 input [{ name: "noise" data_type: TYPE_FP32 dims: [8] }] '
+     'output [{ name: "image" data_type: TYPE_FP32 dims: [1, 8, 8] }]', "inputs are ['z']"),
+])
+def test_bad_config_is_reported(tmp_path: Path, config: str, message: str) -> None:
+    add_generator(tmp_path, "bad", config=False)
+    write_config(tmp_path / "bad", config)
+    (problem,) = load_repository(tmp_path).problems
+    assert message in problem.message
+
+
+def test_missing_pieces_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "noconfig" / "1").mkdir(parents=True)
+    write_config(tmp_path / "noversion", generator_config("noversion", latent_dim=8, channels=1, size=8,
+                                                          max_batch_size=4))
+    write_config(tmp_path / "nofile", generator_config("nofile", latent_dim=8, channels=1, size=8,
+                                                       max_batch_size=4))
+    (tmp_path / "nofile" / "1").mkdir()
+    messages = {p.model: p.message for p in load_repository(tmp_path).problems}
+    assert "config.pbtxt is missing" in messages["noconfig"]
+    assert "no version folder" in messages["noversion"]
+    assert "model.onnx is missing" in messages["nofile"]
+
+
+def test_missing_repository_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        load_repository(tmp_path / "absent")
