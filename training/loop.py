@@ -242,8 +242,10 @@ class Trainer:
             for cb in self.callbacks:
                 getattr(cb, hook)(self, *args)
 
-    def fit(self) -> TrainState:
+    def fit(self, *, until: int | None = None) -> TrainState:
+        """Train to ``train.steps`` (or to step ``until``, if smaller: benchmarks run in blocks)."""
         t = self.cfg.train
+        last = t.steps if until is None else min(until, t.steps)
         self.G_train.train()
         if self.D_train is not None:
             self.D_train.train()
@@ -252,12 +254,12 @@ class Trainer:
         started = time.perf_counter()
         base_wall = self.state.wall_time
         try:
-            while self.state.step < t.steps:
+            while self.state.step < last:
                 step_stats = self.train_step()
                 step_stats["step"] = torch.tensor(float(self.state.step))
                 pending.append(step_stats)
                 self.state.wall_time = base_wall + time.perf_counter() - started
-                if self.state.step % t.log_every == 0 or self.state.step == t.steps:
+                if self.state.step % t.log_every == 0 or self.state.step == last:
                     self._flush(pending)
                     pending = []
                 self._call("on_step_end")
