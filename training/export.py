@@ -58,10 +58,16 @@ def load_generator(path: str | Path) -> LoadedGenerator:
     return LoadedGenerator(family, ema.model.eval(), ckpt)
 
 
-def _example_inputs(spec: ExportSpec, batch: int, *, seed: int) -> dict[str, torch.Tensor]:
+def _example_inputs(spec: ExportSpec, batch: int, *, seed: int,
+                    sizes: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """Random inputs; dynamic axes take ``batch``, then ``sizes``, then the spec's example sizes."""
     g = torch.Generator().manual_seed(seed)
-    return {name: torch.randn(*[batch if d == "batch" else d for d in shape], generator=g)
-            for name, shape in spec.inputs.items()}
+    axes = {**spec.example_sizes, **(sizes or {}), "batch": batch}
+
+    def side(d: int | str) -> int:
+        return d if isinstance(d, int) else axes[d]
+
+    return {name: torch.randn(*[side(d) for d in shape], generator=g) for name, shape in spec.inputs.items()}
 
 
 def export_onnx(model: nn.Module, spec: ExportSpec, path: Path, *, metadata: dict[str, str]) -> None:
@@ -69,7 +75,7 @@ def export_onnx(model: nn.Module, spec: ExportSpec, path: Path, *, metadata: dic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     inputs = _example_inputs(spec, 2, seed=0)
-    dynamic = {name: {i: "batch" for i, d in enumerate(shape) if d == "batch"}
+    dynamic = {name: {i: d for i, d in enumerate(shape) if isinstance(d, str)}
                for name, shape in {**spec.inputs, **spec.outputs}.items()}
     # The TorchScript-based exporter (dynamo=False) is used on purpose: it needs no onnxscript and
     # gives a plain opset-17 graph with our names; its deprecation notice is not actionable here.
@@ -109,7 +115,8 @@ def triton_config(name: str, spec: ExportSpec, *, max_batch_size: int, queue_del
     from tritonclient.grpc import model_config_pb2 as mc
 
     def tensor(tname: str, shape: tuple, cls):
-        return cls(name=tname, data_type=mc.TYPE_FP32, dims=[int(d) for d in shape[1:]])  # no batch dim
+        # no batch dimension (max_batch_size > 0); other dynamic axes are -1
+        return cls(name=tname, data_type=mc.TYPE_FP32, dims=[-1 if isinstance(d, str) else d for d in shape[1:]])
 
     config = mc.ModelConfig(
         name=name,

@@ -38,9 +38,10 @@ class ExportSpec:
     """What the exported ONNX model looks like (see docs/model-contract.md)."""
 
     kind: str
-    inputs: dict[str, tuple[int | str, ...]]   # name -> shape with "batch" for the dynamic axis
+    inputs: dict[str, tuple[int | str, ...]]   # name -> shape; a string names a dynamic axis ("batch", ...)
     outputs: dict[str, tuple[int | str, ...]]
     metadata: dict[str, str]
+    example_sizes: dict[str, int] = field(default_factory=dict)  # sizes used to trace dynamic axes
 
 
 class Family:
