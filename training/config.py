@@ -15,8 +15,13 @@ from dataclasses import dataclass, field
 from ganserve.errors import UsageError
 
 LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
-DATASETS = ("mnist", "image-folder", "digits")
+DATASETS = ("mnist", "image-folder", "digits", "sr-builtin", "sr-folder")
+SR_DATASETS = ("sr-builtin", "sr-folder")  # high-resolution photos -> (lr, hr) crop pairs
+SR_FAMILIES = ("srresnet", "srgan")
 NORMS = ("batch", "layer", "none")
+PIXEL_LOSSES = ("mse", "l1")
+CONTENT_LOSSES = ("pixel", "vgg", "feature-matching")
+VGG_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_4")
 
 
 @dataclass(frozen=True)
@@ -30,13 +35,19 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     family: str = "dcgan"        # registry name, see training.families
-    image_size: int = 28         # output side; must be 4*2^k or 7*2^k for DCGAN
+    image_size: int = 28         # output side; must be 4*2^k or 7*2^k for DCGAN. Super-resolution: the
+    #                              side of the HR training crops (D's input); LR crops are image_size / scale
     channels: int = 1            # 1 (grey) or 3 (RGB)
     latent_dim: int = 100        # length of z
     g_width: int = 64            # generator width at the last hidden layer (ngf in the paper's code)
     d_width: int = 64            # discriminator width at the first layer (ndf)
     d_norm: str = "batch"        # normalisation in D's hidden layers: batch | layer | none
     spectral_norm: bool = False  # spectral normalisation on D's weights (Miyato et al. 2018)
+    # super-resolution (srresnet, srgan): g_width is the trunk width, d_width D's first width
+    scale: int = 4               # upscaling factor: 2, 4 or 8 (PixelShuffle x2 stages)
+    blocks: int = 16             # residual blocks in the SRResNet trunk
+    tile_size: int = 64          # serving: LR tile side fixed in config.pbtxt (Triton batches tiles)
+    tile_overlap: int = 8        # serving: default LR overlap between neighbouring tiles
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,15 @@ class TrainConfig:
     gp_weight: float = 10.0      # gradient penalty weight (wgan-gp)
     ema_decay: float = 0.999     # EMA of G's weights; 0 disables (then G itself is exported)
     ema_start: int = 0           # copy G into the EMA before this step, average after it
+    # super-resolution: the generator's loss is content + adv_weight * adversarial
+    pixel_loss: str = "mse"      # one of PIXEL_LOSSES: stage 1 (SRResNet) loss, and the pixel term of stage 2
+    content_loss: str = "pixel"  # one of CONTENT_LOSSES (srgan): vgg needs vgg_weights; see losses.py
+    vgg_weights: str | None = None  # torchvision VGG19 state_dict (.pth) for the vgg content loss
+    vgg_layer: str = "relu5_4"   # VGG feature map of the content loss (SRGAN's VGG54)
+    content_weight: float = 0.006  # weight of the VGG feature MSE (Ledig et al.: 1/12.75^2 scaling)
+    fm_weight: float = 1.0       # weight of D feature matching (content_loss=feature-matching)
+    adv_weight: float = 1e-3     # weight of the adversarial term (srgan)
+    init_from: str | None = None  # checkpoint whose EMA generator initialises G (SRGAN from SRResNet)
     seed: int = 0
     device: str = "cpu"          # cpu | cuda | cuda:N (under torchrun each rank takes its local GPU)
     log_every: int = 50          # steps between JSONL lines / progress updates
@@ -83,6 +103,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
+        """Configs saved by older versions lack newer fields: those take their defaults."""
         return cls(data=DataConfig(**d["data"]), model=ModelConfig(**d["model"]),
                    train=TrainConfig(**d["train"]))
 
@@ -106,6 +127,52 @@ PRESETS: dict[str, RunConfig] = {
         model=ModelConfig(image_size=8, channels=1, latent_dim=16, g_width=16, d_width=16),
         train=TrainConfig(steps=20, batch_size=32, log_every=5, sample_every=10, checkpoint_every=10,
                           sample_grid=16),
+    ),
+    # SRResNet (Ledig et al. 2017), stage 1: pixel loss, x4, on the offline photo set. Sized for a CPU
+    # (or a short GPU) run; the paper trains 16 blocks on 96x96 HR crops, batch 16, lr 1e-4.
+    "srresnet-x4": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=ModelConfig(family="srresnet", channels=3, scale=4, blocks=16, g_width=64, image_size=96),
+        train=TrainConfig(steps=20_000, batch_size=16, lr_g=1e-4, lr_d=1e-4, beta1=0.9, beta2=0.999,
+                          pixel_loss="mse", ema_decay=0.999, log_every=50, sample_every=1000,
+                          checkpoint_every=500, sample_grid=8),
+    ),
+    # The shipped x4 model, sized for a 2-core CPU in under an hour: 8 blocks of width 32, L1 loss
+    # (faster early PSNR gains than MSE), a higher learning rate and a short EMA to match the short run.
+    "srresnet-x4-cpu": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=ModelConfig(family="srresnet", channels=3, scale=4, blocks=8, g_width=32, d_width=16,
+                          image_size=96),
+        train=TrainConfig(steps=4_000, batch_size=16, lr_g=5e-4, lr_d=1e-4, beta1=0.9, beta2=0.999,
+                          pixel_loss="l1", ema_decay=0.99, log_every=20, sample_every=500,
+                          checkpoint_every=100, sample_grid=8),
+    ),
+    "srresnet-x2": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=ModelConfig(family="srresnet", channels=3, scale=2, blocks=16, g_width=64, image_size=64),
+        train=TrainConfig(steps=20_000, batch_size=16, lr_g=1e-4, lr_d=1e-4, beta1=0.9, beta2=0.999,
+                          pixel_loss="mse", ema_decay=0.999, log_every=50, sample_every=1000,
+                          checkpoint_every=500, sample_grid=8),
+    ),
+    # SRGAN, stage 2: adversarial (1e-3) + content loss, G initialised from an SRResNet checkpoint
+    # (--set train.init_from=runs/srresnet/checkpoint.pt). Without VGG19 weights the content loss is
+    # the pixel loss plus feature matching on D (see training/losses.py).
+    "srgan-x4": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=ModelConfig(family="srgan", channels=3, scale=4, blocks=16, g_width=64, d_width=64,
+                          image_size=96),
+        train=TrainConfig(steps=5_000, batch_size=16, loss="bce", lr_g=1e-4, lr_d=1e-4, beta1=0.9,
+                          beta2=0.999, pixel_loss="mse", content_loss="feature-matching", adv_weight=1e-3,
+                          ema_decay=0.999, log_every=50, sample_every=500, checkpoint_every=500,
+                          sample_grid=8),
+    ),
+    # Seconds-long smoke run: x2, 2 blocks of width 16, on the offline photo set.
+    "srresnet-tiny": RunConfig(
+        data=DataConfig(name="sr-builtin", limit=3),
+        model=ModelConfig(family="srresnet", channels=3, scale=2, blocks=2, g_width=16, d_width=8,
+                          image_size=16),
+        train=TrainConfig(steps=20, batch_size=4, lr_g=1e-4, lr_d=1e-4, beta1=0.9, log_every=5,
+                          sample_every=10, checkpoint_every=10, sample_grid=4),
     ),
 }
 
@@ -197,4 +264,41 @@ def validate(cfg: RunConfig) -> RunConfig:
                          "set model.d_norm=layer (or none)")
     if d.limit is not None and d.limit <= 0:
         raise UsageError(f"data.limit must be positive, got {d.limit}")
+    if (m.family in SR_FAMILIES) != (d.name in SR_DATASETS):
+        raise UsageError(f"model.family={m.family} cannot train on data.name={d.name}: the super-resolution "
+                         f"families ({', '.join(SR_FAMILIES)}) need one of {', '.join(SR_DATASETS)}, "
+                         "the others need an image set")
+    if m.family in SR_FAMILIES:
+        _validate_sr(cfg)
     return cfg
+
+
+def _validate_sr(cfg: RunConfig) -> None:
+    m, t = cfg.model, cfg.train
+    if m.scale not in (2, 4, 8):
+        raise UsageError(f"model.scale must be 2, 4 or 8 (PixelShuffle x2 stages), got {m.scale}")
+    if m.channels != 3:
+        raise UsageError(f"super-resolution models are RGB: model.channels must be 3, got {m.channels}")
+    if m.image_size % m.scale or m.image_size // m.scale < 4:
+        raise UsageError(f"model.image_size (the HR crop side) must be a multiple of model.scale with LR "
+                         f"crops of at least 4 px, got {m.image_size} at scale {m.scale}")
+    if m.blocks < 1 or m.tile_size < 8:
+        raise UsageError("model.blocks must be >= 1 and model.tile_size >= 8")
+    if not 0 <= m.tile_overlap < m.tile_size // 2:
+        raise UsageError(f"model.tile_overlap must be in [0, tile_size / 2), got {m.tile_overlap}")
+    if m.family == "srgan" and m.image_size % 16:
+        raise UsageError(f"the SRGAN discriminator halves its input four times: model.image_size (the HR "
+                         f"crop side) must be a multiple of 16, got {m.image_size}")
+    if t.pixel_loss not in PIXEL_LOSSES:
+        raise UsageError(f"unknown train.pixel_loss {t.pixel_loss!r}; valid: {', '.join(PIXEL_LOSSES)}")
+    if t.content_loss not in CONTENT_LOSSES:
+        raise UsageError(f"unknown train.content_loss {t.content_loss!r}; valid: {', '.join(CONTENT_LOSSES)}")
+    if t.content_loss == "vgg" and not t.vgg_weights:
+        raise UsageError("train.content_loss=vgg needs train.vgg_weights (a torchvision VGG19 state_dict); "
+                         "without one use feature-matching or pixel")
+    if t.vgg_layer not in VGG_LAYERS:
+        raise UsageError(f"unknown train.vgg_layer {t.vgg_layer!r}; valid: {', '.join(VGG_LAYERS)}")
+    if t.content_loss == "feature-matching" and m.family != "srgan":
+        raise UsageError("train.content_loss=feature-matching uses the discriminator: only for model.family=srgan")
+    if min(t.content_weight, t.fm_weight, t.adv_weight) < 0:
+        raise UsageError("train.content_weight, train.fm_weight and train.adv_weight must be >= 0")

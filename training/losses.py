@@ -1,4 +1,5 @@
-"""Adversarial losses, each an object working on D's logits, selected by name.
+"""Adversarial losses, each an object working on D's logits, selected by name; and the
+super-resolution content losses (pixel, VGG19 features, discriminator feature matching).
 
 All D losses take ``real`` and ``fake`` logits (``fake`` may hold several kinds of negatives, e.g.
 GAN-INT-CLS's fake images and mismatched texts, concatenated). ``real_target`` < 1 is one-sided label
@@ -8,9 +9,11 @@ smoothing (Salimans et al. 2016): only the real target moves, fakes stay at 0.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ganserve.errors import UsageError
 
@@ -99,3 +102,89 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     x = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+# ---------------------------------------------------------------- super-resolution content losses
+def pixel_loss(name: str, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Stage-1 (SRResNet) loss: mean squared or absolute error on [0, 1] pixels."""
+    if name == "mse":
+        return F.mse_loss(sr, hr)
+    if name == "l1":
+        return F.l1_loss(sr, hr)
+    raise UsageError(f"unknown pixel loss {name!r}; valid: mse, l1")
+
+
+# torchvision's VGG19 ``features`` layout: conv widths per block, "M" = max pool. Index N of the
+# Sequential is ``features.N`` in torchvision's state_dict, so its weights load unchanged.
+VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+VGG19_LAYERS = {"relu2_2": 8, "relu3_4": 17, "relu4_4": 26, "relu5_4": 35}  # index of the ReLU in features
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGG19Features(nn.Module):
+    """VGG19's convolutional part up to ``layer`` (inclusive), in torchvision's key layout
+    (``features.0.weight`` ...), for inputs in [0, 1] (ImageNet normalisation is applied here).
+    Loaded without torchvision: :func:`load_vgg19` reads a torchvision VGG19 ``state_dict``."""
+
+    def __init__(self, *, layer: str = "relu5_4") -> None:
+        super().__init__()
+        if layer not in VGG19_LAYERS:
+            raise UsageError(f"unknown VGG19 layer {layer!r}; valid: {', '.join(VGG19_LAYERS)}")
+        modules: list[nn.Module] = []
+        c_in = 3
+        for v in VGG19_CFG:
+            if v == "M":
+                modules.append(nn.MaxPool2d(2, 2))
+            else:
+                modules += [nn.Conv2d(c_in, v, 3, padding=1), nn.ReLU(inplace=True)]
+                c_in = v
+        self.features = nn.Sequential(*modules[: VGG19_LAYERS[layer] + 1])
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features((x - self.mean) / self.std)
+
+
+def load_vgg19(path: str | Path, *, layer: str = "relu5_4") -> VGG19Features:
+    """A frozen :class:`VGG19Features` from a torchvision ``vgg19`` state_dict file (``.pth``).
+
+    Keys outside ``features.`` (the classifier) and layers past ``layer`` are ignored; a missing or
+    misshapen convolution is an error naming the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"VGG19 weights {path} do not exist (expected torchvision's vgg19 state_dict)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise UsageError(f"cannot read VGG19 weights {path}: {exc.__class__.__name__}: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    net = VGG19Features(layer=layer)
+    wanted = net.state_dict()
+    missing = [k for k in wanted if k not in state]
+    if missing:
+        raise UsageError(f"{path} is not a torchvision VGG19 state_dict: missing {', '.join(missing[:4])}")
+    bad = [k for k in wanted if tuple(state[k].shape) != tuple(wanted[k].shape)]
+    if bad:
+        raise UsageError(f"{path}: {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
+                         f"VGG19 needs {tuple(wanted[bad[0]].shape)}")
+    net.load_state_dict({k: state[k] for k in wanted})
+    return net.eval().requires_grad_(False)
+
+
+def vgg_content_loss(vgg: VGG19Features, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """SRGAN's VGG loss: MSE between feature maps of the SR and HR images (HR side without grad)."""
+    with torch.no_grad():
+        target = vgg(hr)
+    return F.mse_loss(vgg(sr), target)
+
+
+def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over D's stages of the L1 distance between the SR image's and its own HR image's
+    activations (paired, as in pix2pixHD's feature matching). The fallback content loss when no
+    VGG19 weights are given: D's features are the only learned image features available offline, and
+    they track what D uses to tell SR from HR, so matching them adds texture the pixel loss averages away."""
+    return torch.stack([F.l1_loss(f, r.detach()) for f, r in zip(fake, real)]).mean()
