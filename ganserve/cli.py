@@ -15,7 +15,7 @@ from ganserve.errors import UsageError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli", "train a generator family (dcgan, ...) from a preset and overrides"),
     "export": ("training.cli", "export a checkpoint's EMA generator to ONNX + Triton config"),
-    "evaluate": ("training.cli", "quality metrics (FID, KID, mode coverage) of a checkpoint or ONNX file"),
+    "evaluate": ("training.cli", "quality metrics of a checkpoint or ONNX file (FID/KID; SR: PSNR/SSIM)"),
     "train-classifier": ("training.cli", "train the MNIST classifier whose features the metrics use"),
     "serve": ("serve.cli", "run the HTTP + gRPC gateway over a model repository"),
 }

@@ -148,7 +148,7 @@ class SampleGrid(Callback):
 
     @torch.no_grad()
     def render(self, trainer: Trainer) -> Path:
-        images = trainer.exported_generator()(self.fixed)
+        images = trainer.family.render_samples(trainer.exported_generator(), self.fixed)
         path = self.out_dir / "samples" / f"step_{trainer.state.step:07d}.png"
         grid = image_grid(images)
         save_png(grid, path)
@@ -188,6 +188,8 @@ class FailureDetector(Callback):
         warnings.warn(f"[{kind}] step {trainer.state.step}: {message}", RuntimeWarning, stacklevel=2)
 
     def on_train_start(self, trainer):
+        if not trainer.family.checks_mode_collapse:
+            return
         n = min(len(trainer.data), trainer.cfg.train.sample_grid)
         idx = torch.randperm(len(trainer.data), generator=torch.Generator().manual_seed(7))[:n]
         self.real_diversity = sample_diversity(trainer.family.batch(trainer.data, idx, torch.device("cpu"))["images"])

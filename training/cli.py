@@ -97,6 +97,13 @@ def main(argv: list[str]) -> int:
 
         return classifier_cli(rest)
     if command == "evaluate":
+        from training.sr_metrics import cli as sr_cli
+        from training.sr_metrics import is_super_resolution
+
+        # dispatch on the model's kind: PSNR/SSIM for super-resolution, FID/KID/modes for MNIST generators
+        models = [a for a in rest if a.endswith((".pt", ".onnx")) and Path(a).is_file()]
+        if models and is_super_resolution(models[0]):
+            return sr_cli(rest)
         from training.metrics import cli as evaluate_cli
 
         return evaluate_cli(rest)

@@ -54,7 +54,9 @@ def load_generator(path: str | Path) -> LoadedGenerator:
     ema = EMA(family.build_generator(), decay=cfg.train.ema_decay)
     ema.load_state_dict(ckpt["ema"])
     gen = torch.Generator().manual_seed(12345)  # the same recalibration as Trainer.exported_generator
-    ema.recalibrate_batchnorm(lambda: family.sample_inputs(256, gen=gen, device=torch.device("cpu")), batches=32)
+    batch, batches = family.calibration
+    ema.recalibrate_batchnorm(lambda: family.sample_inputs(batch, gen=gen, device=torch.device("cpu")),
+                              batches=batches)
     return LoadedGenerator(family, ema.model.eval(), ckpt)
 
 
@@ -67,7 +69,8 @@ def _example_inputs(spec: ExportSpec, batch: int, *, seed: int,
     def side(d: int | str) -> int:
         return d if isinstance(d, int) else axes[d]
 
-    return {name: torch.randn(*[side(d) for d in shape], generator=g) for name, shape in spec.inputs.items()}
+    draw = torch.rand if spec.example_distribution == "uniform" else torch.randn
+    return {name: draw(*[side(d) for d in shape], generator=g) for name, shape in spec.inputs.items()}
 
 
 def export_onnx(model: nn.Module, spec: ExportSpec, path: Path, *, metadata: dict[str, str]) -> None:
@@ -91,32 +94,38 @@ def export_onnx(model: nn.Module, spec: ExportSpec, path: Path, *, metadata: dic
 
 
 def parity_check(model: nn.Module, spec: ExportSpec, path: Path, *, batch_sizes=(1, 5, 16)) -> float:
-    """Run the ONNX file in ONNX Runtime and PyTorch on the same inputs; return the max abs difference."""
+    """Run the ONNX file in ONNX Runtime and PyTorch on the same inputs, at every batch size and each of
+    the spec's ``parity_sizes`` (e.g. odd image sides); return the max abs difference."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
-    for b in batch_sizes:
-        inputs = _example_inputs(spec, b, seed=b)
+    for b, sizes in ((b, sizes) for sizes in spec.parity_sizes for b in batch_sizes):
+        inputs = _example_inputs(spec, b, seed=b, sizes=sizes)
         with torch.no_grad():
             expected = model.eval()(*inputs.values())
         expected = expected if isinstance(expected, tuple) else (expected,)
         got = session.run(list(spec.outputs), {k: v.numpy() for k, v in inputs.items()})
         for e, o in zip(expected, got):
             if o.shape != tuple(e.shape):
-                raise RuntimeError(f"ONNX output shape {o.shape} != PyTorch {tuple(e.shape)} at batch {b}")
+                raise RuntimeError(f"ONNX output shape {o.shape} != PyTorch {tuple(e.shape)} at batch {b} {sizes}")
             worst = max(worst, float(np.abs(o - e.numpy()).max()))
     return worst
 
 
 def triton_config(name: str, spec: ExportSpec, *, max_batch_size: int, queue_delay_us: int,
                   instances: int = 1):
-    """Triton ``ModelConfig`` for the onnxruntime backend on GPU, with dynamic batching."""
+    """Triton ``ModelConfig`` for the onnxruntime backend on GPU, with dynamic batching.
+
+    Dims omit the batch (max_batch_size > 0). A tensor named in ``spec.config_dims`` gets those fixed
+    dims (e.g. a super-resolution tile, so the dynamic batcher can stack tiles into one batch); the
+    others get the ONNX dims with -1 for each dynamic axis.
+    """
     from tritonclient.grpc import model_config_pb2 as mc
 
     def tensor(tname: str, shape: tuple, cls):
-        # no batch dimension (max_batch_size > 0); other dynamic axes are -1
-        return cls(name=tname, data_type=mc.TYPE_FP32, dims=[-1 if isinstance(d, str) else d for d in shape[1:]])
+        dims = spec.config_dims.get(tname) or [-1 if isinstance(d, str) else d for d in shape[1:]]
+        return cls(name=tname, data_type=mc.TYPE_FP32, dims=list(dims))
 
     config = mc.ModelConfig(
         name=name,
@@ -133,10 +142,11 @@ def triton_config(name: str, spec: ExportSpec, *, max_batch_size: int, queue_del
     return config
 
 
-def write_config(config, path: Path) -> None:
+def write_config(config, path: Path, *, note: str = "") -> None:
     from google.protobuf import text_format
 
-    path.write_text(TENSORRT_NOTE + text_format.MessageToString(config))
+    comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in note.splitlines())
+    path.write_text(TENSORRT_NOTE + comment + text_format.MessageToString(config))
 
 
 def read_config(path: Path):
@@ -178,7 +188,7 @@ def export_checkpoint(checkpoint: str | Path, *, repository: str | Path, name: s
         raise RuntimeError(f"ONNX/PyTorch parity failed: max abs diff {diff:.2e} > {PARITY_TOLERANCE:.0e}")
     config_path = model_dir / "config.pbtxt"
     write_config(triton_config(name, spec, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us),
-                 config_path)
+                 config_path, note=spec.config_note)
     return ExportResult(onnx_path, config_path, diff, onnx_path.stat().st_size)
 
 

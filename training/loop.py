@@ -11,6 +11,7 @@ state is checkpointed with the data position, so a resumed run continues exactly
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -99,11 +100,14 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.family: Family = get_family(cfg)
         self.data = data if data is not None else self.family.load_data()
+        self.family.data = self.data
         self.sampler = BatchSampler(len(self.data), batch_size=t.batch_size, seed=t.seed,
                                     rank=self.dist.rank, world=self.dist.world)
         self.G = self.family.build_generator().to(self.device)
         self.D = self.family.build_discriminator()
         self.D = self.D.to(self.device) if self.D is not None else None
+        if t.init_from:  # e.g. SRGAN from a trained SRResNet; a resumed run then loads its own state
+            self.G.load_state_dict(initial_generator_weights(t.init_from, self.G))
         self.ema = EMA(self.G, decay=t.ema_decay, start=t.ema_start)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.opt_d = (torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
@@ -163,7 +167,7 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         ckpt = load_checkpoint_file(path)
-        if ckpt["config"]["model"] != self.cfg.to_dict()["model"]:
+        if RunConfig.from_dict(ckpt["config"]).model != self.cfg.model:  # older configs lack new fields
             raise UsageError(f"checkpoint {path} was made with a different model config; "
                              "resume with the same preset/overrides")
         self.G.load_state_dict(ckpt["G"])
@@ -177,8 +181,11 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.sampler.load_state_dict(ckpt["sampler"])
         self.state.step, self.state.wall_time = int(ckpt["step"]), float(ckpt["wall_time"])
-        self.state.meta = {**ckpt.get("meta", {}), **{k: v for k, v in self.state.meta.items()
-                                                     if k in ("argv",)}}
+        # keep the run's original command (what reproduces it); note how it was resumed
+        meta = dict(ckpt.get("meta", {}))
+        if "argv" in self.state.meta and self.state.meta["argv"] != meta.get("argv"):
+            meta["resumed_with"] = [*meta.get("resumed_with", []), self.state.meta["argv"]]
+        self.state.meta = meta
 
     # ------------------------------------------------------------------ the step
     def noise_std(self) -> float:
@@ -290,9 +297,21 @@ class Trainer:
     def exported_generator(self) -> nn.Module:
         """The EMA generator with standing BatchNorm statistics, in eval mode."""
         gen = torch.Generator(device=self.device).manual_seed(12345)
+        batch, batches = self.family.calibration
         self.ema.recalibrate_batchnorm(
-            lambda: self.family.sample_inputs(256, gen=gen, device=self.device), batches=32)
+            lambda: self.family.sample_inputs(batch, gen=gen, device=self.device), batches=batches)
         return self.ema.model
+
+
+def initial_generator_weights(path: str | Path, G: nn.Module) -> dict[str, torch.Tensor]:
+    """The EMA generator weights of another run's checkpoint, checked against ``G``'s architecture."""
+    ckpt = load_checkpoint_file(path)
+    state, own = ckpt["ema"], G.state_dict()
+    if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+        raise UsageError(f"train.init_from={path}: its generator ({ckpt['config']['model']['family']}, "
+                         "model config " + json.dumps(ckpt["config"]["model"], sort_keys=True) +
+                         ") does not match this run's; use the same scale, blocks and g_width")
+    return state
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
