@@ -8,6 +8,7 @@ install step cannot pass as a green run.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -40,6 +41,17 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_module(name: str):
+    """A Python tool that scripts/install-tools.sh installs into .venv (same skip/fail rule as tools)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"Python module {name} not installed: {INSTALL_HINT}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -8,7 +8,18 @@ import re
 
 import pytest
 import yaml
-from deploy_helpers import CHART, CI_VALUES, NAMESPACE, RELEASE, REPO, container, env_of, pod_specs, run_helm
+from deploy_helpers import (
+    CHART,
+    CI_VALUES,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    container,
+    env_of,
+    pod_specs,
+    require_module,
+    run_helm,
+)
 
 VALUES = [None, *CI_VALUES]
 VALUE_IDS = ["default", *[p.name.removesuffix("-values.yaml") for p in CI_VALUES]]
@@ -116,8 +127,7 @@ def test_security_context_defaults(render, values):
 def test_manifests_match_the_kubernetes_schemas(render):
     """Every object against the Kubernetes OpenAPI schemas of the oldest supported (1.25) and a
     current (1.34) release, unknown fields rejected: what `kubectl apply` would check, offline."""
-    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed: "
-                             "run scripts/install-tools.sh")
+    kv = require_module("kubernetes_validate")
     problems = []
     for values in VALUES:
         for d in render(values):
@@ -150,8 +160,8 @@ def test_triton_deployment(render):
     spec = deployment["spec"]["template"]["spec"]
     triton = container(deployment, "triton")
     assert triton["image"] == "nvcr.io/nvidia/tritonserver:25.06-py3"
-    assert triton["command"] == ["tritonserver"]
-    assert triton["args"] == ["--model-repository=/models", "--http-port=8000", "--grpc-port=8001",
+    assert "command" not in triton, "keep the NGC entrypoint (CUDA compatibility set-up)"
+    assert triton["args"] == ["tritonserver", "--model-repository=/models", "--http-port=8000", "--grpc-port=8001",
                               "--metrics-port=8002", "--model-control-mode=none"]
     assert port_numbers(triton) == {"http": 8000, "grpc": 8001, "metrics": 8002}
     assert probe(triton, "liveness") == ("/v2/health/live", "http")
@@ -483,3 +493,10 @@ def test_docs_cover_the_chart():
     for needle in ("helm install", "values.schema.json", "prometheus-adapter", "torchrun",
                    "nvidia.com/gpu", "ReadOnlyMany", "hadolint"):
         assert needle in docs, f"docs/deploy.md does not mention {needle}"
+
+
+def test_supported_kubernetes_versions(helm):
+    ok = run_helm(helm, "template", RELEASE, str(CHART), "--kube-version", "1.25.0")
+    assert ok.returncode == 0, ok.stderr
+    old = run_helm(helm, "template", RELEASE, str(CHART), "--kube-version", "1.24.0")
+    assert old.returncode != 0 and "chart requires kubeVersion: >=1.25.0-0" in old.stderr
