@@ -166,6 +166,18 @@ PRESETS: dict[str, RunConfig] = {
                           ema_decay=0.999, log_every=50, sample_every=500, checkpoint_every=500,
                           sample_grid=8),
     ),
+    # Stage 2 for srresnet-x4-cpu's generator, sized for a CPU: a narrow discriminator (d_width 16) and a
+    # short run; the pixel term keeps the output close to the SRResNet's, feature matching on D
+    # (weight 0.1) stands in for the VGG loss without VGG19 weights.
+    "srgan-x4-cpu": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=ModelConfig(family="srgan", channels=3, scale=4, blocks=8, g_width=32, d_width=16,
+                          image_size=96),
+        train=TrainConfig(steps=400, batch_size=16, loss="bce", lr_g=1e-4, lr_d=1e-4, beta1=0.9,
+                          beta2=0.999, pixel_loss="l1", content_loss="feature-matching", fm_weight=0.1,
+                          adv_weight=1e-3, ema_decay=0.99, log_every=10, sample_every=100,
+                          checkpoint_every=50, sample_grid=8),
+    ),
     # Seconds-long smoke run: x2, 2 blocks of width 16, on the offline photo set.
     "srresnet-tiny": RunConfig(
         data=DataConfig(name="sr-builtin", limit=3),

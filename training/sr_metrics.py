@@ -83,6 +83,8 @@ class SRReport:
     bicubic_psnr: float
     bicubic_ssim: float
     images: list[ImageScore]
+    tiling: str = ""               # the tiling checked, e.g. "64x64 LR tiles, overlap 8"
+    tiled_vs_whole_psnr: float = math.inf  # min over images of PSNR (Y) between tiled and whole-image output
 
     @property
     def psnr_gain(self) -> float:
@@ -90,8 +92,8 @@ class SRReport:
 
 
 def evaluate_upscaler(upscale: Upscaler, images: list[tuple[str, np.ndarray]], *, scale: int,
-                      source: str, data: str) -> SRReport:
-    scores = []
+                      source: str, data: str, tile: int | None = None, overlap: int = 0) -> SRReport:
+    scores, tiled = [], []
     for name, image in images:
         pair = make_pair(name, image, scale)
         h, w = pair.hr.shape[:2]
@@ -99,11 +101,44 @@ def evaluate_upscaler(upscale: Upscaler, images: list[tuple[str, np.ndarray]], *
         if sr.shape != pair.hr.shape:
             raise RuntimeError(f"{source} made {sr.shape} from {pair.lr.shape}, expected {pair.hr.shape}")
         bicubic = bicubic_resize(pair.lr, (h, w))
+        if tile:
+            tiled.append(psnr_y(upscale_tiled(upscale, pair.lr, scale=scale, tile=tile, overlap=overlap), sr,
+                                border=0))
         scores.append(ImageScore(name, f"{h}x{w}", psnr_y(sr, pair.hr, border=scale), ssim_y(sr, pair.hr, border=scale),
                                  psnr_y(bicubic, pair.hr, border=scale), ssim_y(bicubic, pair.hr, border=scale)))
     mean = lambda key: float(np.mean([getattr(s, key) for s in scores]))
     return SRReport(source=source, scale=scale, data=data, psnr=mean("psnr"), ssim=mean("ssim"),
-                    bicubic_psnr=mean("bicubic_psnr"), bicubic_ssim=mean("bicubic_ssim"), images=scores)
+                    bicubic_psnr=mean("bicubic_psnr"), bicubic_ssim=mean("bicubic_ssim"), images=scores,
+                    tiling=f"{tile}x{tile} LR tiles, overlap {overlap}" if tile else "",
+                    tiled_vs_whole_psnr=min(tiled, default=math.inf))
+
+
+def _tile_spans(n: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Tiles along one axis of length n: (start, end) of each tile and (lo, hi) of the part it owns
+    (overlaps split at their middle). The last tile is moved back to end at n, never padded."""
+    if n <= tile:
+        return [(0, n, 0, n)]
+    starts = list(range(0, n - tile, tile - overlap)) + [n - tile]
+    ends = [a + tile for a in starts]
+    cuts = [0] + [(ends[i] + starts[i + 1]) // 2 for i in range(len(starts) - 1)] + [n]
+    return [(a, b, cuts[i], cuts[i + 1]) for i, (a, b) in enumerate(zip(starts, ends))]
+
+
+def upscale_tiled(upscale: Upscaler, lr: np.ndarray, *, scale: int, tile: int, overlap: int) -> np.ndarray:
+    """Reference tiling: ``tile`` x ``tile`` LR tiles overlapping by at least ``overlap`` px, images
+    smaller than a tile edge-padded up to it (Triton's fixed shape), each output pixel taken from the
+    tile that owns it. What the gateway does may differ in detail (e.g. blending); this measures
+    how far a tiled result is from a whole-image pass."""
+    h, w = lr.shape[:2]
+    padded = np.pad(lr, ((0, max(0, tile - h)), (0, max(0, tile - w)), (0, 0)), mode="edge")
+    out = np.zeros((h * scale, w * scale, 3), dtype=np.uint8)
+    for y0, y1, oy0, oy1 in _tile_spans(max(h, tile), tile, overlap):
+        for x0, x1, ox0, ox1 in _tile_spans(max(w, tile), tile, overlap):
+            sr = upscale(padded[y0:y1, x0:x1])
+            oy1c, ox1c = min(oy1, h), min(ox1, w)
+            out[oy0 * scale: oy1c * scale, ox0 * scale: ox1c * scale] = \
+                sr[(oy0 - y0) * scale: (oy1c - y0) * scale, (ox0 - x0) * scale: (ox1c - x0) * scale]
+    return out
 
 
 def to_uint8_image(x: np.ndarray) -> np.ndarray:
@@ -111,8 +146,9 @@ def to_uint8_image(x: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0.0, 1.0) * 255.0).round().astype(np.uint8).transpose(1, 2, 0)
 
 
-def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int]:
-    """(upscale function, scale) from a super-resolution checkpoint (its EMA generator) or ONNX file."""
+def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int, tuple[int, int]]:
+    """(upscale function, scale, (tile size, tile overlap)) from a super-resolution checkpoint (its EMA
+    generator) or ONNX file."""
     path = Path(model_path)
     if not path.is_file():
         raise UsageError(f"model {path} does not exist (expected a checkpoint .pt or an .onnx file)")
@@ -129,7 +165,7 @@ def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int]:
             x = (lr.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
             return to_uint8_image(session.run(["sr"], {"lr": x})[0][0])
 
-        return run, scale
+        return run, scale, (int(meta["ganserve.tile_size"]), int(meta["ganserve.tile_overlap"]))
     import torch
 
     from training.export import load_generator
@@ -143,7 +179,8 @@ def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int]:
         x = torch.from_numpy(lr.transpose(2, 0, 1).copy())[None].float().div(255)
         return to_uint8_image(loaded.model(x)[0].numpy())
 
-    return run_torch, loaded.family.cfg.model.scale
+    m = loaded.family.cfg.model
+    return run_torch, m.scale, (m.tile_size, m.tile_overlap)
 
 
 def is_super_resolution(model_path: str | Path) -> bool:
@@ -173,11 +210,16 @@ def format_report(r: SRReport) -> str:
                      f"{s.psnr - s.bicubic_psnr:>+6.2f} {s.ssim:>7.4f} {s.bicubic_ssim:>8.4f}")
     lines.append(f"{'mean':<22} {'':>10} {r.psnr:>7.2f} {r.bicubic_psnr:>8.2f} {r.psnr_gain:>+6.2f} "
                  f"{r.ssim:>7.4f} {r.bicubic_ssim:>8.4f}")
+    if r.tiling:
+        lines.append(f"tiled ({r.tiling}) vs whole-image output: PSNR (Y) >= {r.tiled_vs_whole_psnr:.1f} dB")
     return "\n".join(lines)
 
 
 def report_to_json(r: SRReport) -> dict:
-    return {"kind": "super-resolution", **asdict(r), "psnr_gain": r.psnr_gain}
+    d = {"kind": "super-resolution", **asdict(r), "psnr_gain": r.psnr_gain}
+    if not math.isfinite(d["tiled_vs_whole_psnr"]):
+        d["tiled_vs_whole_psnr"] = None  # identical, or not measured: JSON has no infinity
+    return d
 
 
 def cli(argv: list[str]) -> int:
@@ -189,14 +231,17 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--data", help="folder of held-out HR images (default: the built-in held-out photos)")
     p.add_argument("--limit", type=int, help="use only the first N images")
     p.add_argument("--json", help="also write the report to this JSON file")
+    p.add_argument("--no-tiling", action="store_true",
+                   help="skip comparing tiled upscaling (the model's tile size and overlap) with whole images")
     args = p.parse_args(argv)
-    upscale, scale = load_upscaler(args.model)
+    upscale, scale, (tile, overlap) = load_upscaler(args.model)
     data = DataConfig(name="sr-folder", path=args.data, limit=args.limit) if args.data else \
         DataConfig(name="sr-builtin", split="test", limit=args.limit)
     images = load_sr_images(data)
     where = f"folder {args.data}" if args.data else "sr-builtin held-out photos"
     report = evaluate_upscaler(upscale, images, scale=scale, source=str(args.model),
-                               data=f"{where} ({len(images)} images: {', '.join(n for n, _ in images)})")
+                               data=f"{where} ({len(images)} images: {', '.join(n for n, _ in images)})",
+                               tile=None if args.no_tiling else tile, overlap=overlap)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report_to_json(report), indent=2) + "\n")

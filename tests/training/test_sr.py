@@ -21,7 +21,7 @@ from training.export import PARITY_TOLERANCE, export_checkpoint, load_generator,
 from training.loop import Trainer, load_checkpoint_file
 from training.losses import VGG19_LAYERS, VGG19Features, load_vgg19
 from training.models.srgan import SRDiscriminator, SRResNet
-from training.sr_metrics import psnr_y, rgb_to_y, ssim_y
+from training.sr_metrics import psnr_y, rgb_to_y, ssim_y, upscale_tiled
 
 from .conftest import ROOT
 
@@ -285,3 +285,12 @@ def test_evaluate_prints_model_vs_bicubic_and_writes_the_card(exported, photo_di
 
     card = write_model_card(ckpt, metrics_path=tmp_path / "m.json", result=result).read_text()
     assert "SRResNet" in card and "bicubic" in card and "Bar (issue 5)" in card
+
+
+@pytest.mark.parametrize("shape", [(130, 77, 3), (20, 150, 3), (64, 64, 3), (9, 5, 3)])
+def test_reference_tiling_is_exact_for_a_pointwise_upscaler(shape):
+    def nearest(x):
+        return np.repeat(np.repeat(x, 2, 0), 2, 1)
+
+    lr = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    assert np.array_equal(upscale_tiled(nearest, lr, scale=2, tile=64, overlap=8), nearest(lr))
