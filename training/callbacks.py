@@ -108,10 +108,10 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     for k in keys:
         steps = np.array([r["step"] for r in rows if k in r])
         vals = np.array([r[k] for r in rows if k in r], dtype=float)
-        axes[0].plot(steps, vals, lw=0.4, alpha=0.35)
         win = max(1, len(vals) // 50)
         smooth = np.convolve(vals, np.ones(win) / win, mode="valid")
-        axes[0].plot(steps[win - 1:], smooth, label=k)
+        (line,) = axes[0].plot(steps[win - 1:], smooth, label=k, zorder=2)
+        axes[0].plot(steps, vals, lw=0.4, alpha=0.3, color=line.get_color(), zorder=1)
     for k in ("d_real", "d_fake"):
         if any(k in r for r in rows):
             axes[1].plot([r["step"] for r in rows if k in r], [r[k] for r in rows if k in r], lw=0.6, label=k)
