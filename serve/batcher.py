@@ -168,9 +168,9 @@ class MicroBatcher:
         """Waits (up to the queue delay after the oldest request) until a full batch is queued."""
         if not self._merge or self._delay <= 0:
             return
-        deadline = self._queue[0].enqueued + self._delay
         while self._depth < self._max_batch and self._queue:
-            remaining = deadline - time.perf_counter()
+            # From the oldest request still queued: the one that set an earlier deadline may be gone.
+            remaining = self._queue[0].enqueued + self._delay - time.perf_counter()
             if remaining <= 0:
                 return
             self._arrived.clear()

@@ -13,6 +13,10 @@ import numpy as np
 SEED_MAX = 2**64 - 1  # seeds are unsigned 64-bit integers
 # Drawn seeds stay below 2**52: exact as JSON numbers even in JavaScript (2**53), with room for seed + i.
 _DRAWN_SEED_BITS = 52
+# Smallest truncation served: below it the redraw loop gets long (a component lands in [-t, t] with
+# probability ~0.8 t), so a tiny t would let one request burn a core.
+MIN_TRUNCATION = 0.05
+_FLOAT32_SAFE = 1e30
 
 
 def draw_seed() -> int:
@@ -33,9 +37,9 @@ def latent(seed: int, *, latent_dim: int, truncation: float | None = None) -> np
     rng = np.random.Generator(np.random.PCG64(seed))
     z = rng.standard_normal(latent_dim, dtype=np.float32)
     if truncation is not None:
-        if not truncation > 0:
-            raise ValueError(f"truncation must be > 0, got {truncation}")
-        bound = np.float32(truncation)
+        if not truncation >= MIN_TRUNCATION:
+            raise ValueError(f"truncation must be >= {MIN_TRUNCATION}, got {truncation}")
+        bound = np.float32(min(truncation, _FLOAT32_SAFE))  # beyond ~6 nothing is redrawn anyway
         outside = np.abs(z) > bound
         while outside.any():
             z[outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)

@@ -257,8 +257,8 @@ def _truncation(value: float | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value <= 0:
-        raise InvalidArgument(f"truncation must be a finite number > 0, got {value!r}")
+            or value < seeds.MIN_TRUNCATION:
+        raise InvalidArgument(f"truncation must be a finite number >= {seeds.MIN_TRUNCATION}, got {value!r}")
     return float(value)
 
 

@@ -29,8 +29,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if runtime is not None:
-            app.state.runtime = runtime
+        if runtime is not None:  # owned by the caller, already on app.state
             yield
             return
         own = app.state.runtime = Runtime(settings)
@@ -47,6 +46,26 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     except PackageNotFoundError:  # running from a source tree that was never installed
         app_version = "0+unknown"
     app = FastAPI(title="ganserve gateway", version=app_version, description=DESCRIPTION, lifespan=lifespan)
+    if runtime is not None:
+        app.state.runtime = runtime
+    _document_limits(app, settings)
     install_error_handlers(app)
     app.include_router(router)
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Puts this gateway's limits (settings) into its OpenAPI schema."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema["components"]["schemas"]
+            components["GenerateRequest"]["properties"]["n"]["maximum"] = settings.max_images_per_request
+            components["InterpolateRequest"]["properties"]["frames"]["maximum"] = \
+                settings.max_interpolation_frames
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -7,7 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve.seeds import MIN_TRUNCATION
+
 _REQUEST = ConfigDict(extra="forbid", strict=True)
+# Ranges are documented in the schema (the ones that depend on settings are filled in by
+# create_app) and enforced by the service, the one place that validates for HTTP and gRPC alike.
+_SEED = {"minimum": 0}  # maximum 2**64 - 1 (not written: OpenAPI tools hold bounds as floats)
+_TRUNCATION = {"minimum": MIN_TRUNCATION}
 
 StillFormat = Literal["png", "jpeg"]
 AnyFormat = Literal["png", "jpeg", "gif", "apng"]
@@ -18,9 +24,12 @@ class GenerateRequest(BaseModel):
 
     model: str | None = Field(None, description="model name; default: the only loaded model of the kind")
     version: int | None = Field(None, description="model version; default: the latest loaded")
-    n: int = Field(1, description="number of images, 1 .. max_images_per_request (default 64)")
-    seed: int | None = Field(None, description="image i gets seed + i (unsigned 64-bit); default: drawn")
-    truncation: float | None = Field(None, description="> 0: latent components beyond it are redrawn")
+    n: int = Field(1, description="number of images, 1 .. max_images_per_request",
+                   json_schema_extra={"minimum": 1})
+    seed: int | None = Field(None, description="image i gets seed + i (unsigned 64-bit); default: drawn",
+                             json_schema_extra=_SEED)
+    truncation: float | None = Field(None, description=f">= {MIN_TRUNCATION}: latent components beyond it are redrawn",
+                                     json_schema_extra=_TRUNCATION)
     prompt: str | None = Field(None, description="text prompt (needs a text-conditional model)")
     format: StillFormat | None = Field(None, description="image format; default png")
 
@@ -30,15 +39,19 @@ class InterpolateRequest(BaseModel):
 
     model: str | None = Field(None, description="model name; default: the only loaded generator")
     version: int | None = Field(None, description="model version; default: the latest loaded")
-    seed_a: int | None = Field(None, description="seed of the first frame; default: drawn")
-    seed_b: int | None = Field(None, description="seed of the last frame; default: drawn")
+    seed_a: int | None = Field(None, description="seed of the first frame; default: drawn",
+                               json_schema_extra=_SEED)
+    seed_b: int | None = Field(None, description="seed of the last frame; default: drawn",
+                               json_schema_extra=_SEED)
     frames: int | None = Field(None, description="frames, both ends included: 2 .. "
-                                                 "max_interpolation_frames (default 8)")
-    truncation: float | None = Field(None, description="> 0: latent components beyond it are redrawn")
+                                                 "max_interpolation_frames (default 8)",
+                               json_schema_extra={"minimum": 2})
+    truncation: float | None = Field(None, description=f">= {MIN_TRUNCATION}: latent components beyond it are redrawn",
+                                     json_schema_extra=_TRUNCATION)
     format: AnyFormat | None = Field(None, description="png/jpeg: one image per frame; gif/apng: one "
                                                        "animated image; default png")
-    frame_duration_ms: int | None = Field(None, description="animation frame duration, 1 .. 60000 "
-                                                            "(default 100)")
+    frame_duration_ms: int | None = Field(None, description="animation frame duration in ms (default 100)",
+                                          json_schema_extra={"minimum": 1, "maximum": 60_000})
 
 
 class ImageOut(BaseModel):

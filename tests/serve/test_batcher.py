@@ -164,3 +164,20 @@ def test_close_fails_what_is_still_queued() -> None:
                 await batcher.submit(_x(2))
 
     asyncio.run(main())
+
+
+def test_the_queue_delay_counts_from_the_oldest_request_still_queued() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        with pytest.raises(TimeoutError):  # the first request gives up; its deadline must go with it
+            async with asyncio.timeout(0.1):
+                await batcher.submit(_x(0))
+        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await batcher.submit(_x(1))
+        return loop.time() - start
+
+    waited, _ = asyncio.run(_with_batcher(model, body, max_queue_delay_s=0.5))
+    assert waited >= 0.45 and model.batches == [1]

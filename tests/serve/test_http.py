@@ -127,6 +127,7 @@ def test_health_readiness_and_docs(gateway: RunningGateway) -> None:
     ("/generate", {"seed": 2**64}, 422, "invalid_argument", "seed must be in"),
     ("/generate", {"seed": 2**64 - 1, "n": 2}, 422, "invalid_argument", "seed must be in"),
     ("/generate", {"truncation": 0}, 422, "invalid_argument", "truncation must be"),
+    ("/generate", {"truncation": 1e-300}, 422, "invalid_argument", "truncation must be a finite number >= 0.05"),
     ("/generate", {"format": "tiff"}, 422, "invalid_argument", "format"),
     ("/generate", {"colour": "red"}, 422, "invalid_argument", "colour: Extra inputs are not permitted"),
     ("/interpolate", {"frames": 1}, 422, "invalid_argument", "frames must be in [2, 64]"),

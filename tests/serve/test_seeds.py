@@ -61,3 +61,9 @@ def test_slerp_keeps_the_ends_exact_and_the_norm_between() -> None:
 def test_slerp_of_parallel_vectors_falls_back_to_lerp() -> None:
     a = np.ones(4, np.float32)
     assert np.allclose(seeds.slerp(a, 2 * a, frames=3)[1], 1.5 * a)
+
+
+def test_truncation_below_the_floor_is_refused() -> None:
+    with pytest.raises(ValueError, match="truncation"):
+        seeds.latent(1, latent_dim=4, truncation=seeds.MIN_TRUNCATION / 2)
+    assert np.all(np.abs(seeds.latent(1, latent_dim=512, truncation=seeds.MIN_TRUNCATION)) <= 0.05)
