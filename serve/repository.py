@@ -64,6 +64,9 @@ class ModelVersion:
     channels: int | None = None         # output image geometry, when fixed
     image_size: int | None = None
     scale: int | None = None            # super-resolution factor
+    input_range: tuple[float, float] | None = None  # super-resolution: range of the lr pixels
+    tile_size: int | None = None        # super-resolution: lr tile side (None: whole images)
+    tile_overlap: int = 0               # super-resolution: overlap between neighbouring tiles
     metadata: Mapping[str, str] = field(default_factory=dict)  # every ganserve.* entry, as stored
 
     @property
@@ -220,9 +223,21 @@ def _read_version(name: str, version: int, version_dir: Path, config: mc.ModelCo
         return ModelVersion(**common, latent_dim=latent_dim, channels=image_dims[0],
                             image_size=image_dims[1])
     # super-resolution
-    if spec["lr"].dims[:1] != (3,) or len(spec["lr"].dims) != 3:
-        raise ModelLoadError(f"input 'lr' must have dims [3, h, w], got {list(spec['lr'].dims)}")
-    return ModelVersion(**common, channels=3, scale=_positive_int(meta, "ganserve.scale"))
+    lr_dims = spec["lr"].dims
+    if len(lr_dims) != 3 or lr_dims[0] != 3:
+        raise ModelLoadError(f"input 'lr' must have dims [3, h, w], got {list(lr_dims)}")
+    fixed = lr_dims[1] if lr_dims[1] > 0 and lr_dims[1] == lr_dims[2] else None  # Triton's tile shape
+    tile = _positive_int(meta, "ganserve.tile_size") if "ganserve.tile_size" in meta else fixed
+    if (lr_dims[1] > 0 or lr_dims[2] > 0) and tile != fixed:
+        raise ModelLoadError(f"input 'lr' dims {list(lr_dims)} in config.pbtxt do not match the tile size "
+                             f"{tile} (ganserve.tile_size)")
+    overlap = int(meta.get("ganserve.tile_overlap", "0") or 0) if tile else 0
+    if tile and not 0 <= overlap < tile:
+        raise ModelLoadError(f"ganserve.tile_overlap {overlap} must be in [0, {tile})")
+    input_range = _value_range(meta, key="ganserve.input_range") if "ganserve.input_range" in meta \
+        else common["value_range"]
+    return ModelVersion(**common, channels=3, scale=_positive_int(meta, "ganserve.scale"),
+                        input_range=input_range, tile_size=tile, tile_overlap=overlap)
 
 
 def _tensor(t: mc.ModelInput | mc.ModelOutput) -> TensorSpec:
@@ -248,13 +263,12 @@ def _positive_int(meta: Mapping[str, str], key: str) -> int:
     return value
 
 
-def _value_range(meta: Mapping[str, str]) -> tuple[float, float]:
-    raw = meta.get("ganserve.value_range")
+def _value_range(meta: Mapping[str, str], *, key: str = "ganserve.value_range") -> tuple[float, float]:
+    raw = meta.get(key)
     try:
         lo, hi = (float(x) for x in (raw or "").split(","))
     except ValueError:
-        raise ModelLoadError(f"ONNX metadata ganserve.value_range is {raw!r}; expected 'lo,hi' "
-                             f"such as '-1,1'") from None
+        raise ModelLoadError(f"ONNX metadata {key} is {raw!r}; expected 'lo,hi' such as '-1,1'") from None
     if not lo < hi:
-        raise ModelLoadError(f"ONNX metadata ganserve.value_range {raw!r} needs lo < hi")
+        raise ModelLoadError(f"ONNX metadata {key} {raw!r} needs lo < hi")
     return lo, hi

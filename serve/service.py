@@ -8,15 +8,16 @@ Nothing here knows about HTTP or gRPC.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 
-from serve import images, seeds
-from serve.backends.base import Backend, Tensors
+from serve import images, seeds, tiling
+from serve.backends.base import Backend
 from serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
 from serve.images import ImageFormat
 from serve.repository import ModelKind, ModelVersion, Repository
@@ -174,11 +175,10 @@ class GatewayService:
         pixels = images.decode(data, max_bytes=self._settings.max_upload_bytes,
                                max_pixels=self._settings.max_pixels)  # [h, w, 3 or 4]
         rgb, alpha = pixels[:, :, :3], (pixels[:, :, 3] if pixels.shape[2] == 4 else None)
-        lo, hi = mv.value_range
-        lr = (rgb.transpose(2, 0, 1)[None].astype(np.float32) * np.float32((hi - lo) / 255.0)
-              + np.float32(lo))  # [1, 3, h, w] in the model's value range
-        sr = await self._infer(mv, {mv.input_name: lr}, timeout_s=timeout_s)
-        out = images.to_uint8(sr[mv.output_name], value_range=mv.value_range)[0]  # [H, W, 3]
+        lo, hi = mv.input_range or mv.value_range
+        lr = rgb.transpose(2, 0, 1).astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+        sr = await self._super_resolve(mv, lr, timeout_s=timeout_s)  # [3, s*h, s*w]
+        out = images.to_uint8(sr[None], value_range=mv.value_range)[0]  # [s*h, s*w, 3]
         if alpha is not None:
             out = np.concatenate([out, images.resize_alpha(alpha, size=out.shape[:2])[:, :, None]], axis=2)
         text = _provenance(mv, seed=None, truncation=None)
@@ -225,18 +225,34 @@ class GatewayService:
     async def _generate_pixels(self, mv: ModelVersion, z: np.ndarray, *,
                                timeout_s: float | None) -> np.ndarray:
         """z ``[n, latent_dim]`` -> ``uint8 [n, H, W, C]``."""
-        out = await self._infer(mv, {mv.input_name: z}, timeout_s=timeout_s)
+        async with self._deadline(mv, timeout_s):
+            out = await self._backend.infer(mv.name, mv.version, {mv.input_name: z})
         return images.to_uint8(out[mv.output_name], value_range=mv.value_range)
 
-    async def _infer(self, mv: ModelVersion, inputs: Tensors, *, timeout_s: float | None) -> Tensors:
-        """One backend call under the request deadline: the smaller of ``request_timeout_s`` and the
-        client's own (``timeout_s``)."""
+    async def _super_resolve(self, mv: ModelVersion, lr: np.ndarray, *, timeout_s: float | None) -> np.ndarray:
+        """``[3, h, w]`` -> ``[3, s*h, s*w]``: whole, or in tiles of the model's fixed size, at most
+        ``max_batch_size`` tiles per backend call (so other requests interleave)."""
+        async with self._deadline(mv, timeout_s):
+            if mv.tile_size is None:
+                out = await self._backend.infer(mv.name, mv.version, {mv.input_name: lr[None]})
+                return out[mv.output_name][0]
+            tiles, layout = tiling.cut(lr, tile=mv.tile_size, overlap=mv.tile_overlap)
+            parts = []
+            for start in range(0, len(tiles), mv.max_batch_size):
+                chunk = tiles[start:start + mv.max_batch_size]
+                parts.append((await self._backend.infer(mv.name, mv.version, {mv.input_name: chunk}))[
+                    mv.output_name])
+        return tiling.stitch(np.concatenate(parts), layout, scale=mv.scale)
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self, mv: ModelVersion, timeout_s: float | None) -> AsyncIterator[None]:
+        """The request deadline: the smaller of ``request_timeout_s`` and the client's own."""
         limit = self._settings.request_timeout_s
         if timeout_s is not None:
             limit = min(limit, max(timeout_s, 0.0))
         try:
             async with asyncio.timeout(limit):
-                return await self._backend.infer(mv.name, mv.version, inputs)
+                yield
         except TimeoutError:
             raise DeadlineExceeded(f"model {mv.name!r} did not answer within {limit:g} s "
                                    f"(request_timeout_s or the client's deadline)", model=mv.name) from None

@@ -65,7 +65,8 @@ class OnnxRuntimeBackend:
                  loaded, len(self._repository.problems))
 
     def _open(self, mv: ModelVersion) -> _Instance:
-        """Creates the session and warms it up at batch 1 and the largest batch (blocking)."""
+        """Creates the session and warms it up with one row (blocking). Not at the largest batch: for
+        a super-resolution model that alone can take seconds and gigabytes on a CPU."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._settings.ort_intra_op_threads
         options.inter_op_num_threads = 1
@@ -73,8 +74,7 @@ class OnnxRuntimeBackend:
         available = ort.get_available_providers()
         providers = [p for p in _PREFERRED_PROVIDERS if p in available]
         session = ort.InferenceSession(str(mv.path), sess_options=options, providers=providers)
-        for batch in sorted({1, mv.max_batch_size}):
-            session.run(None, _warmup_inputs(mv, batch=batch))
+        session.run(None, _warmup_inputs(mv, batch=1))
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{mv.name}-{mv.version}")
         labels = (mv.name, str(mv.version))
         observer = BatchObserver(

@@ -25,16 +25,16 @@ def gateway(model_repo: Path) -> Iterator[RunningGateway]:
 
 @pytest.fixture(scope="session")
 def full_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The standard repository plus a 2x super-resolution model ``sr2x``."""
+    """The standard repository plus a 2x super-resolution model ``sr2x`` on 16 x 16 tiles (overlap 4)."""
     from serve_helpers import add_super_resolution
 
     root = build_repository(tmp_path_factory.mktemp("full_repository"))
-    add_super_resolution(root, "sr2x", scale=2)
+    add_super_resolution(root, "sr2x", scale=2, tile=16, overlap=4)
     return root
 
 
 @pytest.fixture(scope="session")
 def full_gateway(full_repo: Path) -> Iterator[RunningGateway]:
-    """A gateway that can also upscale, with small upload limits (4096 bytes, 64 x 64 pixels)."""
-    with running_gateway(test_settings(full_repo, max_upload_bytes=4096, max_pixels=64 * 64)) as running:
+    """A gateway that can also upscale, with small upload limits (16 KiB, 64 x 64 pixels)."""
+    with running_gateway(test_settings(full_repo, max_upload_bytes=16384, max_pixels=64 * 64)) as running:
         yield running

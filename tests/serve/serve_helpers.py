@@ -81,8 +81,11 @@ def add_generator(root: Path, name: str, *, version: int = 1, latent_dim: int = 
     return path
 
 
-def add_super_resolution(root: Path, name: str, *, scale: int = 2, max_batch_size: int = 4) -> Path:
-    """``lr [-1, 3, h, w] -> sr [-1, 3, scale*h, scale*w]`` (nearest-neighbour resize)."""
+def add_super_resolution(root: Path, name: str, *, scale: int = 2, max_batch_size: int = 4,
+                         tile: int | None = None, overlap: int = 0) -> Path:
+    """``lr [-1, 3, h, w] -> sr [-1, 3, scale*h, scale*w]`` (nearest-neighbour resize). With ``tile``,
+    the config fixes the shape to one tile and the metadata names tile size and overlap (the
+    shipped srresnet's layout)."""
     graph = helper.make_graph(
         [helper.make_node("Resize", ["lr", "", "scales"], ["sr"], mode="nearest")],
         "sr",
@@ -90,15 +93,19 @@ def add_super_resolution(root: Path, name: str, *, scale: int = 2, max_batch_siz
         [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["batch", 3, "H", "W"])],
         initializer=[numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales")])
     meta = {"ganserve.kind": "super-resolution", "ganserve.family": "test", "ganserve.scale": str(scale),
-            "ganserve.value_range": "0,1", "ganserve.channels": "3"}
+            "ganserve.value_range": "0,1", "ganserve.input_range": "0,1", "ganserve.channels": "3"}
+    if tile:
+        meta |= {"ganserve.tile_size": str(tile), "ganserve.tile_overlap": str(overlap)}
     path = root / name / "1" / "model.onnx"
     _save(graph, path, meta)
+    lr, sr = ([tile, tile], [scale * tile, scale * tile]) if tile else ([-1, -1], [-1, -1])
     write_config(root / name, f"""
 name: "{name}"
 backend: "onnxruntime"
 max_batch_size: {max_batch_size}
-input [ {{ name: "lr" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] }} ]
-output [ {{ name: "sr" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] }} ]
+input [ {{ name: "lr" data_type: TYPE_FP32 dims: [ 3, {lr[0]}, {lr[1]} ] }} ]
+output [ {{ name: "sr" data_type: TYPE_FP32 dims: [ 3, {sr[0]}, {sr[1]} ] }} ]
+dynamic_batching {{ max_queue_delay_microseconds: 0 }}
 """)
     return path
 

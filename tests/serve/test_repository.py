@@ -38,10 +38,26 @@ def test_specific_version_policy(tmp_path: Path) -> None:
     assert [v.version for v in load_repository(tmp_path).models["m"]] == [1, 3]
 
 
-def test_super_resolution_model(tmp_path: Path) -> None:
-    add_super_resolution(tmp_path, "sr", scale=2)
-    (mv,) = load_repository(tmp_path).models["sr"]
-    assert mv.kind == "super-resolution" and mv.scale == 2 and (mv.input_name, mv.output_name) == ("lr", "sr")
+def test_super_resolution_models(tmp_path: Path) -> None:
+    add_super_resolution(tmp_path, "whole", scale=2)
+    add_super_resolution(tmp_path, "tiled", scale=4, tile=16, overlap=4)
+    repo = load_repository(tmp_path)
+    (whole,), (tiled,) = repo.models["whole"], repo.models["tiled"]
+    assert whole.kind == "super-resolution" and whole.scale == 2 and (whole.input_name, whole.output_name) == (
+        "lr", "sr")
+    assert whole.tile_size is None and whole.input_range == (0.0, 1.0)
+    assert (tiled.scale, tiled.tile_size, tiled.tile_overlap) == (4, 16, 4)
+
+
+def test_tile_metadata_must_match_the_config(tmp_path: Path) -> None:
+    path = add_super_resolution(tmp_path, "sr", tile=16, overlap=4)
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {p.key: p.value for p in model.metadata_props} | {"ganserve.tile_size": "32"})
+    onnx.save(model, str(path))
+    (problem,) = load_repository(tmp_path).problems
+    assert "do not match the tile size 32" in problem.message
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -1,4 +1,5 @@
-"""POST /upscale and gRPC Upscale with a (tiny, nearest-neighbour) super-resolution model."""
+"""POST /upscale and gRPC Upscale with tiny nearest-neighbour super-resolution models: nearest
+neighbour makes the exact expected output known, tiles or not."""
 
 import asyncio
 import base64
@@ -53,7 +54,7 @@ def test_jpeg_in_jpeg_out(full_gateway: RunningGateway) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "status", "code"), [
-    (dict(content=b"\0" * 5000, headers={"Content-Type": "image/png"}), 413, "payload_too_large"),
+    (dict(content=b"\0" * 20000, headers={"Content-Type": "image/png"}), 413, "payload_too_large"),
     (dict(content=_image_bytes((65, 64)), headers={"Content-Type": "image/png"}), 413, "payload_too_large"),
     (dict(content=b"GIF89a but not really", headers={"Content-Type": "image/gif"}), 415,
      "unsupported_media_type"),
@@ -73,7 +74,7 @@ def test_upload_errors(full_gateway: RunningGateway, kwargs: dict, status: int, 
 
 def test_chunked_upload_over_the_limit_is_cut_off(full_gateway: RunningGateway) -> None:
     def body():
-        for _ in range(10):
+        for _ in range(20):
             yield b"\0" * 1000
 
     r = _upscale(full_gateway, content=body(), headers={"Content-Type": "image/png"})
@@ -88,10 +89,42 @@ def test_grpc_upscale_matches_http(full_gateway: RunningGateway) -> None:
             stub = pb_grpc.GatewayStub(channel)
             ok = await stub.Upscale(pb.UpscaleRequest(image=pb.Image(data=source)), timeout=30)
             with pytest.raises(grpc.aio.AioRpcError) as too_big:
-                await stub.Upscale(pb.UpscaleRequest(image=pb.Image(data=b"\0" * 5000)), timeout=30)
+                await stub.Upscale(pb.UpscaleRequest(image=pb.Image(data=b"\0" * 20000)), timeout=30)
             return ok, too_big.value.code()
 
     response, code = asyncio.run(main())
     http = _upscale(full_gateway, content=source, headers={"Content-Type": "image/png", "Accept": "image/png"})
     assert response.model == "sr2x" and response.image.data == http.content
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@pytest.mark.parametrize("size", [(40, 23), (5, 7), (64, 64)])
+def test_tiles_are_stitched_exactly(full_gateway: RunningGateway, size: tuple[int, int]) -> None:
+    """16 x 16 tiles with overlap 4: 6 tiles for 40 x 23, one padded tile for 5 x 7, 25 (several
+    backend calls of max_batch_size 4) for 64 x 64."""
+    source = _image_bytes(size)
+    r = _upscale(full_gateway, content=source, headers={"Content-Type": "image/png", "Accept": "image/png"})
+    assert r.status_code == 200, r.text
+    expected = np.asarray(Image.open(io.BytesIO(source))).repeat(2, axis=0).repeat(2, axis=1)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), expected)
+
+
+def test_untiled_model_takes_the_whole_image(tmp_path) -> None:
+    from serve.runtime import Runtime
+    from serve_helpers import add_super_resolution, test_settings
+
+    add_super_resolution(tmp_path, "whole", scale=3)
+    source = _image_bytes((9, 11))
+
+    async def main():
+        runtime = Runtime(test_settings(tmp_path))
+        await runtime.load()
+        try:
+            return await runtime.service.upscale(image=source)
+        finally:
+            await runtime.close()
+
+    result = asyncio.run(main())
+    expected = np.asarray(Image.open(io.BytesIO(source))).repeat(3, axis=0).repeat(3, axis=1)
+    assert result.model == "whole"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(result.image.data))), expected)

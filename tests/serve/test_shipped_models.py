@@ -1,0 +1,71 @@
+"""End to end on the real, committed model_repository/ (each test skips until its model is shipped)."""
+
+import asyncio
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from serve_helpers import RunningGateway, running_gateway, test_settings
+
+REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+DCGAN = REPOSITORY / "dcgan" / "1" / "model.onnx"
+SRRESNET = REPOSITORY / "srresnet" / "1" / "model.onnx"
+needs_dcgan = pytest.mark.skipif(not DCGAN.is_file(), reason=f"{DCGAN} is not shipped yet")
+needs_srresnet = pytest.mark.skipif(not SRRESNET.is_file(), reason=f"{SRRESNET} is not shipped yet")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Iterator[RunningGateway]:
+    if not (DCGAN.is_file() or SRRESNET.is_file()):
+        pytest.skip("no shipped model in model_repository/ yet")
+    with running_gateway(test_settings(REPOSITORY, batch_max_queue_delay_ms=None)) as running:
+        yield running
+
+
+def test_every_shipped_model_loads(shipped: RunningGateway) -> None:
+    body = httpx.get(f"{shipped.http_url}/models").json()
+    assert body["problems"] == []
+    assert {m["name"] for m in body["models"]} == {p.name for p in REPOSITORY.iterdir() if (p / "config.pbtxt").is_file()}
+
+
+@pytest.mark.slow
+@needs_dcgan
+def test_dcgan_generates_the_same_bytes_batched_or_not_over_http_and_grpc(shipped: RunningGateway) -> None:
+    r = httpx.post(f"{shipped.http_url}/generate", json={"model": "dcgan", "n": 8, "seed": 2024}, timeout=60)
+    assert r.status_code == 200, r.text
+    together = [base64.b64decode(i["data"]) for i in r.json()["images"]]
+    image = Image.open(io.BytesIO(together[0]))
+    assert image.size == (28, 28) and image.mode == "L" and image.text["ganserve.seed"] == "2024"
+    alone = [httpx.post(f"{shipped.http_url}/generate", json={"model": "dcgan", "seed": 2024 + i},
+                        headers={"Accept": "image/png"}, timeout=60).content for i in range(8)]
+    assert alone == together
+
+    async def over_grpc():
+        async with grpc.aio.insecure_channel(shipped.grpc_target) as channel:
+            stub = pb_grpc.GatewayStub(channel)
+            return await asyncio.gather(*(stub.Generate(pb.GenerateRequest(model="dcgan", seed=2024 + i), timeout=60)
+                                          for i in range(8)))
+
+    assert [r.images[0].image.data for r in asyncio.run(over_grpc())] == together
+
+
+@pytest.mark.slow
+@needs_srresnet
+def test_srresnet_upscales_a_small_image(shipped: RunningGateway) -> None:
+    rng = np.random.default_rng(0)
+    source = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(source, "PNG")
+    r = httpx.post(f"{shipped.http_url}/upscale", params={"model": "srresnet"}, content=source.getvalue(),
+                   headers={"Content-Type": "image/png", "Accept": "image/png"}, timeout=60)
+    assert r.status_code == 200, r.text
+    out = Image.open(io.BytesIO(r.content))
+    assert out.size == (120, 80) and out.text["ganserve.model"] == "srresnet"
