@@ -68,7 +68,7 @@ def encode_animation(frames: np.ndarray, *, fmt: ImageFormat, text: dict[str, st
     if fmt not in ANIMATED_FORMATS:
         raise ValueError(f"{fmt!r} is not an animated format")
     images, out = [_pillow(f) for f in frames], io.BytesIO()
-    common = dict(save_all=True, append_images=images[1:], duration=frame_duration_ms, loop=0)
+    common = {"save_all": True, "append_images": images[1:], "duration": frame_duration_ms, "loop": 0}
     if fmt == "apng":
         images[0].save(out, format="PNG", pnginfo=_png_text(text), default_image=False,
                        compress_level=_PNG_COMPRESS_LEVEL, **common)

@@ -205,12 +205,13 @@ def _read_version(name: str, version: int, version_dir: Path, config: mc.ModelCo
     if any(spec[n].dtype != np.float32 for n in (in_name, out_name)):
         raise ModelLoadError(f"{in_name!r} and {out_name!r} must be TYPE_FP32")
 
-    common = dict(
-        name=name, version=version, path=path, kind=kind, max_batch_size=config.max_batch_size,
-        inputs=inputs, outputs=outputs, value_range=_value_range(meta), metadata=meta,
-        queue_delay_us=(config.dynamic_batching.max_queue_delay_microseconds
-                        if config.HasField("dynamic_batching") else None),
-    )
+    common = {
+        "name": name, "version": version, "path": path, "kind": kind, "metadata": meta,
+        "max_batch_size": config.max_batch_size, "inputs": inputs, "outputs": outputs,
+        "value_range": _value_range(meta),
+        "queue_delay_us": (config.dynamic_batching.max_queue_delay_microseconds
+                           if config.HasField("dynamic_batching") else None),
+    }
     if kind == "unconditional":
         latent_dim = _positive_int(meta, "ganserve.latent_dim")
         if spec["z"].dims != (latent_dim,):

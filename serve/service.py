@@ -110,7 +110,7 @@ class GatewayService:
         if seed is None:
             seed = seeds.draw_seed()
         seed = _int_in_range(seed, name="seed", lo=0, hi=seeds.SEED_MAX - (n - 1),
-                             setting=f"2**64 - n, so that every seed + i fits in 64 bits")
+                             setting="2**64 - n, so that every seed + i fits in 64 bits")
         image_seeds = [seed + i for i in range(n)]
         z = seeds.latents(image_seeds, latent_dim=mv.latent_dim, truncation=truncation)
         pixels = await self._generate_pixels(mv, z, timeout_s=timeout_s)

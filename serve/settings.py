@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     max_interpolation_frames: int = Field(64, ge=2, description="most frames of POST /interpolate")
     max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest image upload, in bytes")
     max_pixels: int = Field(
-        512 * 512, ge=1, description="largest uploaded image, in pixels (width x height)")
+        1024 * 1024, ge=1, description="largest uploaded image, in pixels (width x height)")
     max_queue_depth: int = Field(
         256, ge=1, description="images waiting per model version before requests get 429")
     request_timeout_s: float = Field(30.0, gt=0, description="server-side deadline of one request")

@@ -53,7 +53,7 @@ class OnnxRuntimeBackend:
             for mv in versions:
                 try:
                     self._instances[mv.name, mv.version] = await asyncio.to_thread(self._open, mv)
-                except Exception as exc:  # ORT raises its own types for bad graphs and shapes
+                except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the rest
                     failed[mv.name, mv.version] = f"ONNX Runtime could not load or run it: {exc}"
                     log.error("model %s version %d not loaded: %s", mv.name, mv.version, exc)
         self._repository = repository.without(failed)

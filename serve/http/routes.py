@@ -34,13 +34,14 @@ def _b64(image: EncodedImage) -> dict[str, str]:
     return {"media_type": image.media_type, "data": base64.b64encode(image.data).decode("ascii")}
 
 
-def _wants_raw(request: Request, media_type: str, *, count: int, what: str) -> bool:
-    """Raw image when ``Accept`` prefers ``media_type`` to JSON; only possible for one image."""
+def _wants_raw(request: Request, media_type: str, *, count: int, instead: str = "") -> bool:
+    """Raw image when ``Accept`` prefers ``media_type`` to JSON; only possible for one image
+    (``instead``: how the client can get one)."""
     if not prefers(request.headers.get("accept"), media_type):
         return False
     if count != 1:
-        raise InvalidArgument(f"Accept: {media_type} returns one raw image; ask for {what} = 1 or "
-                              f"accept application/json")
+        raise InvalidArgument(f"Accept: {media_type} returns one raw image; {instead}, or accept "
+                              f"application/json")
     return True
 
 
@@ -50,7 +51,7 @@ def _wants_raw(request: Request, media_type: str, *, count: int, what: str) -> b
                                              "image/png (or image/jpeg) and n = 1"}, **ERROR_RESPONSES})
 async def generate(body: schemas.GenerateRequest, request: Request, runtime: RuntimeDep) -> Response:
     with runtime.metrics.track(protocol="http", endpoint="generate") as tracker:
-        raw = _wants_raw(request, MEDIA_TYPES[body.format or "png"], count=body.n, what="n")
+        raw = _wants_raw(request, MEDIA_TYPES[body.format or "png"], count=body.n, instead="ask for n = 1")
         result = await runtime.service.generate(
             model=body.model, version=body.version, n=body.n, seed=body.seed, truncation=body.truncation,
             prompt=body.prompt, fmt=body.format)
@@ -74,7 +75,7 @@ async def interpolate(body: schemas.InterpolateRequest, request: Request, runtim
     with runtime.metrics.track(protocol="http", endpoint="interpolate") as tracker:
         animated = body.format in ("gif", "apng")
         raw = _wants_raw(request, MEDIA_TYPES[body.format or "png"], count=1 if animated else 2,
-                         what="the number of images (use format gif or apng)")
+                         instead="use format gif or apng for one animated image")
         result = await runtime.service.interpolate(
             model=body.model, version=body.version, seed_a=body.seed_a, seed_b=body.seed_b,
             frames=body.frames, truncation=body.truncation, fmt=body.format,
@@ -108,7 +109,7 @@ async def upscale(request: Request, runtime: RuntimeDep,
                   format: Annotated[schemas.StillFormat | None, Query(description="png or jpeg")] = None,
                   ) -> Response:
     with runtime.metrics.track(protocol="http", endpoint="upscale") as tracker:
-        raw = _wants_raw(request, MEDIA_TYPES[format or "png"], count=1, what="images")
+        raw = _wants_raw(request, MEDIA_TYPES[format or "png"], count=1)
 
         async def upload() -> bytes:
             return await read_upload(request, max_bytes=runtime.settings.max_upload_bytes)

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from serve_helpers import RunningGateway, build_repository, running_gateway, test_settings
 
 

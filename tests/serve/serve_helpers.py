@@ -144,9 +144,9 @@ class RunningGateway:
 
 def test_settings(repository: Path, **overrides: object) -> Settings:
     """Settings for a gateway on free loopback ports."""
-    values = dict(model_repository=repository, host="127.0.0.1", http_port=0, grpc_port=0,
-                  batch_max_queue_delay_ms=0, ort_intra_op_threads=1, shutdown_grace_s=5,
-                  log_level="warning")
+    values = {"model_repository": repository, "host": "127.0.0.1", "http_port": 0, "grpc_port": 0,
+                  "batch_max_queue_delay_ms": 0, "ort_intra_op_threads": 1, "shutdown_grace_s": 5,
+                  "log_level": "warning"}
     values.update(overrides)
     return Settings(**values)
 
@@ -163,7 +163,7 @@ def running_gateway(settings: Settings, *, wait_ready: bool = True) -> Iterator[
     def main() -> None:
         try:
             asyncio.run(gateway.run())
-        except BaseException as exc:  # reported by the fixture
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the fixture
             failure.append(exc)
 
     thread = threading.Thread(target=main, name="gateway", daemon=True)

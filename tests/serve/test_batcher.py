@@ -30,7 +30,7 @@ class FakeModel:
 
 async def _with_batcher(model: FakeModel, body, **options):
     depths: list[int] = []
-    defaults = dict(max_batch_size=4, max_queue_delay_s=0.0, max_queue_depth=100)
+    defaults = {"max_batch_size": 4, "max_queue_delay_s": 0.0, "max_queue_depth": 100}
     with ThreadPoolExecutor(1) as executor:
         batcher = MicroBatcher(model, executor=executor, observer=BatchObserver(queue_depth=depths.append),
                                **(defaults | options))

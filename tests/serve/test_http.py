@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+from serve_helpers import RunningGateway
 
 from serve import seeds
-from serve_helpers import RunningGateway
 
 
 def _post(gw: RunningGateway, path: str, body: dict | None = None, **kwargs) -> httpx.Response:
@@ -83,7 +83,7 @@ def test_interpolate_frames_and_animation(gateway: RunningGateway) -> None:
     assert body["t"] == [0.0, 0.25, 0.5, 0.75, 1.0] and len(body["frames"]) == 5 and body["animation"] is None
     frames = [base64.b64decode(f["data"]) for f in body["frames"]]
     ends = [_images(_post(gateway, "/generate", {"seed": s}))[0] for s in (3, 9)]
-    pixels = lambda png: np.asarray(Image.open(io.BytesIO(png)))  # noqa: E731
+    pixels = lambda png: np.asarray(Image.open(io.BytesIO(png)))
     assert np.array_equal(pixels(frames[0]), pixels(ends[0])) and np.array_equal(pixels(frames[-1]), pixels(ends[1]))
     gif = _post(gateway, "/interpolate", {"seed_a": 3, "seed_b": 9, "frames": 5, "format": "gif"},
                 headers={"Accept": "image/gif"})
@@ -142,9 +142,9 @@ def test_bad_requests_get_a_clear_json_error(gateway: RunningGateway, path: str,
 
 
 @pytest.mark.parametrize(("request_kwargs", "status", "code"), [
-    (dict(content=b"{not json", headers={"Content-Type": "application/json"}), 422, "invalid_argument"),
-    (dict(content=b"[1, 2]", headers={"Content-Type": "application/json"}), 422, "invalid_argument"),
-    (dict(json={"n": 2}, headers={"Accept": "image/png"}), 422, "invalid_argument"),
+    ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 422, "invalid_argument"),
+    ({"content": b"[1, 2]", "headers": {"Content-Type": "application/json"}}, 422, "invalid_argument"),
+    ({"json": {"n": 2}, "headers": {"Accept": "image/png"}}, 422, "invalid_argument"),
 ])
 def test_malformed_bodies(gateway: RunningGateway, request_kwargs: dict, status: int, code: str) -> None:
     r = httpx.post(f"{gateway.http_url}/generate", **request_kwargs)

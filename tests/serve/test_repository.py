@@ -4,9 +4,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serve_helpers import (
+    add_generator,
+    add_super_resolution,
+    build_repository,
+    generator_config,
+    write_config,
+)
 
 from serve.repository import load_repository
-from serve_helpers import add_generator, add_super_resolution, build_repository, generator_config, write_config
 
 
 def test_standard_repository(tmp_path: Path) -> None:
@@ -61,11 +67,11 @@ def test_tile_metadata_must_match_the_config(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (dict(metadata={"ganserve.kind": "painting"}), "ganserve.kind is 'painting'"),
-    (dict(metadata={"ganserve.kind": "text-conditional"}), "not served by this gateway version yet"),
-    (dict(metadata={"ganserve.value_range": "1,-1"}), "lo < hi"),
-    (dict(metadata={"ganserve.value_range": "wide"}), "expected 'lo,hi'"),
-    (dict(metadata={"ganserve.latent_dim": "9"}), "latent_dim is 9"),
+    ({"metadata": {"ganserve.kind": "painting"}}, "ganserve.kind is 'painting'"),
+    ({"metadata": {"ganserve.kind": "text-conditional"}}, "not served by this gateway version yet"),
+    ({"metadata": {"ganserve.value_range": "1,-1"}}, "lo < hi"),
+    ({"metadata": {"ganserve.value_range": "wide"}}, "expected 'lo,hi'"),
+    ({"metadata": {"ganserve.latent_dim": "9"}}, "latent_dim is 9"),
 ])
 def test_bad_metadata_is_reported(tmp_path: Path, change: dict, message: str) -> None:
     add_generator(tmp_path, "bad", **change)
@@ -80,8 +86,8 @@ def test_bad_metadata_is_reported(tmp_path: Path, change: dict, message: str) ->
     ('name: "other" backend: "onnxruntime" max_batch_size: 4', "differs from its folder"),
     ('backend: "pytorch" max_batch_size: 4', "backend 'pytorch'"),
     ('backend: "onnxruntime" max_batch_size: 0', "max_batch_size must be > 0"),
-    ('backend: "onnxruntime" max_batch_size: 4 input [{ name: "noise" data_type: TYPE_FP32 dims: [8] }] '
-     'output [{ name: "image" data_type: TYPE_FP32 dims: [1, 8, 8] }]', "inputs are ['z']"),
+    (('backend: "onnxruntime" max_batch_size: 4 input [{ name: "noise" data_type: TYPE_FP32 dims: [8] }] '
+     'output [{ name: "image" data_type: TYPE_FP32 dims: [1, 8, 8] }]'), "inputs are ['z']"),
 ])
 def test_bad_config_is_reported(tmp_path: Path, config: str, message: str) -> None:
     add_generator(tmp_path, "bad", config=False)

@@ -10,10 +10,10 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from serve_helpers import RunningGateway
 
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
-from serve_helpers import RunningGateway
 
 
 def _image_bytes(size: tuple[int, int], mode: str = "RGB", fmt: str = "PNG") -> bytes:
@@ -54,17 +54,17 @@ def test_jpeg_in_jpeg_out(full_gateway: RunningGateway) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "status", "code"), [
-    (dict(content=b"\0" * 20000, headers={"Content-Type": "image/png"}), 413, "payload_too_large"),
-    (dict(content=_image_bytes((65, 64)), headers={"Content-Type": "image/png"}), 413, "payload_too_large"),
-    (dict(content=b"GIF89a but not really", headers={"Content-Type": "image/gif"}), 415,
+    ({"content": b"\0" * 20000, "headers": {"Content-Type": "image/png"}}, 413, "payload_too_large"),
+    ({"content": _image_bytes((65, 64)), "headers": {"Content-Type": "image/png"}}, 413, "payload_too_large"),
+    ({"content": b"GIF89a but not really", "headers": {"Content-Type": "image/gif"}}, 415,
      "unsupported_media_type"),
-    (dict(content=_image_bytes((8, 8))[:70], headers={"Content-Type": "image/png"}), 422, "invalid_argument"),
-    (dict(content=b"", headers={"Content-Type": "image/png"}), 422, "invalid_argument"),
-    (dict(content=_image_bytes((8, 8)), headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type"),
-    (dict(files={"other": ("a.png", b"x", "image/png")}), 422, "invalid_argument"),
-    (dict(content=_image_bytes((8, 8)), headers={"Content-Type": "image/png"}, params={"model": "tiny"}),
+    ({"content": _image_bytes((8, 8))[:70], "headers": {"Content-Type": "image/png"}}, 422, "invalid_argument"),
+    ({"content": b"", "headers": {"Content-Type": "image/png"}}, 422, "invalid_argument"),
+    ({"content": _image_bytes((8, 8)), "headers": {"Content-Type": "text/plain"}}, 415, "unsupported_media_type"),
+    ({"files": {"other": ("a.png", b"x", "image/png")}}, 422, "invalid_argument"),
+    ({"content": _image_bytes((8, 8)), "headers": {"Content-Type": "image/png"}, "params": {"model": "tiny"}},
      422, "invalid_argument"),
-    (dict(content=_image_bytes((8, 8)), headers={"Content-Type": "image/png"}, params={"model": "x"}),
+    ({"content": _image_bytes((8, 8)), "headers": {"Content-Type": "image/png"}, "params": {"model": "x"}},
      404, "model_not_found"),
 ])
 def test_upload_errors(full_gateway: RunningGateway, kwargs: dict, status: int, code: str) -> None:
@@ -110,8 +110,9 @@ def test_tiles_are_stitched_exactly(full_gateway: RunningGateway, size: tuple[in
 
 
 def test_untiled_model_takes_the_whole_image(tmp_path) -> None:
-    from serve.runtime import Runtime
     from serve_helpers import add_super_resolution, test_settings
+
+    from serve.runtime import Runtime
 
     add_super_resolution(tmp_path, "whole", scale=3)
     source = _image_bytes((9, 11))
