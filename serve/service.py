@@ -26,7 +26,7 @@ from serve.settings import Settings
 DEFAULT_FRAMES = 8
 DEFAULT_FRAME_DURATION_MS = 100
 MAX_FRAME_DURATION_MS = 60_000
-_ENCODE_ON_LOOP_MAX_PIXELS = 64 * 64 * 16  # smaller outputs are encoded inline, larger in a thread
+_INLINE_MAX_SIZE = 64 * 1024  # image work up to this many values (or bytes) runs on the event loop
 _MAX_NAME_IN_MESSAGE = 64
 T = TypeVar("T")
 # An upload: its bytes, or a coroutine function that reads them (so the model is resolved, and a
@@ -119,7 +119,7 @@ class GatewayService:
             return [images.encode(p, fmt=fmt, text=_provenance(mv, seed=s, truncation=truncation))
                     for p, s in zip(pixels, image_seeds, strict=True)]
 
-        encoded = await _maybe_off_loop(encode, pixels=pixels.size)
+        encoded = await _maybe_off_loop(encode, size=pixels.size)
         media_type = images.MEDIA_TYPES[fmt]
         return GenerateResult(model=mv.name, version=mv.version, images=tuple(
             SeededImage(seed=s, image=EncodedImage(d, media_type)) for s, d in zip(image_seeds, encoded)))
@@ -159,7 +159,7 @@ class GatewayService:
             return [images.encode(p, fmt=fmt, text=text | {"ganserve.frame": str(i)})
                     for i, p in enumerate(pixels)]
 
-        encoded = await _maybe_off_loop(encode, pixels=pixels.size)
+        encoded = await _maybe_off_loop(encode, size=pixels.size)
         media_type = images.MEDIA_TYPES[fmt]
         return InterpolateResult(model=mv.name, version=mv.version, seed_a=seed_a, seed_b=seed_b, t=t,
                                  images=tuple(EncodedImage(d, media_type) for d in encoded),
@@ -172,17 +172,21 @@ class GatewayService:
         fmt = _format(fmt, allowed=images.STILL_FORMATS)
         mv = self._resolve(model, version, kind="super-resolution")
         data = image if isinstance(image, bytes) else await image()
-        pixels = images.decode(data, max_bytes=self._settings.max_upload_bytes,
-                               max_pixels=self._settings.max_pixels)  # [h, w, 3 or 4]
+        pixels = await _maybe_off_loop(lambda: images.decode(  # [h, w, 3 or 4]
+            data, max_bytes=self._settings.max_upload_bytes, max_pixels=self._settings.max_pixels),
+            size=len(data))
         rgb, alpha = pixels[:, :, :3], (pixels[:, :, 3] if pixels.shape[2] == 4 else None)
         lo, hi = mv.input_range or mv.value_range
         lr = rgb.transpose(2, 0, 1).astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
         sr = await self._super_resolve(mv, lr, timeout_s=timeout_s)  # [3, s*h, s*w]
-        out = images.to_uint8(sr[None], value_range=mv.value_range)[0]  # [s*h, s*w, 3]
-        if alpha is not None:
-            out = np.concatenate([out, images.resize_alpha(alpha, size=out.shape[:2])[:, :, None]], axis=2)
-        text = _provenance(mv, seed=None, truncation=None)
-        data = await _maybe_off_loop(lambda: images.encode(out, fmt=fmt, text=text), pixels=out.size)
+
+        def finish() -> bytes:
+            out = images.to_uint8(sr[None], value_range=mv.value_range)[0]  # [s*h, s*w, 3]
+            if alpha is not None:
+                out = np.concatenate([out, images.resize_alpha(alpha, size=out.shape[:2])[:, :, None]], axis=2)
+            return images.encode(out, fmt=fmt, text=_provenance(mv, seed=None, truncation=None))
+
+        data = await _maybe_off_loop(finish, size=sr.size)
         return UpscaleResult(model=mv.name, version=mv.version,
                              image=EncodedImage(data, images.MEDIA_TYPES[fmt]))
 
@@ -242,7 +246,8 @@ class GatewayService:
                 chunk = tiles[start:start + mv.max_batch_size]
                 parts.append((await self._backend.infer(mv.name, mv.version, {mv.input_name: chunk}))[
                     mv.output_name])
-        return tiling.stitch(np.concatenate(parts), layout, scale=mv.scale)
+        outputs = np.concatenate(parts)
+        return await _maybe_off_loop(lambda: tiling.stitch(outputs, layout, scale=mv.scale), size=outputs.size)
 
     @contextlib.asynccontextmanager
     async def _deadline(self, mv: ModelVersion, timeout_s: float | None) -> AsyncIterator[None]:
@@ -296,11 +301,12 @@ def _provenance(mv: ModelVersion, *, seed: int | None, truncation: float | None)
     return text
 
 
-async def _maybe_off_loop(encode: Callable[[], T], *, pixels: int) -> T:
-    """Runs a small encode inline (a thread hop costs more than it), a large one in a thread."""
-    if pixels <= _ENCODE_ON_LOOP_MAX_PIXELS:
-        return encode()
-    return await asyncio.to_thread(encode)
+async def _maybe_off_loop(work: Callable[[], T], *, size: int) -> T:
+    """Runs small work inline (a thread hop costs more than it) and large work (``size``: pixels or
+    bytes) in a thread, so that big images never stall the event loop."""
+    if size <= _INLINE_MAX_SIZE:
+        return work()
+    return await asyncio.to_thread(work)
 
 
 __all__ = ["EncodedImage", "GatewayService", "GenerateResult", "InterpolateResult", "SeededImage",
