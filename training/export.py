@@ -203,6 +203,7 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--queue-delay-us", type=int, default=2000, help="Triton dynamic batcher queue delay")
     p.add_argument("--metrics", help="JSON from `ganserve evaluate --json`, to write the model card")
+    p.add_argument("--notes", help="markdown file appended to the model card as its Notes section")
     args = p.parse_args(argv)
     started = time.perf_counter()
     name = args.name
@@ -218,6 +219,9 @@ def cli(argv: list[str]) -> int:
     if args.metrics:
         from training.model_card import write_model_card
 
-        card = write_model_card(args.checkpoint, metrics_path=args.metrics, result=result)
+        if args.notes and not Path(args.notes).is_file():
+            raise UsageError(f"--notes file {args.notes} does not exist")
+        notes = Path(args.notes).read_text() if args.notes else None
+        card = write_model_card(args.checkpoint, metrics_path=args.metrics, result=result, notes=notes)
         print(f"wrote {card}")
     return 0

@@ -163,9 +163,9 @@ def generate(model_path: str | Path, *, samples: int, seed: int = 0, batch: int 
 
 
 def format_reports(reports: list[Report]) -> str:
-    lines = [f"{'source':<44} {'FID':>8} {'KID x1e3':>13} {'classes':>8} {'min share':>10} {'KL':>7}"]
+    lines = [f"{'source':<44} {'FID':>8} {'KID':>15} {'classes':>8} {'min share':>10} {'KL':>7}"]
     for r in reports:
-        lines.append(f"{r.source[:44]:<44} {r.fid:>8.2f} {r.kid * 1e3:>7.2f}±{r.kid_std * 1e3:<5.2f} "
+        lines.append(f"{r.source[:44]:<44} {r.fid:>8.2f} {r.kid:>8.1f}±{r.kid_std:<6.1f} "
                      f"{r.classes_covered:>8d} {r.min_class_share:>10.3f} {r.kl_to_uniform:>7.4f}")
     return "\n".join(lines)
 

@@ -38,8 +38,8 @@ def _dcgan_card(ckpt: dict, cfg: dict, reports, checkpoint: str) -> CardSection:
     passes_fid = shift is not None and model["fid"] <= shift["fid"]
     passes_modes = model["classes_covered"] == 10 and model["min_class_share"] >= 0.05
     rows = "\n".join(
-        f"| {r['source'] if r is not model else 'this model (EMA generator, ONNX, uint8 output)'} | "
-        f"{r['fid']:.2f} | {r['kid'] * 1e3:.2f} ± {r['kid_std'] * 1e3:.2f} | {r['classes_covered']} | "
+        f"| {r['source'] if r is not model else 'this model (EMA generator, uint8 output)'} | "
+        f"{r['fid']:.2f} | {r['kid']:.0f} ± {r['kid_std']:.0f} | {r['classes_covered']} | "
         f"{r['min_class_share']:.3f} | {r['kl_to_uniform']:.4f} |" for r in reports)
     return CardSection(
         title="DCGAN generator trained on MNIST",
@@ -53,7 +53,7 @@ ganserve. Input `z` FP32 `[batch, {cfg['model']['latent_dim']}]` ~ N(0, 1); outp
 are computed the same way; a classifier's feature space is very sensitive, so compare with them
 rather than with Inception-based FIDs from papers.
 
-| source | FID | KID x1e3 | classes (>= 1%) | min class share | KL to uniform |
+| source | FID | KID | classes (>= 1%) | min class share | KL to uniform |
 | --- | --- | --- | --- | --- | --- |
 {rows}
 
@@ -135,7 +135,9 @@ bicubic = Pillow bicubic upscaling of the same LR image.
 CARDS: dict[str, Callable[..., CardSection]] = {"unconditional": _dcgan_card, "super-resolution": _sr_card}
 
 
-def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result) -> Path:
+def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result,
+                     notes: str | None = None) -> Path:
+    """Write the card; ``notes`` (markdown) goes in a final "Notes" section, e.g. why a bar was missed."""
     ckpt = load_checkpoint_file(checkpoint)
     meta, cfg = ckpt.get("meta", {}), ckpt["config"]
     kind = get_family(RunConfig.from_dict(cfg)).export_spec().kind
@@ -145,6 +147,15 @@ def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result
     except KeyError:
         raise UsageError(f"no model card layout for kind {kind!r}; known: {', '.join(CARDS)}") from None
     name = result.onnx_path.parent.parent.name
+    how = []
+    if ckpt["step"] != cfg["train"]["steps"]:
+        how.append(f"The shipped weights are step {ckpt['step']} of that run (it was stopped there); with "
+                     f"`--steps {ckpt['step']}` the same command stops at the same point: no schedule "
+                     "depends on the total.")
+    if meta.get("resumed_with"):
+        how.append(f"The run was interrupted and resumed {len(meta['resumed_with'])} time(s) with `--resume` "
+                     "(exact continuation from the checkpoint).")
+    note = ("\n" + " ".join(how) + "\n") if how else ""
     card = f"""# {name} — {section.title}
 
 {section.summary}
@@ -155,7 +166,7 @@ def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result
 {section.evaluate}
 ganserve export --checkpoint {checkpoint} --repository model_repository --name {name} --metrics metrics.json
 ```
-
+{note}
 | | |
 | --- | --- |
 | data | {meta.get('data', cfg['data']['name'])} |
@@ -168,6 +179,8 @@ ganserve export --checkpoint {checkpoint} --repository model_repository --name {
 ## Quality
 {section.quality}
 """
+    if notes:
+        card += f"\n## Notes\n{notes.strip()}\n"
     path = result.onnx_path.parent.parent / "README.md"
     path.write_text(card)
     return path
