@@ -9,7 +9,7 @@ test:           ## the whole test suite
 
 train-dcgan:    ## retrain the shipped DCGAN on full MNIST (see model_repository/dcgan/README.md)
 	scripts/bootstrap.sh
-	.venv/bin/ganserve train --preset dcgan-mnist --data ../shared/data/mnist --out runs/dcgan-mnist --steps 25000
+	.venv/bin/ganserve train --preset dcgan-mnist --data ../shared/data/mnist --out runs/dcgan-mnist --steps 20000
 
 bench:          ## training-loop throughput benchmark
 	scripts/bootstrap.sh
