@@ -71,6 +71,11 @@ class OnnxRuntimeBackend:
         options.intra_op_num_threads = self._settings.ort_intra_op_threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # No busy-waiting: ONNX Runtime's pool threads otherwise spin after every run, burning a
+        # core the event loop needs (measured on 2 cores: 2x the CPU per image, half the batch-64
+        # throughput). Scheduling only; results are the same.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         available = ort.get_available_providers()
         providers = [p for p in _PREFERRED_PROVIDERS if p in available]
         session = ort.InferenceSession(str(mv.path), sess_options=options, providers=providers)
