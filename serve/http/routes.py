@@ -20,7 +20,8 @@ from serve.runtime import Runtime
 from serve.service import EncodedImage
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a thread hop per request
     return request.app.state.runtime
 
 
