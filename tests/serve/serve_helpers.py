@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from serve.app import Gateway
+from serve.cli import event_loop_factory
 from serve.settings import Settings
 
 OPSET = 17
@@ -162,7 +163,8 @@ def running_gateway(settings: Settings, *, wait_ready: bool = True) -> Iterator[
 
     def main() -> None:
         try:
-            asyncio.run(gateway.run())
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # as `ganserve serve`
+                runner.run(gateway.run())
         except BaseException as exc:  # noqa: BLE001 - re-raised by the fixture
             failure.append(exc)
 
