@@ -20,8 +20,8 @@ from training.loop import Callback, Trainer, TrainingFailure
 def image_grid(images: torch.Tensor, *, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """[N, C, H, W] in [-1, 1] -> uint8 [H', W'] or [H', W', 3] grid with ``pad`` black pixels."""
     n, c, h, w = images.shape
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    rows = int(math.ceil(n / nrow))
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
     grid = np.zeros((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.uint8)
     pixels = to_uint8(images.detach().cpu()).numpy()
     for i in range(n):

@@ -8,7 +8,6 @@ in text format, so it is valid by construction; tests parse it back the same way
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import warnings

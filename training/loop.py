@@ -30,6 +30,7 @@ from training.config import RunConfig, validate
 from training.data import BatchSampler, ImageSet
 from training.ema import EMA
 from training.families import Family, get_family
+from training.files import torch_load
 from training.losses import build_loss, gradient_penalty
 
 CHECKPOINT_VERSION = 1
@@ -93,7 +94,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.dist = Distributed.from_env()
         self.callbacks = callbacks or []
-        t, m = cfg.train, cfg.model
+        t = cfg.train
         self.device = self._pick_device(t.device)
         if self.dist.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
@@ -315,13 +316,7 @@ def initial_generator_weights(path: str | Path, G: nn.Module) -> dict[str, torch
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise UsageError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
+    ckpt = torch_load(path, what="checkpoint", expected="a checkpoint.pt written by ganserve train")
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         raise UsageError(f"{path} is not a ganserve checkpoint (version {CHECKPOINT_VERSION})")
     return ckpt

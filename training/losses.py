@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve.errors import UsageError
+from training.files import torch_load
 
 
 class AdversarialLoss:
@@ -154,12 +155,7 @@ def load_vgg19(path: str | Path, *, layer: str = "relu5_4") -> VGG19Features:
     misshapen convolution is an error naming the key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"VGG19 weights {path} do not exist (expected torchvision's vgg19 state_dict)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise UsageError(f"cannot read VGG19 weights {path}: {exc.__class__.__name__}: {exc}") from None
+    state = torch_load(path, what="VGG19 weights", expected="torchvision's vgg19 state_dict")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     net = VGG19Features(layer=layer)

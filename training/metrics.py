@@ -15,7 +15,6 @@ and blurred with a 3x3 box filter.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import warnings
@@ -136,20 +135,17 @@ def generate(model_path: str | Path, *, samples: int, seed: int = 0, batch: int 
     if not path.is_file():
         raise UsageError(f"model {path} does not exist (expected a checkpoint .pt or an .onnx file)")
     if path.suffix == ".onnx":
-        import onnxruntime as ort
+        from training.files import onnx_session
 
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        meta = session.get_modelmeta().custom_metadata_map
-        if meta.get("ganserve.kind") != "unconditional":
-            raise UsageError(f"{path} is a {meta.get('ganserve.kind')!r} model; evaluate scores unconditional ones")
+        session, meta = onnx_session(path, kind="unconditional")
         latent = int(meta["ganserve.latent_dim"])
-        run = lambda z: torch.from_numpy(session.run(["image"], {"z": z.numpy()})[0])  # noqa: E731
+        run = lambda z: torch.from_numpy(session.run(["image"], {"z": z.numpy()})[0])
     else:
         from training.export import load_generator
 
         loaded = load_generator(path)
         latent = loaded.family.cfg.model.latent_dim
-        run = lambda z: loaded.model(z)  # noqa: E731
+        run = lambda z: loaded.model(z)
     g = torch.Generator().manual_seed(seed)
     out = []
     with torch.no_grad():

@@ -153,12 +153,9 @@ def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int, tuple[int, int
     if not path.is_file():
         raise UsageError(f"model {path} does not exist (expected a checkpoint .pt or an .onnx file)")
     if path.suffix == ".onnx":
-        import onnxruntime as ort
+        from training.files import onnx_session
 
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        meta = session.get_modelmeta().custom_metadata_map
-        if meta.get("ganserve.kind") != "super-resolution":
-            raise UsageError(f"{path} is a {meta.get('ganserve.kind')!r} model, not super-resolution")
+        session, meta = onnx_session(path, kind="super-resolution")
         scale = int(meta["ganserve.scale"])
 
         def run(lr: np.ndarray) -> np.ndarray:

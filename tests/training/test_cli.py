@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def ganserve(*args, cwd=None, env=None, timeout=180):
-    return subprocess.run([sys.executable, "-m", "ganserve", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ganserve", *args], capture_output=True, text=True, check=False,
                           cwd=cwd or ROOT, timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 

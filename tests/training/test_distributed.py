@@ -20,8 +20,8 @@ def torchrun(*args, timeout=240):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-                           f"--master-addr=127.0.0.1", f"--master-port={free_port()}", *args],
+    return subprocess.run(check=False, args=[sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+                           "--master-addr=127.0.0.1", f"--master-port={free_port()}", *args],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
 
 

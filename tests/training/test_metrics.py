@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from training.classifier import ASSET, CLASSIFIER_SHA256, load_classifier, sha256
-from training.metrics import (blur_3x3, features_and_predictions, fid, kid, mode_coverage, shift_one_pixel)
+from training.metrics import blur_3x3, features_and_predictions, fid, kid, mode_coverage, shift_one_pixel
 
 
 def test_fid_is_zero_for_the_same_set_and_grows_with_a_mean_shift():
