@@ -62,12 +62,18 @@ class Metrics:
         self.model_load_problems = Gauge(
             "ganserve_model_load_problems", "Models or versions that failed to load.", registry=r)
         self.ready = Gauge("ganserve_ready", "1 when the gateway is ready to serve, else 0.", registry=r)
+        # Children by label values (bounded: see the module docstring), so that a request does not
+        # pay prometheus_client's label validation and locked lookup for each metric it touches.
+        self._in_flight_children: dict[tuple[str, str], Gauge] = {}
+        self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
 
     @contextmanager
     def track(self, *, protocol: str, endpoint: str) -> Iterator[RequestTracker]:
         """Counts one request: in flight while the block runs, then its outcome and duration."""
         tracker, outcome = RequestTracker(), "ok"
-        in_flight = self.in_flight.labels(protocol, endpoint)
+        in_flight = self._in_flight_children.get((protocol, endpoint))
+        if in_flight is None:
+            in_flight = self._in_flight_children[protocol, endpoint] = self.in_flight.labels(protocol, endpoint)
         in_flight.inc()
         start = time.perf_counter()
         try:
@@ -85,8 +91,12 @@ class Metrics:
         finally:
             in_flight.dec()
             labels = (protocol, endpoint, tracker.model, outcome)
-            self.requests.labels(*labels).inc()
-            self.request_duration.labels(*labels).observe(time.perf_counter() - start)
+            children = self._request_children.get(labels)
+            if children is None:
+                children = self._request_children[labels] = (
+                    self.requests.labels(*labels), self.request_duration.labels(*labels))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)
 
     def exposition(self) -> bytes:
         """The text format for ``GET /metrics``."""

@@ -82,9 +82,10 @@ class OnnxRuntimeBackend:
         session.run(None, _warmup_inputs(mv, batch=1))
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{mv.name}-{mv.version}")
         labels = (mv.name, str(mv.version))
+        batch_size = self._metrics.batch_size.labels(*labels)
+        inference_duration = self._metrics.inference_duration.labels(*labels)
         observer = BatchObserver(
-            batch=lambda rows, seconds: (self._metrics.batch_size.labels(*labels).observe(rows),
-                                         self._metrics.inference_duration.labels(*labels).observe(seconds)),
+            batch=lambda rows, seconds: (batch_size.observe(rows), inference_duration.observe(seconds)),
             queue_depth=self._metrics.queue_depth.labels(*labels).set,
             queue_wait=self._metrics.queue_wait.labels(*labels).observe,
         )
