@@ -22,13 +22,10 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -40,51 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from harness import cpu_seconds, gateway
 from synthetic_models import write_dcgan_like
 
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 MODEL = "dcgan"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def gateway(repository: Path, *, batching: bool):
-    """A ``ganserve serve`` process on free loopback ports, ready; stopped with SIGTERM afterwards."""
-    http_port, grpc_port = _free_port(), _free_port()
-    cmd = [sys.executable, "-m", "ganserve", "serve", "--model-repository", str(repository),
-           "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-           "--batch-max-queue-delay-ms", "0", "--log-level", "warning",
-           "--batching" if batching else "--no-batching"]
-    process = subprocess.Popen(cmd, cwd=ROOT)
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start")
-            time.sleep(0.1)
-        yield url, f"127.0.0.1:{grpc_port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(60)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -257,7 +216,8 @@ def main() -> None:
             "raw_onnxruntime": raw_ort(model_path, count=args.requests),
         }
         for batching in (True, False):
-            with gateway(repository, batching=batching) as (http_url, grpc_target, pid):
+            flags = ["--batch-max-queue-delay-ms", "0", "--batching" if batching else "--no-batching"]
+            with gateway(repository, args=flags) as (http_url, grpc_target, pid):
                 key = "batching_on" if batching else "batching_off"
                 if batching:
                     report["latency_n1"] = latency(http_url, grpc_target, pid=pid, count=args.requests)

@@ -34,29 +34,20 @@ import io
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import onnxruntime as ort
+from harness import cpu_seconds, gateway
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "srresnet"
 SCALE = 4
 MIB = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -84,12 +75,6 @@ def reset_peak(pid: int) -> bool:
     return _status_kib(pid, "VmHWM") <= _status_kib(pid, "VmRSS") + 4096
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def synthetic_png(size: int, *, seed: int = 0) -> bytes:
     """A deterministic photo-like RGB image: a smooth random colour field, a gentle gradient and
     fine noise (so that the PNG neither compresses to nothing nor is pure noise)."""
@@ -102,36 +87,6 @@ def synthetic_png(size: int, *, seed: int = 0) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB").save(out, format="PNG")
     return out.getvalue()
-
-
-@contextmanager
-def gateway(repository: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """A ``ganserve serve`` process on free loopback ports, ready; stopped with SIGTERM afterwards."""
-    http_port, grpc_port = _free_port(), _free_port()
-    cmd = [sys.executable, "-m", "ganserve", "serve", "--model-repository", str(repository),
-           "--backend", "onnxruntime", "--host", "127.0.0.1", "--http-port", str(http_port),
-           "--grpc-port", str(grpc_port), "--log-level", "warning"]
-    process = subprocess.Popen(cmd, cwd=ROOT, env=os.environ | env)
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start")
-            time.sleep(0.1)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def upscale(client: httpx.Client, png: bytes, size: int) -> tuple[float, bytes]:
@@ -220,7 +175,7 @@ def main() -> None:
     }
     timeout = httpx.Timeout(1800.0, connect=10.0)
     sizes = sorted(args.sizes)
-    with gateway(args.model_repository, env) as (url, pid):
+    with gateway(args.model_repository, args=["--backend", "onnxruntime"], env=env) as (url, _, pid):
         resets = reset_peak(pid)
     if not resets and args.one_gateway:
         sys.exit("this kernel does not reset VmHWM through clear_refs: run without --one-gateway")
@@ -234,14 +189,14 @@ def main() -> None:
         print(json.dumps(report["sizes"][-1]), file=sys.stderr, flush=True)
 
     if args.one_gateway:
-        with gateway(args.model_repository, env) as (url, pid), \
+        with gateway(args.model_repository, args=["--backend", "onnxruntime"], env=env) as (url, _, pid), \
                 httpx.Client(base_url=url, timeout=timeout) as client:
             warm_up(client)
             for size in sizes:
                 run(client, pid, size)
     else:
         for size in sizes:
-            with gateway(args.model_repository, env) as (url, pid), \
+            with gateway(args.model_repository, args=["--backend", "onnxruntime"], env=env) as (url, _, pid), \
                     httpx.Client(base_url=url, timeout=timeout) as client:
                 warm_up(client)
                 run(client, pid, size)

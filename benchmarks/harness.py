@@ -1,0 +1,60 @@
+"""What the gateway benchmarks share: free ports, and a real ``ganserve serve`` process to load."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def gateway(repository: Path, *, args: Sequence[str] = (), env: dict[str, str] | None = None,
+            ready_timeout_s: float = 120) -> Iterator[tuple[str, str, int]]:
+    """A ``ganserve serve`` process on free loopback ports, ready: yields (HTTP URL, gRPC target, pid).
+    Stopped with SIGTERM afterwards (killed if it does not stop within a minute)."""
+    http_port, grpc_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "ganserve", "serve", "--model-repository", str(repository),
+           "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+           "--log-level", "warning", *args]
+    process = subprocess.Popen(cmd, cwd=ROOT, env=os.environ | (env or {}))
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.1)
+        yield url, f"127.0.0.1:{grpc_port}", process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
