@@ -123,7 +123,6 @@ class Trainer:
         self.state.meta.setdefault("world_size", self.dist.world)
         self.G_train: nn.Module = DDP(self.G) if self.dist.world > 1 else self.G
         self.D_train = DDP(self.D) if (self.dist.world > 1 and self.D is not None) else self.D
-        self.last_stats: dict[str, float] = {}
 
     def _pick_device(self, name: str) -> torch.device:
         if name.startswith("cuda"):
@@ -291,7 +290,6 @@ class Trainer:
         rows = [{k: v for k, v in zip(keys, row)} for row in values]
         for row in rows:
             row["step"] = int(row["step"])
-        self.last_stats = rows[-1]
         self._call("on_log", rows)
 
     # ------------------------------------------------------------------ the model to ship
