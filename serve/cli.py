@@ -79,8 +79,6 @@ def main(argv: list[str]) -> int:
     """Entry point used by the ``ganserve`` dispatcher as ``main(["serve", *options])``."""
     args = argv[1:] if argv[:1] == ["serve"] else argv
     settings = load_settings(args)
-    if settings.backend != "onnxruntime":
-        raise UsageError(f"the {settings.backend} backend is not implemented yet; use --backend onnxruntime")
     if not Path(settings.model_repository).is_dir():
         raise UsageError(f"model repository {str(settings.model_repository)!r} is not a directory "
                          f"(--model-repository / GANSERVE_MODEL_REPOSITORY)")

@@ -65,8 +65,14 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class UpstreamError(ServiceError):
+    """The inference server (Triton) refused or failed the request; the message is its own."""
+
+    code = "upstream_error"
+
+
 # Every concrete type, for the adapters' mapping tables and the test that they are complete.
 ERROR_TYPES: tuple[type[ServiceError], ...] = (
     InvalidArgument, ModelNotFound, PayloadTooLarge, UnsupportedMediaType, QueueFull,
-    DeadlineExceeded, NotReady,
+    DeadlineExceeded, NotReady, UpstreamError,
 )

@@ -40,7 +40,7 @@ class Runtime:
         if self._stopping:
             return "shutting down"
         if not self.backend.ready():
-            return "loading models"
+            return self.backend.readiness()
         if not self.backend.repository.models:
             return "no model loaded"
         return "ready"

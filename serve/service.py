@@ -194,7 +194,7 @@ class GatewayService:
 
     def _check_ready(self) -> None:
         if not self._backend.ready():
-            raise NotReady("the gateway is not ready (models are loading, or it is shutting down)")
+            raise NotReady(f"the gateway is not ready: {self._backend.readiness()}")
 
     def _resolve(self, model: str | None, version: int | None, *, kind: ModelKind) -> ModelVersion:
         """The model version a request names (or the only loaded model of ``kind``), checked."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["onnxruntime", "triton"]
@@ -30,7 +30,12 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port)")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
     backend: BackendName = Field("onnxruntime", description="inference backend")
-    triton_url: str = Field("localhost:8001", description="Triton gRPC address (backend=triton)")
+    triton_url: str = Field("localhost:8001", description="Triton gRPC address HOST:PORT (backend=triton)")
+    triton_startup_timeout_s: float = Field(
+        60.0, ge=0, description="backend=triton: how long start-up waits for Triton and its models "
+                                "(afterwards the gateway stays not ready and keeps checking)")
+    triton_health_interval_s: float = Field(
+        2.0, gt=0, description="backend=triton: how often Triton's and each model's readiness is checked")
 
     # --- limits (a request over one gets a 4xx / gRPC status, never a crash) ---------------------
     max_images_per_request: int = Field(64, ge=1, description="largest n of POST /generate")
@@ -55,6 +60,14 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="on SIGTERM: how long in-flight requests may finish")
     log_level: LogLevel = Field("info", description="log level")
+
+    @field_validator("triton_url")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or "/" in value or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"must be HOST:PORT (Triton's gRPC endpoint, e.g. triton:8001), got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _queue_fits_one_request(self) -> Settings:

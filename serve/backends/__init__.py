@@ -10,7 +10,7 @@ __all__ = ["Backend", "BackendNotAvailable", "Tensors", "create_backend"]
 
 
 class BackendNotAvailable(Exception):
-    """The configured backend cannot be used (not implemented yet, or its package is missing)."""
+    """The configured backend cannot be used (an unknown name)."""
 
 
 def create_backend(settings: Settings, *, metrics: Metrics) -> Backend:
@@ -20,6 +20,7 @@ def create_backend(settings: Settings, *, metrics: Metrics) -> Backend:
 
         return OnnxRuntimeBackend(settings, metrics=metrics)
     if settings.backend == "triton":
-        raise BackendNotAvailable(
-            "the triton backend is not implemented yet; use --backend onnxruntime (the default)")
+        from serve.backends.triton import TritonBackend
+
+        return TritonBackend(settings, metrics=metrics)
     raise BackendNotAvailable(f"unknown backend {settings.backend!r}; valid: onnxruntime, triton")

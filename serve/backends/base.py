@@ -1,4 +1,4 @@
-"""The interface every inference backend implements (embedded ONNX Runtime now, Triton later).
+"""The interface every inference backend implements (embedded ONNX Runtime, Triton).
 
 A backend knows models and tensors, nothing of HTTP, gRPC, seeds or images.
 """
@@ -23,7 +23,11 @@ class Backend(Protocol):
         :attr:`repository`; it never stops the others. Ready once this returns."""
 
     def ready(self) -> bool:
-        """True once :meth:`load` finished and until :meth:`close` starts."""
+        """True while requests can be served: after :meth:`load`, before :meth:`close`, and (for a
+        remote server) while the server answers."""
+
+    def readiness(self) -> str:
+        """``"ready"``, or why not, in a few words (``/readyz`` shows it)."""
 
     @property
     def repository(self) -> Repository:

@@ -46,6 +46,9 @@ class OnnxRuntimeBackend:
     def ready(self) -> bool:
         return self._ready
 
+    def readiness(self) -> str:
+        return "ready" if self._ready else "models are loading, or the gateway is shutting down"
+
     async def load(self) -> None:
         repository = await asyncio.to_thread(load_repository, self._settings.model_repository)
         failed: dict[tuple[str, int], str] = {}

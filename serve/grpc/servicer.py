@@ -24,6 +24,8 @@ GRPC_CODE: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.NotReady: grpc.StatusCode.UNAVAILABLE,
+    # A Triton failure is not the client's fault and not transient (NotReady is the retryable one).
+    errors.UpstreamError: grpc.StatusCode.INTERNAL,
 }
 ERROR_CODE_KEY = "ganserve-error-code"  # trailing metadata: the same code as the HTTP error body
 _FORMATS = {pb.IMAGE_FORMAT_UNSPECIFIED: None, pb.IMAGE_FORMAT_PNG: "png", pb.IMAGE_FORMAT_JPEG: "jpeg",

@@ -25,6 +25,7 @@ HTTP_STATUS: dict[type[errors.ServiceError], int] = {
     errors.QueueFull: 429,
     errors.DeadlineExceeded: 504,
     errors.NotReady: 503,
+    errors.UpstreamError: 502,
 }
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}

@@ -1,0 +1,281 @@
+"""Triton backend: the gateway in front of an NVIDIA Triton Inference Server, over gRPC.
+
+The gateway reads the same model repository Triton serves (for each model's kind, latent size,
+value range, tiling: the ONNX metadata Triton does not expose) and checks, for every model version,
+that Triton serves it with the same tensor names, dtypes and shapes. Batching is Triton's (its
+dynamic batcher merges concurrent requests); the gateway only splits a request larger than the
+model's ``max_batch_size``.
+
+Availability: a background task asks Triton every ``triton_health_interval_s`` whether the server
+and each model are ready. While Triton is down (or a model is not ready there) requests for it fail
+at once with :class:`NotReady` (503 / UNAVAILABLE) and ``/readyz`` is false; when Triton is back the
+models are checked again and served, without restarting the gateway (the gRPC channel reconnects by
+itself). An error Triton returns for a request becomes :class:`UpstreamError` (502 / INTERNAL) with
+Triton's message, except the ones that mean the same as a gateway error (queue full, deadline,
+unavailable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+from serve.backends.base import Tensors
+from serve.errors import DeadlineExceeded, ModelNotFound, NotReady, QueueFull, UpstreamError
+from serve.metrics import Metrics
+from serve.repository import ModelVersion, Repository, TensorSpec, load_repository
+from serve.settings import Settings
+
+log = logging.getLogger(__name__)
+_CHECK_TIMEOUT_S = 5.0  # one readiness or metadata call
+
+
+@dataclass
+class _Model:
+    """A model version as Triton serves it: readiness, and the batch size Triton accepts."""
+
+    mv: ModelVersion
+    ready: bool = False
+    max_batch_size: int = 0     # Triton's; 0 until checked
+    in_flight: int = 0          # rows sent and not answered (bounded by max_queue_depth)
+
+
+class TritonBackend:
+    """Serves the models of a repository through a Triton server (``settings.triton_url``)."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics) -> None:
+        self._settings, self._metrics = settings, metrics
+        self._url = settings.triton_url
+        self._local = Repository(root=settings.model_repository, models={}, problems=())
+        self._repository = self._local
+        self._models: dict[tuple[str, int], _Model] = {}
+        self._client: InferenceServerClient | None = None
+        self._server_ready = False
+        self._server_problem = "not checked yet"
+        self._loaded = False
+        self._closing = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._checked = asyncio.Event()    # set after each round of checks
+        self._wake = asyncio.Event()       # set to check again now (a request saw Triton fail)
+        self._mismatched: dict[tuple[str, int], str] = {}
+
+    # --- Backend interface ------------------------------------------------------------------------
+
+    @property
+    def repository(self) -> Repository:
+        return self._repository
+
+    def ready(self) -> bool:
+        return (self._loaded and not self._closing and self._server_ready
+                and any(m.ready for m in self._models.values()))
+
+    def readiness(self) -> str:
+        if not self._server_ready:
+            return f"Triton at {self._url} is not available ({self._server_problem})"
+        if not any(m.ready for m in self._models.values()):
+            return f"no model is ready on Triton at {self._url}"
+        return "ready"
+
+    async def load(self) -> None:
+        """Reads the repository, then waits up to ``triton_startup_timeout_s`` for Triton to serve
+        every model (checking them); the watcher keeps going afterwards either way."""
+        self._local = await asyncio.to_thread(load_repository, self._settings.model_repository)
+        self._repository = self._local
+        self._models = {(mv.name, mv.version): _Model(mv) for vs in self._local.models.values() for mv in vs}
+        self._client = InferenceServerClient(self._url)
+        self._loaded = True
+        self._watcher = asyncio.create_task(self._watch(), name="triton-watch")
+        deadline = time.monotonic() + self._settings.triton_startup_timeout_s
+        while not self._all_ready() and time.monotonic() < deadline and not self._watcher.done():
+            self._checked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._checked.wait(), max(0.0, deadline - time.monotonic()))
+        if not self._server_ready:
+            log.error("Triton at %s is not ready (%s); the gateway is not ready and keeps checking every %g s",
+                      self._url, self._server_problem, self._settings.triton_health_interval_s)
+        else:
+            missing = [f"{m.mv.name}/{m.mv.version}" for m in self._models.values() if not m.ready]
+            if missing:
+                log.warning("models not ready on Triton yet: %s", ", ".join(missing))
+        log.info("triton backend at %s: %d model version(s) ready, %d problem(s)", self._url,
+                 sum(m.ready for m in self._models.values()), len(self._repository.problems))
+
+    async def infer(self, model: str, version: int, inputs: Tensors) -> Tensors:
+        if not self._loaded or self._closing:
+            raise NotReady("the gateway is not ready (models are loading, or it is shutting down)")
+        entry = self._models.get((model, version))
+        if entry is None or model not in self._repository.models:
+            raise ModelNotFound(f"model {model!r} version {version} is not loaded")
+        if not self._server_ready:
+            raise NotReady(f"Triton at {self._url} is not available ({self._server_problem})", model=model)
+        if not entry.ready:
+            raise NotReady(f"model {model!r} version {version} is not ready on Triton", model=model)
+        rows = len(next(iter(inputs.values())))
+        if entry.in_flight + rows > self._settings.max_queue_depth:
+            raise QueueFull(f"model {model!r} has {entry.in_flight} images in flight to Triton "
+                            f"(max_queue_depth {self._settings.max_queue_depth}); try again shortly",
+                            model=model)
+        entry.in_flight += rows
+        gauge = self._metrics.queue_depth.labels(model, str(version))
+        gauge.set(entry.in_flight)
+        try:
+            step = entry.max_batch_size or rows
+            parts = await asyncio.gather(*(
+                self._infer_once(entry, {k: v[i:i + step] for k, v in inputs.items()})
+                for i in range(0, rows, step)))
+        finally:
+            entry.in_flight -= rows
+            gauge.set(entry.in_flight)
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # --- one request -------------------------------------------------------------------------------
+
+    async def _infer_once(self, entry: _Model, inputs: Tensors) -> Tensors:
+        mv = entry.mv
+        request = []
+        for name, array in inputs.items():
+            tensor = InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(np.ascontiguousarray(array))
+            request.append(tensor)
+        outputs = [InferRequestedOutput(o.name) for o in mv.outputs]
+        start = time.perf_counter()
+        assert self._client is not None
+        try:
+            result = await self._client.infer(mv.name, request, model_version=str(mv.version), outputs=outputs,
+                                              client_timeout=self._settings.request_timeout_s)
+        except InferenceServerException as exc:
+            raise self._translate(exc, mv) from None
+        labels = (mv.name, str(mv.version))
+        self._metrics.inference_duration.labels(*labels).observe(time.perf_counter() - start)
+        self._metrics.batch_size.labels(*labels).observe(len(next(iter(inputs.values()))))
+        return {o.name: result.as_numpy(o.name) for o in mv.outputs}
+
+    def _translate(self, exc: InferenceServerException, mv: ModelVersion) -> Exception:
+        status, message = (exc.status() or ""), (exc.message() or str(exc))
+        if status.endswith("UNAVAILABLE"):
+            self._server_ready = False  # the watcher confirms, and re-checks everything on return
+            self._server_problem = message
+            self._wake_watcher()
+            return NotReady(f"Triton at {self._url} is not available: {message}", model=mv.name)
+        if status.endswith("DEADLINE_EXCEEDED"):
+            return DeadlineExceeded(f"Triton did not answer for model {mv.name!r} in time: {message}",
+                                    model=mv.name)
+        if status.endswith("RESOURCE_EXHAUSTED"):
+            return QueueFull(f"Triton's queue for model {mv.name!r} is full: {message}", model=mv.name)
+        if status.endswith("NOT_FOUND") or "is not ready" in message or "unknown model" in message:
+            self._models[mv.name, mv.version].ready = False
+            self._wake_watcher()
+            return NotReady(f"model {mv.name!r} version {mv.version} is not ready on Triton: {message}",
+                            model=mv.name)
+        return UpstreamError(f"Triton failed the request for model {mv.name!r}: {message}", model=mv.name)
+
+    # --- readiness ---------------------------------------------------------------------------------
+
+    def _all_ready(self) -> bool:
+        return self._server_ready and all(m.ready for m in self._models.values())
+
+    def _wake_watcher(self) -> None:
+        self._wake.set()
+
+    async def _watch(self) -> None:
+        """Checks Triton and every model now, then every ``triton_health_interval_s`` (or sooner
+        when a request saw Triton fail); re-checks model metadata whenever Triton comes back."""
+        interval = self._settings.triton_health_interval_s
+        while True:
+            try:
+                await self._check()
+            except Exception:  # noqa: BLE001 - the watcher must survive anything and keep checking
+                log.exception("checking Triton at %s failed", self._url)
+            self._checked.set()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+
+    async def _check(self) -> None:
+        assert self._client is not None
+        was_ready = self._server_ready
+        try:
+            self._server_ready = await self._client.is_server_ready(client_timeout=_CHECK_TIMEOUT_S)
+            self._server_problem = "" if self._server_ready else "the server reports not ready"
+        except InferenceServerException as exc:
+            self._server_ready, self._server_problem = False, exc.message() or str(exc)
+        if not self._server_ready:
+            if was_ready:
+                log.error("Triton at %s went away: %s", self._url, self._server_problem)
+            for entry in self._models.values():
+                entry.ready = False
+            return
+        if not was_ready:
+            log.info("Triton at %s is ready; checking %d model version(s)", self._url, len(self._models))
+        mismatched = dict(self._mismatched)
+        for key, entry in self._models.items():
+            was_model_ready = entry.ready
+            try:
+                if not await self._client.is_model_ready(entry.mv.name, str(entry.mv.version),
+                                                         client_timeout=_CHECK_TIMEOUT_S):
+                    entry.ready = False
+                    continue
+                if not was_model_ready:  # new, or back: check what Triton serves under that name
+                    problem = await self._verify(entry)
+                    if problem:
+                        if mismatched.get(key) != problem:
+                            log.error("model %s version %d not served: %s", *key, problem)
+                        mismatched[key] = problem
+                        entry.ready = False
+                        continue
+                    mismatched.pop(key, None)
+                entry.ready = True
+            except InferenceServerException as exc:
+                entry.ready = False
+                log.warning("model %s/%d: Triton check failed: %s", entry.mv.name, entry.mv.version, exc)
+        if mismatched != self._mismatched:
+            self._mismatched = mismatched
+            self._repository = self._local.without(mismatched)
+
+    async def _verify(self, entry: _Model) -> str | None:
+        """Why Triton's model differs from the repository's (names, dtypes, shapes), or None."""
+        assert self._client is not None
+        mv = entry.mv
+        meta = await self._client.get_model_metadata(mv.name, str(mv.version), client_timeout=_CHECK_TIMEOUT_S)
+        config = (await self._client.get_model_config(mv.name, str(mv.version),
+                                                      client_timeout=_CHECK_TIMEOUT_S)).config
+        batch = [-1] if config.max_batch_size > 0 else []
+        problems = []
+        for what, expected, served in (("input", mv.inputs, meta.inputs), ("output", mv.outputs, meta.outputs)):
+            want = {t.name: _describe(t, batch) for t in expected}
+            have = {t.name: (t.datatype, list(t.shape)) for t in served}
+            for name in sorted(set(want) | set(have)):
+                if want.get(name) != have.get(name):
+                    problems.append(f"{what} {name!r}: repository {_show(want.get(name))}, "
+                                    f"Triton {_show(have.get(name))}")
+        if problems:
+            return "Triton serves a different model under this name: " + "; ".join(problems)
+        entry.max_batch_size = config.max_batch_size
+        return None
+
+
+def _describe(spec: TensorSpec, batch: list[int]) -> tuple[str, list[int]]:
+    return np_to_triton_dtype(spec.dtype), [*batch, *spec.dims]
+
+
+def _show(described: tuple[str, list[int]] | None) -> str:
+    return "absent" if described is None else f"{described[0]} {described[1]}"
