@@ -3,14 +3,16 @@
 Layout and rules are Triton's (``<root>/<model>/config.pbtxt``, numeric version folders, the
 ``version_policy``); the config is parsed with Triton's own protobuf. What a model *is* (kind, latent
 size, value range, geometry) comes from its ONNX ``metadata_props``, per ``docs/model-contract.md``.
-A model that fails any check becomes a :class:`LoadProblem` with a message saying what to fix; it
-never stops the other models from loading.
+A Triton ensemble (``platform: "ensemble"``, no ONNX file) that chains a ``text-encoder`` into a
+``text-conditional-generator`` is read as a ``text-conditional`` model whose metadata comes from its
+steps. A model that fails any check becomes a :class:`LoadProblem` with a message saying what to fix;
+it never stops the other models from loading (an ensemble whose step did not load is one too).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -20,18 +22,29 @@ import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from ganserve import text
+
 log = logging.getLogger(__name__)
 
-ModelKind = Literal["unconditional", "text-conditional", "super-resolution"]
-SERVED_KINDS: tuple[ModelKind, ...] = ("unconditional", "super-resolution")
+ModelKind = Literal["unconditional", "text-conditional", "super-resolution", "text-encoder",
+                    "text-conditional-generator"]
+SERVED_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
+ENSEMBLE_PLATFORM = "ensemble"
+# ganserve.tokenizer -> prompts -> int64 [n, length] token ids: the tokenizers the gateway can run
+TOKENIZERS: dict[str, Callable[..., np.ndarray]] = {text.NAME: text.encode_batch}
+KNOWN_TOKENIZERS: tuple[str, ...] = tuple(TOKENIZERS)
 DEFAULT_MODEL_FILENAME = "model.onnx"
 _DTYPES = {mc.TYPE_FP32: np.dtype(np.float32), mc.TYPE_FP16: np.dtype(np.float16),
            mc.TYPE_INT64: np.dtype(np.int64), mc.TYPE_INT32: np.dtype(np.int32)}
-# kind -> (input name, output name): the tensor names the contract fixes
-TENSOR_NAMES: dict[str, tuple[str, str]] = {
-    "unconditional": ("z", "image"),
-    "super-resolution": ("lr", "sr"),
+# kind -> (input names, output names) that the contract fixes; the first of each is the main one
+CONTRACT_TENSORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "unconditional": (("z",), ("image",)),
+    "super-resolution": (("lr",), ("sr",)),
+    "text-encoder": (("tokens",), ("embedding",)),
+    "text-conditional-generator": (("z", "embedding"), ("image",)),
+    "text-conditional": (("tokens", "z"), ("image",)),  # the ensemble
 }
+_INT_TENSORS = {"tokens"}  # every other contract tensor is TYPE_FP32
 
 
 class ModelLoadError(Exception):
@@ -48,17 +61,29 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class EnsembleStep:
+    """One step of an ensemble, its model version resolved (Triton's ``model_version: -1`` is the
+    latest loaded one). Maps go from the step model's tensor names to the ensemble's tensor names."""
+
+    model: str
+    version: int
+    kind: ModelKind                     # the step model's kind
+    input_map: Mapping[str, str]        # step model input -> ensemble tensor it reads
+    output_map: Mapping[str, str]       # step model output -> ensemble tensor it writes
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     """Everything the gateway needs to know about one version of one model."""
 
     name: str
     version: int
-    path: Path                          # the ONNX file
+    path: Path                          # the ONNX file (an ensemble: its version folder)
     kind: ModelKind
     max_batch_size: int                 # > 0: dimension 0 is the batch
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    value_range: tuple[float, float]    # pixel range of the output (and of SR input)
+    value_range: tuple[float, float] | None  # pixel range of the output (and of SR input); None: no pixels
     queue_delay_us: int | None          # dynamic_batching.max_queue_delay_microseconds, if batching
     latent_dim: int | None = None       # generators
     channels: int | None = None         # output image geometry, when fixed
@@ -67,15 +92,33 @@ class ModelVersion:
     input_range: tuple[float, float] | None = None  # super-resolution: range of the lr pixels
     tile_size: int | None = None        # super-resolution: lr tile side (None: whole images)
     tile_overlap: int = 0               # super-resolution: overlap between neighbouring tiles
-    metadata: Mapping[str, str] = field(default_factory=dict)  # every ganserve.* entry, as stored
+    tokenizer: str | None = None        # text: the tokenizer of the prompts (ganserve.text.NAME)
+    max_tokens: int | None = None       # text: token ids per prompt (L)
+    embedding_dim: int | None = None    # text: length of the text embedding (E)
+    steps: tuple[EnsembleStep, ...] = ()  # an ensemble's steps, in an order that runs them; else empty
+    # every ganserve.* entry, as stored (an ensemble: its generator's, plus the text entries of its
+    # encoder, ganserve.kind = text-conditional and ganserve.steps = "model:version,...")
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def input_name(self) -> str:
-        return TENSOR_NAMES[self.kind][0]
+        return CONTRACT_TENSORS[self.kind][0][0]
 
     @property
     def output_name(self) -> str:
-        return TENSOR_NAMES[self.kind][1]
+        return CONTRACT_TENSORS[self.kind][1][0]
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.steps)
+
+    def step_of_kind(self, kind: ModelKind) -> EnsembleStep:
+        """The ensemble step whose model is of ``kind`` (a text-conditional ensemble has one
+        ``text-encoder`` and one ``text-conditional-generator`` step)."""
+        found = [s for s in self.steps if s.kind == kind]
+        if len(found) != 1:
+            raise LookupError(f"model {self.name!r} has {len(found)} steps of kind {kind!r}")
+        return found[0]
 
 
 @dataclass(frozen=True)
@@ -97,7 +140,16 @@ class Repository:
 
     def without(self, failed: Mapping[tuple[str, int], str]) -> Repository:
         """This repository less the versions in ``failed`` ((model, version) -> why), which become
-        problems (a backend that could not load them reports them this way)."""
+        problems (a backend that could not load them reports them this way), and less every
+        ensemble version that has one of them as a step."""
+        failed = dict(failed)
+        while True:
+            gone = {(v.name, v.version): f"step model {s.model!r} version {s.version} did not load"
+                    for vs in self.models.values() for v in vs if (v.name, v.version) not in failed
+                    for s in v.steps if (s.model, s.version) in failed}
+            if not gone:
+                break
+            failed.update(gone)
         models = {name: tuple(v for v in versions if (name, v.version) not in failed)
                   for name, versions in self.models.items()}
         extra = tuple(LoadProblem(name, version, why) for (name, version), why in failed.items())
@@ -112,6 +164,7 @@ def load_repository(root: Path) -> Repository:
         raise FileNotFoundError(f"model repository {str(root)!r} is not a directory")
     models: dict[str, tuple[ModelVersion, ...]] = {}
     problems: list[LoadProblem] = []
+    ensembles: list[tuple[str, mc.ModelConfig, list[tuple[int, Path]]]] = []
     for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         name = model_dir.name
         try:
@@ -119,6 +172,9 @@ def load_repository(root: Path) -> Repository:
             version_dirs = _selected_versions(model_dir, config)
         except ModelLoadError as exc:
             problems.append(LoadProblem(name, None, str(exc)))
+            continue
+        if config.platform == ENSEMBLE_PLATFORM:  # read once every model it may use is read
+            ensembles.append((name, config, version_dirs))
             continue
         loaded = []
         for version, version_dir in version_dirs:
@@ -128,6 +184,20 @@ def load_repository(root: Path) -> Repository:
                 problems.append(LoadProblem(name, version, str(exc)))
         if loaded:
             models[name] = tuple(loaded)
+    steps_read = dict(models)  # ensembles use these models only (no nested ensembles)
+    not_loaded = {p.model: p for p in problems}
+    for name, config, version_dirs in ensembles:
+        loaded = []
+        for version, version_dir in version_dirs:
+            try:
+                loaded.append(_read_ensemble(name, version, version_dir, config, models=steps_read,
+                                             not_loaded=not_loaded,
+                                             ensemble_names={e[0] for e in ensembles}))
+            except ModelLoadError as exc:
+                problems.append(LoadProblem(name, version, str(exc)))
+        if loaded:
+            models[name] = tuple(loaded)
+    models = dict(sorted(models.items()))
     for problem in problems:
         where = problem.model if problem.version is None else f"{problem.model} version {problem.version}"
         log.error("model %s not loaded: %s", where, problem.message)
@@ -146,9 +216,13 @@ def read_config(model_dir: Path) -> mc.ModelConfig:
         raise ModelLoadError(f"{path} is not a valid Triton model config: {exc}") from exc
     if config.name and config.name != model_dir.name:
         raise ModelLoadError(f"config name {config.name!r} differs from its folder {model_dir.name!r}")
-    if config.backend != "onnxruntime" and config.platform != "onnxruntime_onnx":
+    if config.platform == ENSEMBLE_PLATFORM:
+        if not config.ensemble_scheduling.step:
+            raise ModelLoadError("an ensemble needs ensemble_scheduling { step [ ... ] }")
+    elif config.backend != "onnxruntime" and config.platform != "onnxruntime_onnx":
         found = config.backend or config.platform or "none"
-        raise ModelLoadError(f"backend {found!r} is not served by the gateway (need 'onnxruntime')")
+        raise ModelLoadError(f"backend {found!r} is not served by the gateway (need 'onnxruntime', "
+                             f"or platform 'ensemble')")
     if config.max_batch_size <= 0:
         raise ModelLoadError("max_batch_size must be > 0 (dimension 0 is the batch)")
     return config
@@ -185,44 +259,61 @@ def _read_version(name: str, version: int, version_dir: Path, config: mc.ModelCo
     meta = {p.key: p.value for p in proto.metadata_props if p.key.startswith("ganserve.")}
 
     kind = meta.get("ganserve.kind")
-    if kind not in get_args(ModelKind):
-        raise ModelLoadError(f"ONNX metadata ganserve.kind is {kind!r}; expected one of "
-                             f"{', '.join(get_args(ModelKind))}")
+    onnx_kinds = [k for k in get_args(ModelKind) if k != "text-conditional"]
+    if kind == "text-conditional":
+        raise ModelLoadError("ONNX metadata ganserve.kind is 'text-conditional', which is a Triton ensemble "
+                             "(platform 'ensemble') of a 'text-encoder' and a 'text-conditional-generator' "
+                             "model, not one ONNX file (docs/model-contract.md)")
+    if kind not in onnx_kinds:
+        raise ModelLoadError(f"ONNX metadata ganserve.kind is {kind!r}; expected one of {', '.join(onnx_kinds)}")
     if kind not in SERVED_KINDS:
         raise ModelLoadError(f"kind {kind!r} is not served by this gateway version yet")
 
     inputs = tuple(_tensor(t) for t in config.input)
     outputs = tuple(_tensor(t) for t in config.output)
-    in_name, out_name = TENSOR_NAMES[kind]
-    _check_names(config_names={t.name for t in inputs}, expected={in_name}, what="inputs")
-    _check_names(config_names={t.name for t in outputs}, expected={out_name}, what="outputs")
+    in_names, out_names = CONTRACT_TENSORS[kind]
+    _check_names(config_names={t.name for t in inputs}, expected=set(in_names), what="inputs")
+    _check_names(config_names={t.name for t in outputs}, expected=set(out_names), what="outputs")
     initializers = {t.name for t in proto.graph.initializer}
     _check_names(config_names={t.name for t in inputs}, what="inputs of the ONNX graph",
                  expected={i.name for i in proto.graph.input if i.name not in initializers})
     _check_names(config_names={t.name for t in outputs}, what="outputs of the ONNX graph",
                  expected={o.name for o in proto.graph.output})
     spec = {t.name: t for t in inputs + outputs}
-    if any(spec[n].dtype != np.float32 for n in (in_name, out_name)):
-        raise ModelLoadError(f"{in_name!r} and {out_name!r} must be TYPE_FP32")
+    for tensor in spec.values():
+        wanted = np.dtype(np.int64) if tensor.name in _INT_TENSORS else np.dtype(np.float32)
+        if tensor.dtype != wanted:
+            raise ModelLoadError(f"{tensor.name!r} must be {'TYPE_INT64' if wanted == np.int64 else 'TYPE_FP32'}")
 
     common = {
         "name": name, "version": version, "path": path, "kind": kind, "metadata": meta,
         "max_batch_size": config.max_batch_size, "inputs": inputs, "outputs": outputs,
-        "value_range": _value_range(meta),
+        "value_range": None if kind == "text-encoder" else _value_range(meta),
         "queue_delay_us": (config.dynamic_batching.max_queue_delay_microseconds
                            if config.HasField("dynamic_batching") else None),
     }
-    if kind == "unconditional":
+    if kind == "text-encoder":
+        max_tokens = _positive_int(meta, "ganserve.max_tokens")
+        embedding_dim = _positive_int(meta, "ganserve.embedding_dim")
+        tokenizer = meta.get("ganserve.tokenizer") or ""
+        if not tokenizer:
+            raise ModelLoadError("ONNX metadata ganserve.tokenizer is missing (e.g. 'char-v1')")
+        _check_dims(spec["tokens"], (max_tokens,), key="ganserve.max_tokens")
+        _check_dims(spec["embedding"], (embedding_dim,), key="ganserve.embedding_dim")
+        return ModelVersion(**common, tokenizer=tokenizer, max_tokens=max_tokens, embedding_dim=embedding_dim)
+    if kind in ("unconditional", "text-conditional-generator"):
         latent_dim = _positive_int(meta, "ganserve.latent_dim")
-        if spec["z"].dims != (latent_dim,):
-            raise ModelLoadError(f"input 'z' has dims {list(spec['z'].dims)} in config.pbtxt but "
-                                 f"ganserve.latent_dim is {latent_dim}")
+        _check_dims(spec["z"], (latent_dim,), key="ganserve.latent_dim")
+        embedding_dim = None
+        if kind == "text-conditional-generator":
+            embedding_dim = _positive_int(meta, "ganserve.embedding_dim")
+            _check_dims(spec["embedding"], (embedding_dim,), key="ganserve.embedding_dim")
         image_dims = spec["image"].dims
         if len(image_dims) != 3 or image_dims[0] not in (1, 3, 4) or min(image_dims) <= 0:
             raise ModelLoadError(f"output 'image' must have dims [C in (1, 3, 4), H, W], got "
                                  f"{list(image_dims)}")
         return ModelVersion(**common, latent_dim=latent_dim, channels=image_dims[0],
-                            image_size=image_dims[1])
+                            image_size=image_dims[1], embedding_dim=embedding_dim)
     # super-resolution
     lr_dims = spec["lr"].dims
     if len(lr_dims) != 3 or lr_dims[0] != 3:
@@ -239,6 +330,121 @@ def _read_version(name: str, version: int, version_dir: Path, config: mc.ModelCo
         else common["value_range"]
     return ModelVersion(**common, channels=3, scale=_positive_int(meta, "ganserve.scale"),
                         input_range=input_range, tile_size=tile, tile_overlap=overlap)
+
+
+def _read_ensemble(name: str, version: int, version_dir: Path, config: mc.ModelConfig, *,
+                   models: Mapping[str, tuple[ModelVersion, ...]],   # the ONNX models read
+                   not_loaded: Mapping[str, LoadProblem],            # models that failed, by name
+                   ensemble_names: set[str]) -> ModelVersion:
+    """An ensemble version: its steps resolved against ``models`` and ordered so that every tensor is
+    written before it is read, each tensor's type and dims the same at both ends, and the chain the
+    contract serves (text-encoder -> text-conditional-generator)."""
+    inputs = tuple(_tensor(t) for t in config.input)
+    outputs = tuple(_tensor(t) for t in config.output)
+    pending: list[tuple[EnsembleStep, ModelVersion]] = []
+    for number, step in enumerate(config.ensemble_scheduling.step, start=1):
+        where = f"step {number} ({step.model_name!r})"
+        if step.model_name in ensemble_names:
+            raise ModelLoadError(f"{where} is an ensemble; nested ensembles are not served")
+        versions = models.get(step.model_name)
+        if versions is None:
+            why = "did not load (see its own problem)" if step.model_name in not_loaded else                 "is not in the repository"
+            raise ModelLoadError(f"{where}: model {step.model_name!r} {why}")
+        if step.model_version == -1:
+            mv = versions[-1]
+        else:
+            mv = next((v for v in versions if v.version == step.model_version), None)
+            if mv is None:
+                raise ModelLoadError(f"{where}: model_version {step.model_version} is not loaded (loaded: "
+                                     f"{', '.join(str(v.version) for v in versions)}; -1 is the latest)")
+        if config.max_batch_size > mv.max_batch_size:
+            raise ModelLoadError(f"max_batch_size {config.max_batch_size} is larger than {where}'s "
+                                 f"{mv.max_batch_size}")
+        own_inputs, own_outputs = {t.name for t in mv.inputs}, {t.name for t in mv.outputs}
+        if set(step.input_map) != own_inputs:
+            raise ModelLoadError(f"{where}: input_map keys are {sorted(step.input_map)}, but the model's "
+                                 f"inputs are {sorted(own_inputs)}")
+        if not step.output_map or not set(step.output_map) <= own_outputs:
+            raise ModelLoadError(f"{where}: output_map keys are {sorted(step.output_map)}, but the model's "
+                                 f"outputs are {sorted(own_outputs)}")
+        pending.append((EnsembleStep(model=mv.name, version=mv.version, kind=mv.kind,
+                                     input_map=dict(step.input_map), output_map=dict(step.output_map)), mv))
+
+    # Order the steps by the tensors they need; check both ends of every tensor agree.
+    tensors: dict[str, TensorSpec] = {t.name: t for t in inputs}  # ensemble tensor -> its spec
+    ordered: list[EnsembleStep] = []
+    while pending:
+        runnable = [(s, mv) for s, mv in pending if set(s.input_map.values()) <= tensors.keys()]
+        if not runnable:
+            step, _ = pending[0]
+            missing = sorted(set(step.input_map.values()) - tensors.keys())
+            raise ModelLoadError(f"step {step.model!r} reads {missing}, which no ensemble input or other "
+                                 f"step writes")
+        for step, mv in runnable:
+            own = {t.name: t for t in mv.inputs + mv.outputs}
+            for own_name, tensor in step.input_map.items():
+                _same_tensor(tensors[tensor], own[own_name], what=f"tensor {tensor!r} read by step "
+                             f"{step.model!r} as {own_name!r}")
+            for own_name, tensor in step.output_map.items():
+                if tensor in tensors:
+                    raise ModelLoadError(f"tensor {tensor!r} is written by step {step.model!r} and also "
+                                         f"by an ensemble input or another step")
+                tensors[tensor] = TensorSpec(name=tensor, dtype=own[own_name].dtype, dims=own[own_name].dims)
+            ordered.append(step)
+        pending = [(s, mv) for s, mv in pending if not any(s is o for o in ordered)]
+    for out in outputs:
+        if out.name not in tensors:
+            raise ModelLoadError(f"output {out.name!r} is written by no step")
+        _same_tensor(out, tensors[out.name], what=f"output {out.name!r}")
+
+    # The chain the gateway serves: tokens -> text-encoder -> embedding -> generator (+ z) -> image.
+    kinds = sorted(s.kind for s in ordered)
+    if kinds != ["text-conditional-generator", "text-encoder"]:
+        raise ModelLoadError(f"the steps are models of kinds {kinds}; the gateway serves ensembles of one "
+                             f"'text-encoder' and one 'text-conditional-generator' (docs/model-contract.md)")
+    in_names, out_names = CONTRACT_TENSORS["text-conditional"]
+    _check_names(config_names={t.name for t in inputs}, expected=set(in_names), what="inputs")
+    _check_names(config_names={t.name for t in outputs}, expected=set(out_names),
+                 what="outputs (only the final image is exposed)")
+    encoder, generator = (next(s for s in ordered if s.kind == k) for k in ("text-encoder",
+                                                                           "text-conditional-generator"))
+    wiring = {"the encoder's 'tokens' is the ensemble input 'tokens'": encoder.input_map["tokens"] == "tokens",
+              "the generator's 'z' is the ensemble input 'z'": generator.input_map["z"] == "z",
+              "the generator's 'embedding' is the encoder's": generator.input_map["embedding"]
+              == encoder.output_map.get("embedding"),
+              "the ensemble output 'image' is the generator's": generator.output_map.get("image") == "image"}
+    broken = [rule for rule, holds in wiring.items() if not holds]
+    if broken:
+        raise ModelLoadError(f"the steps are not chained as the contract says: {'; '.join(broken)} is not so")
+    enc = next(mv for mv in models[encoder.model] if mv.version == encoder.version)
+    gen = next(mv for mv in models[generator.model] if mv.version == generator.version)
+    if enc.tokenizer not in KNOWN_TOKENIZERS:
+        raise ModelLoadError(f"its text encoder {enc.name!r} uses tokenizer {enc.tokenizer!r}; this gateway "
+                             f"knows {', '.join(KNOWN_TOKENIZERS)}")
+    meta = dict(gen.metadata) | {
+        "ganserve.kind": "text-conditional", "ganserve.tokenizer": enc.tokenizer or "",
+        "ganserve.max_tokens": str(enc.max_tokens), "ganserve.embedding_dim": str(enc.embedding_dim),
+        "ganserve.steps": ",".join(f"{s.model}:{s.version}" for s in ordered)}
+    return ModelVersion(
+        name=name, version=version, path=version_dir, kind="text-conditional",
+        max_batch_size=config.max_batch_size, inputs=inputs, outputs=outputs, value_range=gen.value_range,
+        queue_delay_us=None, latent_dim=gen.latent_dim, channels=gen.channels, image_size=gen.image_size,
+        tokenizer=enc.tokenizer, max_tokens=enc.max_tokens, embedding_dim=enc.embedding_dim,
+        steps=tuple(ordered), metadata=meta)
+
+
+def _same_tensor(a: TensorSpec, b: TensorSpec, *, what: str) -> None:
+    """Both ends of an ensemble tensor: same type, same dims (-1 on either side matches any size)."""
+    if a.dtype != b.dtype:
+        raise ModelLoadError(f"{what}: type {a.dtype} at one end, {b.dtype} at the other")
+    if len(a.dims) != len(b.dims) or any(x != y and -1 not in (x, y) for x, y in zip(a.dims, b.dims)):
+        raise ModelLoadError(f"{what}: dims {list(a.dims)} at one end, {list(b.dims)} at the other")
+
+
+def _check_dims(tensor: TensorSpec, dims: tuple[int, ...], *, key: str) -> None:
+    if tensor.dims != dims:
+        raise ModelLoadError(f"{tensor.name!r} has dims {list(tensor.dims)} in config.pbtxt but {key} "
+                             f"is {dims[0]}")
 
 
 def _tensor(t: mc.ModelInput | mc.ModelOutput) -> TensorSpec:

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 
+from ganserve.text import is_blank
 from serve import images, seeds, tiling
 from serve.backends.base import Backend
 from serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
 from serve.images import ImageFormat
-from serve.repository import ModelKind, ModelVersion, Repository
+from serve.repository import TOKENIZERS, ModelKind, ModelVersion, Repository
 from serve.settings import Settings
 
 DEFAULT_FRAMES = 8
@@ -28,6 +30,8 @@ DEFAULT_FRAME_DURATION_MS = 100
 MAX_FRAME_DURATION_MS = 60_000
 _INLINE_MAX_SIZE = 64 * 1024  # image work up to this many values (or bytes) runs on the event loop
 _MAX_NAME_IN_MESSAGE = 64
+DEFAULT_MIX = 0.5
+_PROMPT_WHITESPACE = "\t\n\r"  # the only control characters a prompt may hold (they become spaces)
 T = TypeVar("T")
 # An upload: its bytes, or a coroutine function that reads them (so the model is resolved, and a
 # missing one reported, before a large body is read).
@@ -40,6 +44,21 @@ class EncodedImage:
 
     data: bytes
     media_type: str
+
+
+@dataclass(frozen=True)
+class TextCondition:
+    """A validated prompt, or two with the weight of the second (``mix``)."""
+
+    prompt: str
+    prompt_b: str | None = None
+    mix: float | None = None            # set exactly when prompt_b is
+
+    def provenance(self) -> dict[str, str]:
+        text = {"ganserve.prompt": self.prompt}
+        if self.prompt_b is not None:
+            text |= {"ganserve.prompt_b": self.prompt_b, "ganserve.mix": repr(self.mix)}
+        return text
 
 
 @dataclass(frozen=True)
@@ -96,27 +115,32 @@ class GatewayService:
 
     async def generate(self, *, model: str | None = None, version: int | None = None, n: int = 1,
                        seed: int | None = None, truncation: float | None = None,
-                       prompt: str | None = None, fmt: str | None = None,
-                       timeout_s: float | None = None) -> GenerateResult:
-        """``n`` images; image i has seed ``seed + i`` (a drawn seed when ``seed`` is None)."""
+                       prompt: str | None = None, prompt_b: str | None = None, mix: float | None = None,
+                       fmt: str | None = None, timeout_s: float | None = None) -> GenerateResult:
+        """``n`` images; image i has seed ``seed + i`` (a drawn seed when ``seed`` is None). With a
+        ``prompt``, from a text-conditional model; with ``prompt_b`` too, from the text embedding
+        ``(1 - mix) * e(prompt) + mix * e(prompt_b)``."""
         self._check_ready()
         n = _int_in_range(n, name="n", lo=1, hi=self._settings.max_images_per_request,
                           setting="max_images_per_request")
         fmt = _format(fmt, allowed=images.STILL_FORMATS)
         truncation = _truncation(truncation)
-        # A prompt needs a text-conditional model. None can load yet (the repository reader refuses
-        # the kind until its text input is defined), so a prompt ends in a clear 404 / 422 here.
-        mv = self._resolve(model, version, kind="text-conditional" if prompt else "unconditional")
+        condition = _text_condition(prompt, prompt_b, mix, max_chars=self._settings.max_prompt_chars)
+        mv = self._resolve(model, version, kind="unconditional" if condition is None else "text-conditional")
         if seed is None:
             seed = seeds.draw_seed()
         seed = _int_in_range(seed, name="seed", lo=0, hi=seeds.SEED_MAX - (n - 1),
                              setting="2**64 - n, so that every seed + i fits in 64 bits")
         image_seeds = [seed + i for i in range(n)]
         z = seeds.latents(image_seeds, latent_dim=mv.latent_dim, truncation=truncation)
-        pixels = await self._generate_pixels(mv, z, timeout_s=timeout_s)
+        if condition is None:
+            pixels = await self._generate_pixels(mv, z, timeout_s=timeout_s)
+        else:
+            pixels = await self._generate_from_text(mv, z, condition, timeout_s=timeout_s)
+        extra = {} if condition is None else condition.provenance()
 
         def encode() -> list[bytes]:
-            return [images.encode(p, fmt=fmt, text=_provenance(mv, seed=s, truncation=truncation))
+            return [images.encode(p, fmt=fmt, text=_provenance(mv, seed=s, truncation=truncation) | extra)
                     for p, s in zip(pixels, image_seeds, strict=True)]
 
         encoded = await _maybe_off_loop(encode, size=pixels.size)
@@ -202,7 +226,10 @@ class GatewayService:
         if not model:
             of_kind = sorted(name for name, vs in loaded.items() if vs[-1].kind == kind)
             if not of_kind:
-                raise ModelNotFound(f"no {kind} model is loaded")
+                text_models = sorted(name for name, vs in loaded.items() if vs[-1].kind == "text-conditional")
+                hint = f" (text-conditional: {', '.join(text_models)}; they need a 'prompt')" \
+                    if kind == "unconditional" and text_models else ""
+                raise ModelNotFound(f"no {kind} model is loaded{hint}")
             if len(of_kind) > 1:
                 raise InvalidArgument(f"several {kind} models are loaded ({', '.join(of_kind)}); "
                                       f"name one with 'model'")
@@ -222,7 +249,8 @@ class GatewayService:
         if mv.kind != kind:
             needs = {"text-conditional": "a prompt needs", "unconditional": "generating without a prompt "
                      "needs", "super-resolution": "upscaling needs"}[kind]
-            raise InvalidArgument(f"model {model!r} is of kind {mv.kind!r}; {needs} a model of kind "
+            hint = " (it needs a 'prompt')" if mv.kind == "text-conditional" else ""
+            raise InvalidArgument(f"model {model!r} is of kind {mv.kind!r}{hint}; {needs} a model of kind "
                                   f"{kind!r}", model=model)
         return mv
 
@@ -232,6 +260,28 @@ class GatewayService:
         async with self._deadline(mv, timeout_s):
             out = await self._backend.infer(mv.name, mv.version, {mv.input_name: z})
         return images.to_uint8(out[mv.output_name], value_range=mv.value_range)
+
+    async def _generate_from_text(self, mv: ModelVersion, z: np.ndarray, condition: TextCondition, *,
+                                  timeout_s: float | None) -> np.ndarray:
+        """z ``[n, latent_dim]`` and a prompt -> ``uint8 [n, H, W, C]``. One prompt: the ensemble, in
+        one backend call (Triton runs it as one request). Two: the encoder once for both, the
+        embeddings mixed here, then the generator (the contract's tensor names on both)."""
+        n, encode = len(z), TOKENIZERS[mv.tokenizer]
+        async with self._deadline(mv, timeout_s):
+            if condition.prompt_b is None:
+                tokens = encode([condition.prompt], length=mv.max_tokens)  # [1, L]
+                out = await self._backend.infer(mv.name, mv.version, {
+                    "tokens": np.repeat(tokens, n, axis=0), "z": z})
+            else:
+                encoder = mv.step_of_kind("text-encoder")
+                generator = mv.step_of_kind("text-conditional-generator")
+                tokens = encode([condition.prompt, condition.prompt_b], length=mv.max_tokens)  # [2, L]
+                e = (await self._backend.infer(encoder.model, encoder.version, {"tokens": tokens}))["embedding"]
+                w = np.float32(condition.mix)
+                mixed = (np.float32(1) - w) * e[0] + w * e[1]  # [E], float32 throughout
+                out = await self._backend.infer(generator.model, generator.version, {
+                    "z": z, "embedding": np.repeat(mixed[None], n, axis=0)})
+        return images.to_uint8(out["image"], value_range=mv.value_range)
 
     async def _super_resolve(self, mv: ModelVersion, lr: np.ndarray, *, timeout_s: float | None) -> np.ndarray:
         """``[3, h, w]`` -> ``[3, s*h, s*w]``: whole, or in tiles of the model's fixed size, at most
@@ -283,6 +333,45 @@ def _truncation(value: float | None) -> float | None:
     return float(value)
 
 
+def _text_condition(prompt: object, prompt_b: object, mix: object, *, max_chars: int) -> TextCondition | None:
+    """The prompt(s) and mix of a request, checked; None without a prompt."""
+    if prompt is None:
+        for name, value in (("prompt_b", prompt_b), ("mix", mix)):
+            if value is not None:
+                raise InvalidArgument(f"{name} needs a prompt (it mixes prompt_b into prompt)")
+        return None
+    prompt = _prompt(prompt, name="prompt", max_chars=max_chars)
+    if prompt_b is None:
+        if mix is not None:
+            raise InvalidArgument("mix needs prompt_b (it is the weight of prompt_b against prompt)")
+        return TextCondition(prompt)
+    prompt_b = _prompt(prompt_b, name="prompt_b", max_chars=max_chars)
+    if mix is None:
+        mix = DEFAULT_MIX
+    if isinstance(mix, bool) or not isinstance(mix, int | float) or not math.isfinite(mix) \
+            or not 0.0 <= mix <= 1.0:
+        raise InvalidArgument(f"mix must be a number in [0, 1] (0: prompt, 1: prompt_b), got {mix!r}")
+    return TextCondition(prompt, prompt_b, float(mix))
+
+
+def _prompt(value: object, *, name: str, max_chars: int) -> str:
+    """Plain text of at most ``max_chars`` characters that is not blank after normalisation."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a string, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise InvalidArgument(f"{name} has {len(value)} characters; at most {max_chars} are served "
+                              f"(max_prompt_chars)")
+    for i, c in enumerate(value):
+        category = unicodedata.category(c)
+        if (category == "Cc" and c not in _PROMPT_WHITESPACE) or category == "Cs":
+            what = "a control character" if category == "Cc" else "an unpaired surrogate"
+            raise InvalidArgument(f"{name} holds {what} (U+{ord(c):04X}) at position {i}; prompts are "
+                                  f"plain text")
+    if is_blank(value):
+        raise InvalidArgument(f"{name} is empty or blank")
+    return value
+
+
 def _format(value: str | None, *, allowed: Sequence[ImageFormat]) -> ImageFormat:
     if value is None:
         return "png"
@@ -310,4 +399,4 @@ async def _maybe_off_loop(work: Callable[[], T], *, size: int) -> T:
 
 
 __all__ = ["EncodedImage", "GatewayService", "GenerateResult", "InterpolateResult", "SeededImage",
-           "UpscaleResult"]
+           "TextCondition", "UpscaleResult"]

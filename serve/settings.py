@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         256, ge=1, description="images waiting per model version before requests get 429")
     request_timeout_s: float = Field(30.0, gt=0, description="server-side deadline of one request")
 
+    # --- text prompts -----------------------------------------------------------------------------
+    max_prompt_chars: int = Field(
+        200, ge=1, description="longest prompt (and prompt_b) of POST /generate, in characters")
+
     # --- embedded backend -------------------------------------------------------------------------
     batching: bool = Field(
         True, description="merge concurrent requests into one inference (micro-batching)")

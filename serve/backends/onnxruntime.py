@@ -1,4 +1,9 @@
-"""Embedded backend: one ONNX Runtime session per model version, each behind a micro-batcher."""
+"""Embedded backend: one ONNX Runtime session per model version, each behind a micro-batcher.
+
+An ensemble (``platform: "ensemble"``) has no session of its own: :meth:`OnnxRuntimeBackend.infer`
+runs its steps through the step models' own batchers, as Triton runs an ensemble through its
+composing models' schedulers, so concurrent requests still batch per step model.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ class OnnxRuntimeBackend:
         self._settings, self._metrics = settings, metrics
         self._repository = Repository(root=settings.model_repository, models={}, problems=())
         self._instances: dict[tuple[str, int], _Instance] = {}
+        self._ensembles: dict[tuple[str, int], ModelVersion] = {}
         self._ready = False
 
     @property
@@ -54,12 +60,16 @@ class OnnxRuntimeBackend:
         failed: dict[tuple[str, int], str] = {}
         for versions in repository.models.values():
             for mv in versions:
+                if mv.is_ensemble:  # runs through its steps' sessions
+                    continue
                 try:
                     self._instances[mv.name, mv.version] = await asyncio.to_thread(self._open, mv)
                 except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the rest
                     failed[mv.name, mv.version] = f"ONNX Runtime could not load or run it: {exc}"
                     log.error("model %s version %d not loaded: %s", mv.name, mv.version, exc)
-        self._repository = repository.without(failed)
+        self._repository = repository.without(failed)  # also drops ensembles with a failed step
+        self._ensembles = {(mv.name, mv.version): mv for versions in self._repository.models.values()
+                           for mv in versions if mv.is_ensemble}
         for instance in self._instances.values():
             instance.batcher.start()
         self._ready = True
@@ -104,9 +114,32 @@ class OnnxRuntimeBackend:
         if not self._ready:
             raise NotReady("the gateway is not ready (models are loading, or it is shutting down)")
         instance = self._instances.get((model, version))
-        if instance is None:
+        if instance is not None:
+            return await instance.batcher.submit(inputs)
+        ensemble = self._ensembles.get((model, version))
+        if ensemble is None:
             raise ModelNotFound(f"model {model!r} version {version} is not loaded")
-        return await instance.batcher.submit(inputs)
+        return await self._run_ensemble(ensemble, inputs)
+
+    async def _run_ensemble(self, mv: ModelVersion, inputs: Tensors) -> Tensors:
+        """Runs the steps as their inputs become available (steps that do not depend on each other
+        run concurrently), each through its model's batcher; returns the ensemble's outputs."""
+        missing = sorted({t.name for t in mv.inputs} - inputs.keys())
+        if missing:
+            raise ValueError(f"ensemble {mv.name!r} needs the inputs {missing}")
+        tensors: Tensors = dict(inputs)  # every ensemble tensor written so far
+        pending = list(mv.steps)
+        while pending:
+            runnable = [s for s in pending if set(s.input_map.values()) <= tensors.keys()]
+            if not runnable:  # the repository reader orders steps, so this means a bug there
+                raise RuntimeError(f"ensemble {mv.name!r}: no step can run with {sorted(tensors)}")
+            results = await asyncio.gather(*(
+                self.infer(s.model, s.version, {own: tensors[t] for own, t in s.input_map.items()})
+                for s in runnable))
+            for step, outputs in zip(runnable, results, strict=True):
+                tensors.update({t: outputs[own] for own, t in step.output_map.items()})
+            pending = [s for s in pending if not any(s is r for r in runnable)]
+        return {t.name: tensors[t.name] for t in mv.outputs}
 
     async def close(self) -> None:
         self._ready = False
@@ -114,6 +147,7 @@ class OnnxRuntimeBackend:
             await instance.batcher.close()
             instance.executor.shutdown(wait=True)
         self._instances.clear()
+        self._ensembles.clear()
 
 
 def _runner(session: ort.InferenceSession):

@@ -77,9 +77,11 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 
 def model_message(mv: ModelVersion) -> pb.Model:
     return pb.Model(name=mv.name, version=mv.version, kind=mv.kind, max_batch_size=mv.max_batch_size,
-                    value_range=list(mv.value_range), latent_dim=mv.latent_dim or 0,
+                    value_range=list(mv.value_range or ()), latent_dim=mv.latent_dim or 0,
                     channels=mv.channels or 0, image_size=mv.image_size or 0, scale=mv.scale or 0,
-                    metadata=dict(mv.metadata))
+                    metadata=dict(mv.metadata), tokenizer=mv.tokenizer or "", max_tokens=mv.max_tokens or 0,
+                    embedding_dim=mv.embedding_dim or 0,
+                    steps=[pb.ModelStep(model=s.model, version=s.version) for s in mv.steps])
 
 
 class GatewayServicer(pb_grpc.GatewayServicer):
@@ -92,7 +94,8 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         result = await self._service.generate(
             model=request.model or None, version=_optional(request, "version"),
             n=request.n if request.HasField("n") else 1, seed=_optional(request, "seed"),
-            truncation=_optional(request, "truncation"), prompt=request.prompt or None,
+            truncation=_optional(request, "truncation"), prompt=_optional(request, "prompt"),
+            prompt_b=_optional(request, "prompt_b"), mix=_optional(request, "mix"),
             fmt=_format(request.format), timeout_s=_deadline(context))
         return pb.GenerateResponse(model=result.model, version=result.version, images=[
             pb.GeneratedImage(seed=i.seed, image=_image(i.image)) for i in result.images])

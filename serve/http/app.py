@@ -65,6 +65,10 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
             components["GenerateRequest"]["properties"]["n"]["maximum"] = settings.max_images_per_request
             components["InterpolateRequest"]["properties"]["frames"]["maximum"] = \
                 settings.max_interpolation_frames
+            for name in ("prompt", "prompt_b"):
+                for variant in components["GenerateRequest"]["properties"][name].get("anyOf", []):
+                    if variant.get("type") == "string":
+                        variant["maxLength"] = settings.max_prompt_chars
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -55,7 +55,7 @@ async def generate(body: schemas.GenerateRequest, request: Request, runtime: Run
         raw = _wants_raw(request, MEDIA_TYPES[body.format or "png"], count=body.n, instead="ask for n = 1")
         result = await runtime.service.generate(
             model=body.model, version=body.version, n=body.n, seed=body.seed, truncation=body.truncation,
-            prompt=body.prompt, fmt=body.format)
+            prompt=body.prompt, prompt_b=body.prompt_b, mix=body.mix, fmt=body.format)
         tracker.model = result.model
     headers = {"X-Ganserve-Model": result.model, "X-Ganserve-Model-Version": str(result.version),
                "X-Ganserve-Seed": ",".join(str(i.seed) for i in result.images)}
@@ -126,8 +126,10 @@ async def upscale(request: Request, runtime: RuntimeDep,
 
 def _model_out(mv: ModelVersion) -> dict:
     return {"name": mv.name, "version": mv.version, "kind": mv.kind, "max_batch_size": mv.max_batch_size,
-            "value_range": list(mv.value_range), "latent_dim": mv.latent_dim, "channels": mv.channels,
-            "image_size": mv.image_size, "scale": mv.scale, "metadata": dict(mv.metadata)}
+            "value_range": list(mv.value_range) if mv.value_range else None, "latent_dim": mv.latent_dim,
+            "channels": mv.channels, "image_size": mv.image_size, "scale": mv.scale,
+            "tokenizer": mv.tokenizer, "max_tokens": mv.max_tokens, "embedding_dim": mv.embedding_dim,
+            "steps": [{"model": s.model, "version": s.version} for s in mv.steps], "metadata": dict(mv.metadata)}
 
 
 @router.get("/models", name="list_models", summary="Loaded models and load problems",

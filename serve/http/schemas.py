@@ -30,7 +30,14 @@ class GenerateRequest(BaseModel):
                              json_schema_extra=_SEED)
     truncation: float | None = Field(None, description=f">= {MIN_TRUNCATION}: latent components beyond it are redrawn",
                                      json_schema_extra=_TRUNCATION)
-    prompt: str | None = Field(None, description="text prompt (needs a text-conditional model)")
+    prompt: str | None = Field(None, description="text prompt: needs a text-conditional model (the only one "
+                                                 "loaded when model is not given); 1 .. max_prompt_chars "
+                                                 "characters, not blank, no control characters")
+    prompt_b: str | None = Field(None, description="a second prompt, mixed into prompt's text embedding "
+                                                   "(needs prompt)")
+    mix: float | None = Field(None, description="weight of prompt_b: embedding (1 - mix) * e(prompt) + "
+                                                "mix * e(prompt_b); 0 .. 1, default 0.5 (needs prompt_b)",
+                              json_schema_extra={"minimum": 0, "maximum": 1})
     format: StillFormat | None = Field(None, description="image format; default png")
 
 
@@ -85,16 +92,25 @@ class UpscaleResponse(BaseModel):
     image: ImageOut
 
 
+class ModelStepOut(BaseModel):
+    model: str
+    version: int
+
+
 class ModelOut(BaseModel):
     name: str
     version: int
     kind: str
     max_batch_size: int
-    value_range: tuple[float, float]
+    value_range: tuple[float, float] | None = Field(description="output pixel range; null for a text encoder")
     latent_dim: int | None
     channels: int | None
     image_size: int | None
     scale: int | None
+    tokenizer: str | None = Field(description="text models: the tokenizer the gateway runs on prompts")
+    max_tokens: int | None = Field(description="text models: token ids per prompt (longer prompts are cut)")
+    embedding_dim: int | None = Field(description="text models: length of the text embedding")
+    steps: list[ModelStepOut] = Field(description="an ensemble's steps in the order they run; else empty")
     metadata: dict[str, str]
 
 

@@ -111,6 +111,103 @@ dynamic_batching {{ max_queue_delay_microseconds: 0 }}
     return path
 
 
+def text2img_ensemble_config(name: str, *, encoder: str, generator: str, max_tokens: int, latent_dim: int,
+                             channels: int, size: int, max_batch_size: int, embedding: str = "text_embedding",
+                             extra: str = "") -> str:
+    """The ensemble config of docs/model-contract.md (``embedding``: the name of the tensor between the
+    steps, which need not be the components' own; ``extra``: appended inside, e.g. more outputs)."""
+    return f"""
+name: "{name}"
+platform: "ensemble"
+max_batch_size: {max_batch_size}
+input [ {{ name: "tokens" data_type: TYPE_INT64 dims: [ {max_tokens} ] }},
+        {{ name: "z" data_type: TYPE_FP32 dims: [ {latent_dim} ] }} ]
+output [ {{ name: "image" data_type: TYPE_FP32 dims: [ {channels}, {size}, {size} ] }} ]
+ensemble_scheduling {{ step [
+  {{ model_name: "{encoder}" model_version: -1
+     input_map {{ key: "tokens" value: "tokens" }}
+     output_map {{ key: "embedding" value: "{embedding}" }} }},
+  {{ model_name: "{generator}" model_version: -1
+     input_map [ {{ key: "z" value: "z" }}, {{ key: "embedding" value: "{embedding}" }} ]
+     output_map {{ key: "image" value: "image" }} }}
+] }}
+{extra}
+"""
+
+
+def add_text2img(root: Path, name: str = "text2img", *, max_tokens: int = 16, embedding_dim: int = 6,
+                 latent_dim: int = 8, channels: int = 3, size: int = 8, max_batch_size: int = 16,
+                 tokenizer: str = "char-v1", weight_seed: int = 0, ensemble: bool = True) -> None:
+    """``<name>_encoder``, ``<name>_generator`` and the ensemble ``<name>`` chaining them, with the
+    contract's tensor names, types and metadata (docs/model-contract.md, "Text-conditional models").
+
+    encoder: ``tokens int64 [-1, L] -> Gather(table [V, 4]) -> [-1, L*4] @ W -> tanh -> embedding [-1, E]``;
+    generator: ``concat(z, embedding) @ W -> tanh -> image [-1, C, size, size]``.
+    """
+    from ganserve import text
+
+    rng = np.random.default_rng(weight_seed)
+    table = rng.standard_normal((text.VOCAB_SIZE, 4)).astype(np.float32)
+    w_text = (rng.standard_normal((max_tokens * 4, embedding_dim)) / np.sqrt(max_tokens)).astype(np.float32)
+    encoder = helper.make_graph(
+        [helper.make_node("Gather", ["table", "tokens"], ["chars"]),           # [B, L, 4]
+         helper.make_node("Reshape", ["chars", "flat_shape"], ["flat"]),       # [B, L*4]
+         helper.make_node("MatMul", ["flat", "W"], ["pre"]),                   # [B, E]
+         helper.make_node("Tanh", ["pre"], ["embedding"])],
+        "text_encoder",
+        [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", max_tokens])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", embedding_dim])],
+        initializer=[numpy_helper.from_array(table, "table"), numpy_helper.from_array(w_text, "W"),
+                     numpy_helper.from_array(np.array([-1, max_tokens * 4], np.int64), "flat_shape")])
+    common = {"ganserve.family": "test", "ganserve.training_data": "none (test model)",
+              "ganserve.training_commit": "unknown"}
+    _save(encoder, root / f"{name}_encoder" / "1" / "model.onnx", common | {
+        "ganserve.kind": "text-encoder", "ganserve.tokenizer": tokenizer,
+        "ganserve.max_tokens": str(max_tokens), "ganserve.embedding_dim": str(embedding_dim)})
+    write_config(root / f"{name}_encoder", f"""
+name: "{name}_encoder"
+backend: "onnxruntime"
+max_batch_size: {max_batch_size}
+input [ {{ name: "tokens" data_type: TYPE_INT64 dims: [ {max_tokens} ] }} ]
+output [ {{ name: "embedding" data_type: TYPE_FP32 dims: [ {embedding_dim} ] }} ]
+dynamic_batching {{ max_queue_delay_microseconds: 0 }}
+""")
+
+    pixels = channels * size * size
+    w_image = (rng.standard_normal((latent_dim + embedding_dim, pixels)) * 0.6).astype(np.float32)
+    generator = helper.make_graph(
+        [helper.make_node("Concat", ["z", "embedding"], ["zc"], axis=1),      # [B, Z+E]
+         helper.make_node("MatMul", ["zc", "W"], ["pre"]),                    # [B, C*H*W]
+         helper.make_node("Tanh", ["pre"], ["act"]),
+         helper.make_node("Reshape", ["act", "shape"], ["image"])],           # [B, C, H, W]
+        "text_generator",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent_dim]),
+         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", embedding_dim])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", channels, size, size])],
+        initializer=[numpy_helper.from_array(w_image, "W"),
+                     numpy_helper.from_array(np.array([-1, channels, size, size], np.int64), "shape")])
+    _save(generator, root / f"{name}_generator" / "1" / "model.onnx", common | {
+        "ganserve.kind": "text-conditional-generator", "ganserve.latent_dim": str(latent_dim),
+        "ganserve.latent_distribution": "normal", "ganserve.value_range": "-1,1",
+        "ganserve.channels": str(channels), "ganserve.image_size": str(size),
+        "ganserve.embedding_dim": str(embedding_dim)})
+    write_config(root / f"{name}_generator", f"""
+name: "{name}_generator"
+backend: "onnxruntime"
+max_batch_size: {max_batch_size}
+input [ {{ name: "z" data_type: TYPE_FP32 dims: [ {latent_dim} ] }},
+        {{ name: "embedding" data_type: TYPE_FP32 dims: [ {embedding_dim} ] }} ]
+output [ {{ name: "image" data_type: TYPE_FP32 dims: [ {channels}, {size}, {size} ] }} ]
+dynamic_batching {{ max_queue_delay_microseconds: 0 }}
+""")
+    if ensemble:
+        write_config(root / name, text2img_ensemble_config(
+            name, encoder=f"{name}_encoder", generator=f"{name}_generator", max_tokens=max_tokens,
+            latent_dim=latent_dim, channels=channels, size=size, max_batch_size=max_batch_size))
+        (root / name / "1").mkdir(parents=True, exist_ok=True)
+        (root / name / "1" / ".gitkeep").write_text("")
+
+
 def build_repository(root: Path) -> Path:
     """The standard test repository: ``tiny`` (versions 1 and 2, both served) and broken models."""
     policy = "version_policy: { all { } }"

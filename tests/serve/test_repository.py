@@ -68,7 +68,7 @@ def test_tile_metadata_must_match_the_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"metadata": {"ganserve.kind": "painting"}}, "ganserve.kind is 'painting'"),
-    ({"metadata": {"ganserve.kind": "text-conditional"}}, "not served by this gateway version yet"),
+    ({"metadata": {"ganserve.kind": "text-conditional"}}, "which is a Triton ensemble"),
     ({"metadata": {"ganserve.value_range": "1,-1"}}, "lo < hi"),
     ({"metadata": {"ganserve.value_range": "wide"}}, "expected 'lo,hi'"),
     ({"metadata": {"ganserve.latent_dim": "9"}}, "latent_dim is 9"),

@@ -29,7 +29,7 @@ class Image(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "version", "n", "seed", "truncation", "prompt", "format")
+    __slots__ = ("model", "version", "n", "seed", "truncation", "prompt", "format", "prompt_b", "mix")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class GenerateRequest(_message.Message):
     TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_B_FIELD_NUMBER: _ClassVar[int]
+    MIX_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     n: int
@@ -44,7 +46,9 @@ class GenerateRequest(_message.Message):
     truncation: float
     prompt: str
     format: ImageFormat
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., truncation: _Optional[float] = ..., prompt: _Optional[str] = ..., format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
+    prompt_b: str
+    mix: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., truncation: _Optional[float] = ..., prompt: _Optional[str] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., prompt_b: _Optional[str] = ..., mix: _Optional[float] = ...) -> None: ...
 
 class GeneratedImage(_message.Message):
     __slots__ = ("seed", "image")
@@ -103,16 +107,20 @@ class InterpolateResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., seed_a: _Optional[int] = ..., seed_b: _Optional[int] = ..., t: _Optional[_Iterable[float]] = ..., frames: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., animation: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
 class UpscaleRequest(_message.Message):
-    __slots__ = ("model", "version", "image", "format")
+    __slots__ = ("model", "version", "image", "format", "tile_size", "tile_overlap")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TILE_OVERLAP_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     image: Image
     format: ImageFormat
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
+    tile_size: int
+    tile_overlap: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., tile_size: _Optional[int] = ..., tile_overlap: _Optional[int] = ...) -> None: ...
 
 class UpscaleResponse(_message.Message):
     __slots__ = ("model", "version", "image")
@@ -129,7 +137,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("name", "version", "kind", "max_batch_size", "value_range", "latent_dim", "channels", "image_size", "scale", "metadata")
+    __slots__ = ("name", "version", "kind", "max_batch_size", "value_range", "latent_dim", "channels", "image_size", "scale", "metadata", "tokenizer", "max_tokens", "embedding_dim", "steps")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +155,10 @@ class Model(_message.Message):
     IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     kind: str
@@ -157,7 +169,19 @@ class Model(_message.Message):
     image_size: int
     scale: int
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., kind: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., value_range: _Optional[_Iterable[float]] = ..., latent_dim: _Optional[int] = ..., channels: _Optional[int] = ..., image_size: _Optional[int] = ..., scale: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    tokenizer: str
+    max_tokens: int
+    embedding_dim: int
+    steps: _containers.RepeatedCompositeFieldContainer[ModelStep]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., kind: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., value_range: _Optional[_Iterable[float]] = ..., latent_dim: _Optional[int] = ..., channels: _Optional[int] = ..., image_size: _Optional[int] = ..., scale: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., tokenizer: _Optional[str] = ..., max_tokens: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[ModelStep, _Mapping]]] = ...) -> None: ...
+
+class ModelStep(_message.Message):
+    __slots__ = ("model", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ModelProblem(_message.Message):
     __slots__ = ("model", "version", "message")
