@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.cli", "quality metrics of a checkpoint or ONNX file (FID/KID; SR: PSNR/SSIM)"),
     "train-classifier": ("training.cli", "train the MNIST classifier whose features the metrics use"),
     "serve": ("serve.cli", "run the HTTP + gRPC gateway over a model repository"),
+    "triton-cpu": ("serve.triton_cpu", "run a real Triton server without a GPU on a CPU copy of a repository"),
 }
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["onnxruntime", "triton"]
+_GRPC_TARGET_SCHEMES = ("dns", "ipv4", "ipv6", "unix", "unix-abstract")
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
@@ -30,7 +31,8 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port)")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
     backend: BackendName = Field("onnxruntime", description="inference backend")
-    triton_url: str = Field("localhost:8001", description="Triton gRPC address HOST:PORT (backend=triton)")
+    triton_url: str = Field("localhost:8001", description="Triton's gRPC endpoint, HOST:PORT or a gRPC target "
+                                                     "(dns:///HOST:PORT: balance over every address; backend=triton)")
     triton_startup_timeout_s: float = Field(
         60.0, ge=0, description="backend=triton: how long start-up waits for Triton and its models "
                                 "(afterwards the gateway stays not ready and keeps checking)")
@@ -67,10 +69,16 @@ class Settings(BaseSettings):
 
     @field_validator("triton_url")
     @classmethod
-    def _host_and_port(cls, value: str) -> str:
+    def _grpc_target(cls, value: str) -> str:
+        """HOST:PORT, or a gRPC target URI (``dns:///triton-headless:8001`` to balance over the pods
+        of a headless Service; ``ipv4:``, ``ipv6:``, ``unix:``)."""
+        scheme, colon, rest = value.partition(":")
+        if colon and scheme in _GRPC_TARGET_SCHEMES and rest.strip("/"):
+            return value
         host, sep, port = value.rpartition(":")
         if not sep or not host or "/" in value or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"must be HOST:PORT (Triton's gRPC endpoint, e.g. triton:8001), got {value!r}")
+            raise ValueError(f"must be HOST:PORT or a gRPC target such as dns:///triton:8001 (Triton's "
+                             f"gRPC endpoint), got {value!r}")
         return value
 
     @model_validator(mode="after")

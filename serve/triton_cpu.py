@@ -26,6 +26,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import typing
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -346,3 +347,60 @@ class LocalTriton:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def main(argv: list[str]) -> int:
+    """``ganserve triton-cpu``: derive the CPU repository and run Triton on it until Ctrl-C."""
+    import argparse
+
+    from ganserve.errors import UsageError
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> typing.NoReturn:
+            raise UsageError(message)
+
+    parser = Parser(prog="ganserve triton-cpu", description=(
+        "Run a real Triton Inference Server without a GPU (the tritonserver bundled in nvidia-pytriton) on "
+        "a CPU copy of a model repository: each ONNX model served by a python-backend model running "
+        "ONNX Runtime; names, tensors, batching and ensembles unchanged. Then: ganserve serve --backend "
+        "triton --triton-url 127.0.0.1:GRPC_PORT."))
+    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"),
+                        help="the repository to serve (default: ./model_repository)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the derived repository here and exit (default: run it from a temporary folder)")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="Triton gRPC port (default 8001)")
+    parser.add_argument("--http-port", type=int, default=8003,
+                        help="Triton HTTP port (default 8003: the gateway's HTTP default is 8000)")
+    parser.add_argument("--metrics-port", type=int, default=8002, help="Triton metrics port (default 8002)")
+    parser.add_argument("--python-env", type=Path, default=None,
+                        help="environment the models run in (numpy<2, onnxruntime); default .venv-triton")
+    args = parser.parse_args(argv[1:] if argv[:1] == ["triton-cpu"] else argv)
+    if not args.model_repository.is_dir():
+        raise UsageError(f"model repository {str(args.model_repository)!r} is not a directory")
+    if args.out is not None:
+        names = derive_cpu_repository(args.model_repository, args.out)
+        print(f"wrote {args.out} ({', '.join(names)})")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="ganserve-cpu-repository-") as folder:
+        repository = Path(folder) / "model_repository"
+        names = derive_cpu_repository(args.model_repository, repository)
+        try:
+            server = LocalTriton(repository, python_env=args.python_env, grpc_port=args.grpc_port,
+                                 http_port=args.http_port, metrics_port=args.metrics_port)
+        except TritonNotInstalled as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            server.start()
+            print(f"Triton ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics {server.metrics_url}; "
+                  f"models {', '.join(names)}; log {server.log_path}. Ctrl-C stops it.", flush=True)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+            while server.running():
+                time.sleep(0.5)
+            print(f"tritonserver exited:\n{server.log_tail()}", file=sys.stderr)
+            return 1
+        except RuntimeError as exc:
+            raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            server.close()

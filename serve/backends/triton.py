@@ -36,6 +36,7 @@ from serve.settings import Settings
 
 log = logging.getLogger(__name__)
 _CHECK_TIMEOUT_S = 5.0  # one readiness or metadata call
+_MAX_MESSAGE_BYTES = 2**31 - 1  # as tritonclient: tensors travel in one message
 
 
 @dataclass
@@ -90,7 +91,13 @@ class TritonBackend:
         self._local = await asyncio.to_thread(load_repository, self._settings.model_repository)
         self._repository = self._local
         self._models = {(mv.name, mv.version): _Model(mv) for vs in self._local.models.values() for mv in vs}
-        self._client = InferenceServerClient(self._url)
+        # tritonclient's own channel options, plus round-robin over every address the target
+        # resolves to (dns:/// of a headless Service: one connection per Triton pod).
+        self._client = InferenceServerClient(self._url, channel_args=[
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)])
         self._loaded = True
         self._watcher = asyncio.create_task(self._watch(), name="triton-watch")
         deadline = time.monotonic() + self._settings.triton_startup_timeout_s

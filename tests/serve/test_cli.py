@@ -50,6 +50,7 @@ def test_bad_settings_are_usage_errors(monkeypatch: pytest.MonkeyPatch, argv: li
 @pytest.mark.parametrize(("argv", "message"), [
     (["--backend", "triton", "--triton-url", "http://triton:8001"], "triton_url (--triton-url"),
     (["--triton-url", "triton"], "must be HOST:PORT"),
+    (["--triton-url", "dns:///"], "must be HOST:PORT"),
     (["--model-repository", "/nonexistent/models"], "is not a directory"),
     (["--max-images-per-request", "0"], "max_images_per_request"),
 ])

@@ -129,6 +129,28 @@ def _png(shape: tuple[int, ...], seed: int = 0) -> bytes:
     return out.getvalue()
 
 
+# --- the derived CPU repository -------------------------------------------------------------------------
+
+def test_the_cpu_repository_keeps_everything_but_the_backend(tmp_path: Path, gateway_repo: Path) -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from ganserve.cli import main as ganserve_main
+
+    out = tmp_path / "cpu"
+    assert ganserve_main(["triton-cpu", "--model-repository", str(gateway_repo), "--out", str(out)]) == 0
+    for name in ("small", "sr2x"):
+        original = text_format.Parse((gateway_repo / name / "config.pbtxt").read_text(), mc.ModelConfig())
+        derived = text_format.Parse((out / name / "config.pbtxt").read_text(), mc.ModelConfig())
+        assert derived.backend == "python" and original.backend == "onnxruntime"
+        assert [g.kind for g in derived.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+        assert derived.parameters["onnx_file"].string_value == "model.onnx"
+        for field in ("input", "output", "max_batch_size", "dynamic_batching", "version_policy", "name"):
+            assert getattr(derived, field) == getattr(original, field), field
+        assert (out / name / "1" / "model.py").is_file()
+        assert (out / name / "1" / "model.onnx").read_bytes() == (gateway_repo / name / "1" / "model.onnx").read_bytes()
+
+
 # --- the same answers as the embedded backend ---------------------------------------------------------
 
 def test_the_same_models_are_served(via_triton: RunningGateway, embedded: RunningGateway) -> None:
