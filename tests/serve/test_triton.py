@@ -24,8 +24,8 @@ import pytest
 import tritonclient.grpc as triton_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
-from serve_helpers import (RunningGateway, add_generator, add_super_resolution, generator_config,
-                           running_gateway, test_settings, write_config)
+from serve_helpers import (RunningGateway, add_generator, add_super_resolution, add_text2img, running_gateway,
+                           test_settings)
 
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
@@ -62,7 +62,8 @@ def _add_fragile(root: Path) -> None:
 @pytest.fixture(scope="module")
 def gateway_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped models plus small test models: ``small`` (max_batch_size 4, to see requests split),
-    ``sr2x`` (16 x 16 tiles), ``fragile`` (fails above batch 1 inside Triton)."""
+    ``sr2x`` (16 x 16 tiles), ``fragile`` (fails above batch 1 inside Triton), and the text-to-image
+    trio ``t2i`` (ensemble) = ``t2i_encoder`` -> ``t2i_generator``."""
     root = tmp_path_factory.mktemp("gateway_repository")
     for model in SHIPPED.iterdir():
         if (model / "config.pbtxt").is_file():
@@ -70,6 +71,7 @@ def gateway_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     add_generator(root, "small", latent_dim=6, size=4, max_batch_size=4, weight_seed=3)
     add_super_resolution(root, "sr2x", scale=2, tile=16, overlap=4)
     _add_fragile(root)
+    add_text2img(root, "t2i", max_batch_size=8)
     return root
 
 
@@ -208,6 +210,35 @@ def test_upscale_over_grpc_matches_embedded(via_triton: RunningGateway, embedded
     request = pb.UpscaleRequest(model="sr2x", image=pb.Image(data=_png((33, 20, 3), seed=4)))
     ours, theirs = (_grpc(g, "Upscale", request) for g in (via_triton, embedded))
     _assert_same_images([ours.image.data], [theirs.image.data])
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "t2i", "prompt": "a red seven", "n": 3, "seed": 5},                  # through Triton's ensemble
+    {"prompt": "a red seven", "prompt_b": "the number 2 in blue", "mix": 0.3, "n": 2, "seed": 8},  # components
+    {"prompt": "a red seven", "n": 11, "seed": 1},                                 # > max_batch_size: split
+])
+def test_text_to_image_matches_embedded(via_triton: RunningGateway, embedded: RunningGateway, body: dict) -> None:
+    body = body | {"model": "t2i"}  # the shipped text2img may be loaded too
+    reference = _generate(embedded, body)
+    _assert_same_images(_generate(via_triton, body), reference)
+    ours = _grpc(via_triton, "Generate", pb.GenerateRequest(**body))
+    _assert_same_images([i.image.data for i in ours.images], reference)
+
+
+def test_the_ensemble_is_one_triton_request(via_triton: RunningGateway, triton: LocalTriton) -> None:
+    """A prompt costs one call to Triton's ensemble, which runs encoder then generator inside Triton."""
+    client = triton_grpc.InferenceServerClient(triton.grpc_url)
+
+    def counts() -> dict[str, int]:
+        return {s.name: s.inference_stats.success.count for s in client.get_inference_statistics().model_stats
+                if s.name.startswith("t2i")}
+
+    before = counts()
+    _generate(via_triton, {"model": "t2i", "prompt": "a green four", "seed": 3})
+    after = counts()
+    assert {name: after[name] - before.get(name, 0) for name in after} == {
+        "t2i": 1, "t2i_encoder": 1, "t2i_generator": 1}
+    client.close()
 
 
 def test_triton_batches_concurrent_requests(via_triton: RunningGateway, triton: LocalTriton) -> None:
