@@ -89,8 +89,8 @@ def _edit(root: Path, name: str, old: str, new: str) -> None:
      "only the final image is exposed"),
     (lambda r: _ensemble(r, max_batch_size=32), "max_batch_size 32 is larger than step 1 ('t2i_encoder')'s 16"),
     (lambda r: _edit(r, "t2i", "model_version: -1", "model_version: 7"), "model_version 7 is not loaded"),
-    (lambda r: _ensemble(r, encoder="t2i_generator"), "input_map keys are ['tokens'], but the model's inputs are "
-                                                      "['embedding', 'z']"),
+    (lambda r: _ensemble(r, encoder="t2i_generator"),
+     "input_map keys are ['tokens'], but the model's inputs are ['embedding', 'z']"),
     (lambda r: write_config(r / "t2i", 'platform: "ensemble" max_batch_size: 4'), "needs ensemble_scheduling"),
 ])
 def test_a_broken_ensemble_is_a_problem_and_the_rest_loads(tmp_path: Path, change, message: str) -> None:
@@ -278,8 +278,8 @@ LONG = "x" * 41  # the gateway above serves max_prompt_chars = 40
     ({"prompt": "a", "prompt_b": "b", "mix": 1.5}, 422, "mix must be a number in [0, 1]"),
     ({"prompt": "a", "prompt_b": "b", "mix": "0.5"}, 422, "mix"),
     ({"prompt": 42}, 422, "prompt"),
-    ({"model": "tiny", "prompt": "a red bird"}, 422, "'tiny' is of kind 'unconditional'; a prompt needs a model of "
-                                                     "kind 'text-conditional'"),
+    ({"model": "tiny", "prompt": "a red bird"}, 422,
+     "'tiny' is of kind 'unconditional'; a prompt needs a model of kind 'text-conditional'"),
     ({"model": "text2img_encoder", "prompt": "a red bird"}, 422, "of kind 'text-encoder'"),
     ({"model": "text2img"}, 422, "'text2img' is of kind 'text-conditional' (it needs a 'prompt')"),
     ({"model": "badtok", "prompt": "a red bird"}, 404, "model 'badtok' is not loaded"),
