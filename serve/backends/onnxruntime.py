@@ -53,7 +53,7 @@ class OnnxRuntimeBackend:
         return self._ready
 
     def readiness(self) -> str:
-        return "ready" if self._ready else "models are loading, or the gateway is shutting down"
+        return "ready" if self._ready else "loading models"
 
     async def load(self) -> None:
         repository = await asyncio.to_thread(load_repository, self._settings.model_repository)
