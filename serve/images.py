@@ -8,7 +8,9 @@ settings for the same reason.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from typing import Literal
 
 import numpy as np
@@ -35,10 +37,31 @@ def to_uint8(images: np.ndarray, *, value_range: tuple[float, float]) -> np.ndar
     """``float [N, C, H, W]`` in ``value_range`` -> ``uint8 [N, H, W, C]``: clip, scale, round."""
     if images.ndim != 4 or images.shape[1] not in _MODES:
         raise ValueError(f"expected images [N, C in (1, 3, 4), H, W], got shape {images.shape}")
+    return _quantized(images, value_range).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def _quantized(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """The quantisation formula, on a new float32 array (values 0.0 .. 255.0, integral)."""
     lo, hi = value_range
-    x = np.clip(images.astype(np.float32, copy=False), lo, hi)
-    x = (x - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-    return np.rint(x).astype(np.uint8).transpose(0, 2, 3, 1)
+    out = np.clip(x.astype(np.float32, copy=False), lo, hi, dtype=np.float32)
+    out -= np.float32(lo)
+    out *= np.float32(255.0 / (hi - lo))
+    return np.rint(out, out=out)
+
+
+def quantize_into(out: np.ndarray, x: np.ndarray, *, value_range: tuple[float, float]) -> None:
+    """``float [C, H, W]`` -> ``out`` (``uint8 [H, W, C]``, e.g. a view of a larger image), with the
+    same formula as :func:`to_uint8`; temporaries are the size of ``x``."""
+    out[...] = _quantized(x, value_range).transpose(1, 2, 0)
+
+
+def to_model_input(pixels: np.ndarray, *, input_range: tuple[float, float]) -> np.ndarray:
+    """``uint8 [H, W, C]`` -> ``float32 [C, H, W]`` in ``input_range``: ``lo + pixel * (hi - lo) / 255``."""
+    lo, hi = input_range
+    x = pixels.transpose(2, 0, 1).astype(np.float32)
+    x *= np.float32((hi - lo) / 255.0)
+    x += np.float32(lo)
+    return x
 
 
 def _pillow(pixels: np.ndarray) -> Image.Image:
@@ -77,6 +100,80 @@ def encode_animation(frames: np.ndarray, *, fmt: ImageFormat, text: dict[str, st
     return out.getvalue()
 
 
+def encode_in_place(pixels: np.ndarray, *, fmt: ImageFormat, text: dict[str, str]) -> bytes:
+    """Like :func:`encode`, without a second copy of the image (for outputs too large to copy):
+
+    * PNG is written here, a few rows (``_STREAM_BYTES``) at a time: each row gets the PNG filter with the
+      smallest sum of absolute (signed) differences (libpng's heuristic), then zlib at level 6.
+      Pillow would first copy the whole image into its own 4-bytes-per-pixel buffer.
+    * JPEG (Pillow's encoder) needs ``uint8 [H, W, 4]`` (RGB + an ignored fourth byte): Pillow then
+      maps the array as an ``RGBX`` image without copying it; other shapes go through :func:`encode`.
+    """
+    if fmt == "png":
+        return _encode_png_rows(pixels, text=text)
+    if fmt == "jpeg" and pixels.ndim == 3 and pixels.shape[2] == 4 and pixels.flags.c_contiguous:
+        height, width = pixels.shape[:2]
+        image, out = Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1), io.BytesIO()
+        image.save(out, format="JPEG", quality=_JPEG_QUALITY, comment=_comment(text).encode())
+        return out.getvalue()
+    return encode(pixels, fmt=fmt, text=text)
+
+
+_STREAM_BYTES = 32 * 1024  # image bytes filtered at a time (at least one row): ~40x that in temporaries
+_PNG_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _encode_png_rows(pixels: np.ndarray, *, text: dict[str, str]) -> bytes:
+    """``uint8 [H, W, C]`` -> a PNG file, encoded a few rows at a time (memory: a few rows)."""
+    height, width, channels = pixels.shape
+    out = io.BytesIO()
+    out.write(b"\x89PNG\r\n\x1a\n")
+    out.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOR_TYPES[channels], 0, 0, 0)))
+    for key, value in text.items():
+        try:
+            out.write(_png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1")))
+        except UnicodeEncodeError:  # iTXt: uncompressed UTF-8, no language tag
+            out.write(_png_chunk(b"iTXt", key.encode("latin-1", "replace") + b"\0\0\0\0\0" + value.encode()))
+    compressor = zlib.compressobj(_PNG_COMPRESS_LEVEL)
+    previous = np.zeros((1, width * channels), dtype=np.int16)
+    step = max(1, _STREAM_BYTES // (width * channels))
+    for start in range(0, height, step):
+        rows = pixels[start:start + step].reshape(-1, width * channels).astype(np.int16)
+        filtered, previous = _png_filter(rows, previous, channels=channels), rows[-1:]
+        data = compressor.compress(filtered.tobytes())
+        if data:
+            out.write(_png_chunk(b"IDAT", data))
+    out.write(_png_chunk(b"IDAT", compressor.flush()))
+    out.write(_png_chunk(b"IEND", b""))
+    return out.getvalue()
+
+
+def _png_filter(rows: np.ndarray, previous: np.ndarray, *, channels: int) -> np.ndarray:
+    """Rows (``int16 [n, W*C]``, the row above them in ``previous``) -> ``uint8 [n, 1 + W*C]``: each
+    row's filter type byte and filtered bytes, the filter chosen per row (None, Sub, Up, Average,
+    Paeth: the one with the smallest sum of absolute values as signed bytes)."""
+    up = np.concatenate([previous, rows[:-1]])
+    left = np.zeros_like(rows)
+    left[:, channels:] = rows[:, :-channels]
+    up_left = np.zeros_like(rows)
+    up_left[:, channels:] = up[:, :-channels]
+    p = left + up - up_left
+    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - up_left)
+    paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+    candidates = np.stack([rows, rows - left, rows - up, rows - ((left + up) >> 1), rows - paeth])
+    candidates = (candidates & 0xFF).astype(np.uint8)       # [5, n, W*C]
+    cost = np.abs(candidates.view(np.int8).astype(np.int16)).sum(axis=2, dtype=np.int64)  # [5, n]
+    best = cost.argmin(axis=0)
+    out = np.empty((len(rows), rows.shape[1] + 1), dtype=np.uint8)
+    out[:, 0] = best
+    out[:, 1:] = candidates[best, np.arange(len(rows))]
+    return out
+
+
 def _png_text(text: dict[str, str]) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     for key, value in text.items():
@@ -92,6 +189,27 @@ def resize_alpha(alpha: np.ndarray, *, size: tuple[int, int]) -> np.ndarray:
     """An alpha channel ``uint8 [h, w]`` resized (bicubic) to ``size`` = (H, W)."""
     height, width = size
     return np.asarray(Image.fromarray(alpha, mode="L").resize((width, height), Image.Resampling.BICUBIC))
+
+
+def upscale_alpha_into(out: np.ndarray, alpha: np.ndarray, *, scale: int, rows: int = 64) -> None:
+    """An alpha channel ``uint8 [h, w]`` upscaled ``scale`` times into ``out`` (``uint8 [s*h, s*w]``,
+    e.g. the alpha plane of the output image), ``rows`` LR rows at a time, so that no whole-size
+    temporary exists besides ``out``. Equal to :func:`resize_alpha` (Pillow's bicubic): each strip,
+    with ``_ALPHA_MARGIN`` rows of context, is resized horizontally, then vertically (the order
+    Pillow uses for a whole image; resizing a strip through ``box`` would let Pillow pick the other
+    order, which rounds differently)."""
+    height, width = alpha.shape
+    source = Image.fromarray(alpha, mode="L")
+    for y0 in range(0, height, rows):
+        y1 = min(y0 + rows, height)
+        a, b = max(0, y0 - _ALPHA_MARGIN), min(height, y1 + _ALPHA_MARGIN)
+        wide = source.crop((0, a, width, b)).resize((width * scale, b - a), Image.Resampling.BICUBIC)
+        strip = wide.resize((width * scale, (y1 - y0) * scale), Image.Resampling.BICUBIC,
+                            box=(0, y0 - a, width * scale, y1 - a))
+        out[y0 * scale:y1 * scale] = np.asarray(strip)
+
+
+_ALPHA_MARGIN = 3  # bicubic support when upscaling (2 px), plus Pillow's rounding of the window
 
 
 def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:

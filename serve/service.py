@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -190,29 +191,42 @@ class GatewayService:
                                  animated=animated)
 
     async def upscale(self, *, image: Upload, model: str | None = None, version: int | None = None,
-                      fmt: str | None = None, timeout_s: float | None = None) -> UpscaleResult:
-        """Super-resolution of one uploaded image (alpha, if any, is resized alongside)."""
+                      fmt: str | None = None, tile_size: int | None = None, tile_overlap: int | None = None,
+                      timeout_s: float | None = None) -> UpscaleResult:
+        """Super-resolution of one uploaded image (alpha, if any, is upscaled bicubically alongside),
+        in tiles of ``tile_size`` LR pixels overlapping by ``tile_overlap`` (unset: the model's).
+
+        Memory, whatever the image size: the upload, the decoded uint8 image, the uint8 output image
+        (allocated once; every tile batch is quantised straight into it) and its file, plus a bounded
+        number of float32 tiles (``upscale_tile_batch``, ``upscale_batch_pixels``)."""
         self._check_ready()
         fmt = _format(fmt, allowed=images.STILL_FORMATS)
         mv = self._resolve(model, version, kind="super-resolution")
+        tile, overlap = self._tiling(mv, tile_size, tile_overlap)
         data = image if isinstance(image, bytes) else await image()
-        pixels = await _maybe_off_loop(lambda: images.decode(  # [h, w, 3 or 4]
-            data, max_bytes=self._settings.max_upload_bytes, max_pixels=self._settings.max_pixels),
+        pixels = await _maybe_off_loop(functools.partial(  # [h, w, 3 or 4]
+            images.decode, data, max_bytes=self._settings.max_upload_bytes, max_pixels=self._settings.max_pixels),
             size=len(data))
+        del data, image  # the upload is not needed any more
+        height, width = pixels.shape[:2]
         rgb, alpha = pixels[:, :, :3], (pixels[:, :, 3] if pixels.shape[2] == 4 else None)
-        lo, hi = mv.input_range or mv.value_range
-        lr = rgb.transpose(2, 0, 1).astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
-        sr = await self._super_resolve(mv, lr, timeout_s=timeout_s)  # [3, s*h, s*w]
+        # The output image, written in place: RGB, RGBA when there is alpha, and for JPEG (which drops
+        # alpha) RGB + a padding byte, the layout Pillow's encoder can read without a copy.
+        channels = 4 if fmt == "jpeg" or alpha is not None else 3
+        out = np.empty((height * mv.scale, width * mv.scale, channels), dtype=np.uint8)
+        await self._super_resolve(mv, rgb, out, tile=tile, overlap=overlap, timeout_s=timeout_s)
+        text = _provenance(mv, seed=None, truncation=None)
+        if tile is not None:
+            text |= {"ganserve.tile_size": str(tile), "ganserve.tile_overlap": str(overlap)}
 
         def finish() -> bytes:
-            out = images.to_uint8(sr[None], value_range=mv.value_range)[0]  # [s*h, s*w, 3]
-            if alpha is not None:
-                out = np.concatenate([out, images.resize_alpha(alpha, size=out.shape[:2])[:, :, None]], axis=2)
-            return images.encode(out, fmt=fmt, text=_provenance(mv, seed=None, truncation=None))
+            if fmt == "png" and alpha is not None:
+                images.upscale_alpha_into(out[:, :, 3], alpha, scale=mv.scale)
+            return images.encode_in_place(out, fmt=fmt, text=text)
 
-        data = await _maybe_off_loop(finish, size=sr.size)
+        encoded = await _maybe_off_loop(finish, size=out.size)
         return UpscaleResult(model=mv.name, version=mv.version,
-                             image=EncodedImage(data, images.MEDIA_TYPES[fmt]))
+                             image=EncodedImage(encoded, images.MEDIA_TYPES[fmt]))
 
     # --- shared steps -------------------------------------------------------------------------
 
@@ -283,21 +297,76 @@ class GatewayService:
                     "z": z, "embedding": np.repeat(mixed[None], n, axis=0)})
         return images.to_uint8(out["image"], value_range=mv.value_range)
 
-    async def _super_resolve(self, mv: ModelVersion, lr: np.ndarray, *, timeout_s: float | None) -> np.ndarray:
-        """``[3, h, w]`` -> ``[3, s*h, s*w]``: whole, or in tiles of the model's fixed size, at most
-        ``max_batch_size`` tiles per backend call (so other requests interleave)."""
+    def _tiling(self, mv: ModelVersion, tile_size: int | None,
+                tile_overlap: int | None) -> tuple[int | None, int]:
+        """The request's tile size and overlap, checked; (None, 0): the whole image in one pass."""
+        limits = self._settings
+        fixed = _fixed_tile(mv)
+        if tile_size is None:
+            tile = mv.tile_size
+        else:
+            tile = _int_in_range(tile_size, name="tile_size", lo=limits.upscale_min_tile_size,
+                                 hi=limits.upscale_max_tile_size,
+                                 setting="upscale_min_tile_size, upscale_max_tile_size")
+            if fixed is not None and tile != fixed:
+                raise InvalidArgument(f"model {mv.name!r} takes only {fixed}x{fixed} tiles (its "
+                                      f"config.pbtxt fixes the shape); tile_size must be {fixed} or unset",
+                                      model=mv.name)
+        if tile is None:
+            if tile_overlap is not None:
+                raise InvalidArgument(f"model {mv.name!r} upscales whole images; tile_overlap needs a "
+                                      f"tile_size", model=mv.name)
+            return None, 0
+        if tile_overlap is None:  # the model's, as far as it fits this tile
+            return tile, min(mv.tile_overlap, (tile - 1) // 2)
+        overlap = _int_in_range(tile_overlap, name="tile_overlap", lo=0, hi=(tile - 1) // 2,
+                                setting=f"less than half of tile_size {tile}")
+        return tile, overlap
+
+    def _tiles_per_call(self, mv: ModelVersion, tile: int) -> int:
+        """How many tiles of one request go to the backend at once."""
+        by_pixels = max(1, self._settings.upscale_batch_pixels // (tile * tile))
+        return max(1, min(self._settings.upscale_tile_batch, mv.max_batch_size, by_pixels))
+
+    async def _super_resolve(self, mv: ModelVersion, rgb: np.ndarray, out: np.ndarray, *, tile: int | None,
+                             overlap: int, timeout_s: float | None) -> None:
+        """``uint8 [h, w, 3]`` -> ``out[:, :, :3]`` (``uint8 [s*h, s*w, >= 3]``): whole, or tile by tile,
+        a batch of tiles per backend call (so other requests interleave, and memory stays bounded).
+        The next batch is inferred while the last one is quantised into ``out``."""
+        in_range = mv.input_range or mv.value_range
         async with self._deadline(mv, timeout_s):
-            if mv.tile_size is None:
-                out = await self._backend.infer(mv.name, mv.version, {mv.input_name: lr[None]})
-                return out[mv.output_name][0]
-            tiles, layout = tiling.cut(lr, tile=mv.tile_size, overlap=mv.tile_overlap)
-            parts = []
-            for start in range(0, len(tiles), mv.max_batch_size):
-                chunk = tiles[start:start + mv.max_batch_size]
-                parts.append((await self._backend.infer(mv.name, mv.version, {mv.input_name: chunk}))[
-                    mv.output_name])
-        outputs = np.concatenate(parts)
-        return await _maybe_off_loop(lambda: tiling.stitch(outputs, layout, scale=mv.scale), size=outputs.size)
+            if tile is None:
+                lr = images.to_model_input(rgb, input_range=in_range)[None]
+                sr = (await self._backend.infer(mv.name, mv.version, {mv.input_name: lr}))[mv.output_name][0]
+                del lr
+                await _maybe_off_loop(lambda: _quantize_rows(out[:, :, :3], sr, value_range=mv.value_range),
+                                      size=sr.size)
+                return
+            layout = tiling.plan(rgb.shape[0], rgb.shape[1], tile=tile, overlap=overlap)
+
+            async def infer(places: list[tiling.Place]) -> np.ndarray:
+                lr = await _maybe_off_loop(lambda: tiling.cut(rgb, places, tile=tile, input_range=in_range),
+                                           size=len(places) * 3 * tile * tile)
+                return (await self._backend.infer(mv.name, mv.version, {mv.input_name: lr}))[mv.output_name]
+
+            batches = layout.batches(self._tiles_per_call(mv, tile))
+            places = next(batches)
+            pending: asyncio.Task[np.ndarray] | None = asyncio.ensure_future(infer(places))
+            try:
+                while pending is not None:
+                    sr = await pending
+                    following = next(batches, None)
+                    pending = None if following is None else asyncio.ensure_future(infer(following))
+                    await _maybe_off_loop(
+                        lambda sr=sr, places=places: tiling.paste(sr, places, layout, out, scale=mv.scale,
+                                                                  value_range=mv.value_range),
+                        size=sr.size)
+                    del sr
+                    places = following
+            finally:
+                if pending is not None:  # an error (or the deadline) stopped the loop
+                    pending.cancel()
+                    pending.add_done_callback(_retrieve)
 
     @contextlib.asynccontextmanager
     async def _deadline(self, mv: ModelVersion, timeout_s: float | None) -> AsyncIterator[None]:
@@ -388,6 +457,24 @@ def _provenance(mv: ModelVersion, *, seed: int | None, truncation: float | None)
     if truncation is not None:
         text["ganserve.truncation"] = repr(truncation)
     return text
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """Marks an abandoned task's exception as seen (asyncio would log it as never retrieved)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _fixed_tile(mv: ModelVersion) -> int | None:
+    """The tile side a model's config.pbtxt fixes (``lr`` dims ``[3, T, T]``), None where dynamic."""
+    dims = next(t.dims for t in mv.inputs if t.name == mv.input_name)
+    return dims[1] if len(dims) == 3 and dims[1] > 0 else None
+
+
+def _quantize_rows(out: np.ndarray, x: np.ndarray, *, value_range: tuple[float, float], rows: int = 256) -> None:
+    """``float [C, H, W]`` -> ``out`` (``uint8 [H, W, C]``), ``rows`` rows at a time (temporaries stay small)."""
+    for y in range(0, x.shape[1], rows):
+        images.quantize_into(out[y:y + rows], x[:, y:y + rows], value_range=value_range)
 
 
 async def _maybe_off_loop(work: Callable[[], T], *, size: int) -> T:

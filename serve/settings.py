@@ -62,6 +62,19 @@ class Settings(BaseSettings):
     ort_intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime intra-op threads per session (0: ONNX Runtime decides)")
 
+    # --- upscale (super-resolution in tiles; docs/model-contract.md) -------------------------------
+    upscale_min_tile_size: int = Field(
+        16, ge=1, description="smallest tile_size a /upscale request may ask for (LR pixels)")
+    upscale_max_tile_size: int = Field(
+        256, ge=1, description="largest tile_size a /upscale request may ask for (LR pixels)")
+    upscale_tile_batch: int = Field(
+        8, ge=1, description="most tiles of one /upscale request per backend call (also at most the "
+                             "model's max_batch_size and upscale_batch_pixels): bounds memory per request; "
+                             "raise it on a GPU")
+    upscale_batch_pixels: int = Field(
+        8 * 64 * 64, ge=1, description="most LR pixels (tiles x tile_size^2) per backend call of one "
+                                       "/upscale request, so large tiles mean fewer per call (at least one)")
+
     # --- process ----------------------------------------------------------------------------------
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="on SIGTERM: how long in-flight requests may finish")
@@ -88,4 +101,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_queue_depth ({self.max_queue_depth}) must be at least the largest request "
                 f"(max_images_per_request / max_interpolation_frames = {largest})")
+        return self
+
+    @model_validator(mode="after")
+    def _tile_limits_in_order(self) -> Settings:
+        if self.upscale_min_tile_size > self.upscale_max_tile_size:
+            raise ValueError(f"upscale_min_tile_size ({self.upscale_min_tile_size}) must be at most "
+                             f"upscale_max_tile_size ({self.upscale_max_tile_size})")
         return self

@@ -117,8 +117,8 @@ def triton_config(name: str, spec: ExportSpec, *, max_batch_size: int, queue_del
     """Triton ``ModelConfig`` for the onnxruntime backend on GPU, with dynamic batching.
 
     Dims omit the batch (max_batch_size > 0). A tensor named in ``spec.config_dims`` gets those fixed
-    dims (e.g. a super-resolution tile, so the dynamic batcher can stack tiles into one batch); the
-    others get the ONNX dims with -1 for each dynamic axis.
+    dims (fixed shapes where the ONNX axes are dynamic); the others get the ONNX dims with -1 for each
+    dynamic axis (e.g. super-resolution's ``h`` and ``w``: any tile size).
     """
     from tritonclient.grpc import model_config_pb2 as mc
 

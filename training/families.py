@@ -49,7 +49,7 @@ class ExportSpec:
     parity_sizes: tuple[dict[str, int], ...] = ({},)
     example_distribution: str = "normal"  # random test inputs: "normal" (N(0, 1)) or "uniform" ([0, 1))
     # config.pbtxt dims (without batch) where Triton should see fixed shapes although the ONNX axes are
-    # dynamic, e.g. a super-resolution tile; tensors not named here get the ONNX dims with -1 for dynamic
+    # dynamic; tensors not named here get the ONNX dims with -1 for dynamic
     config_dims: dict[str, tuple[int, ...]] = field(default_factory=dict)
     config_note: str = ""  # comment lines for the top of config.pbtxt (why dims are what they are)
 
@@ -200,13 +200,13 @@ class SRResNetFamily(Family):
             example_sizes={"h": 24, "w": 24},
             parity_sizes=({"h": 17, "w": 23}, {"h": 9, "w": 31}, {"h": t, "w": t}),
             example_distribution="uniform",
-            config_dims={"lr": (3, t, t), "sr": (3, s * t, s * t)},
             config_note=(
-                f"Super-resolution x{s}. The ONNX graph takes any [batch, 3, h, w]; this config fixes the\n"
-                f"shape to {t}x{t} LR tiles ([3, {t}, {t}] -> [3, {s * t}, {s * t}]) so the dynamic batcher can stack\n"
-                f"tiles of any image into one batch. Cut images into {t}x{t} tiles overlapping by\n"
-                f"{m.tile_overlap} px (ONNX metadata ganserve.tile_size / ganserve.tile_overlap), pad the\n"
-                "last row/column, and blend the overlaps. Values: lr and sr RGB in [0, 1]."),
+                f"Super-resolution x{s}: lr [3, h, w] -> sr [3, {s}h, {s}w], h and w dynamic (-1), so any tile\n"
+                f"size runs. The gateway cuts images into {t}x{t} LR tiles overlapping by {m.tile_overlap} px by default\n"
+                "(ONNX metadata ganserve.tile_size / ganserve.tile_overlap; a request may choose others) and\n"
+                "sends one request's tiles, all of one shape, as batches; the dynamic batcher merges only\n"
+                "requests of equal shape, so requests on the same tile size batch together. Each output pixel\n"
+                "comes from the tile that owns it. Values: lr and sr RGB in [0, 1]."),
         )
 
 

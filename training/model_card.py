@@ -109,11 +109,11 @@ upsampling stage(s), 9x9 head and tail. Trained with {losses}.{init}
 
 Input `lr` FP32 `[batch, 3, h, w]`, RGB in [0, 1] (`ganserve.input_range`); output `sr` FP32
 `[batch, 3, {s}h, {s}w]`, RGB in [0, 1] (clamped in the graph; `ganserve.value_range`). The ONNX graph
-takes any h and w; `config.pbtxt` fixes Triton's shape to {tile}x{tile} LR tiles
-(`[3, {tile}, {tile}]` -> `[3, {s * tile}, {s * tile}]`) so its dynamic batcher can stack the tiles of
-any image; cut larger images into tiles overlapping by {m['tile_overlap']} LR px (`ganserve.tile_size`,
-`ganserve.tile_overlap`). Weights: EMA of the generator (decay {t['ema_decay']}) with standing
-BatchNorm statistics; see `docs/model-contract.md`.""",
+and `config.pbtxt` (`[3, -1, -1]` -> `[3, -1, -1]`) take any h and w. The gateway cuts images into
+{tile}x{tile} LR tiles overlapping by {m['tile_overlap']} px by default (`ganserve.tile_size`, `ganserve.tile_overlap`;
+`/upscale` takes others per request) and sends each request's tiles, all of one shape, in batches.
+Weights: EMA of the generator (decay {t['ema_decay']}) with standing BatchNorm statistics; see
+`docs/model-contract.md`.""",
         evaluate=f"ganserve evaluate {checkpoint} --json metrics.json",
         quality=f"""`ganserve evaluate` on held-out images never trained on: {report['data']}.
 HR images cropped to a multiple of {s}, LR = Pillow bicubic downscaling, output quantised to uint8;

@@ -122,7 +122,8 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                       context: grpc.aio.ServicerContext) -> pb.UpscaleResponse:
         result = await self._service.upscale(
             image=request.image.data, model=request.model or None, version=_optional(request, "version"),
-            fmt=_format(request.format), timeout_s=_deadline(context))
+            fmt=_format(request.format), tile_size=_optional(request, "tile_size"),
+            tile_overlap=_optional(request, "tile_overlap"), timeout_s=_deadline(context))
         return pb.UpscaleResponse(model=result.model, version=result.version, image=_image(result.image))
 
     @_rpc("list_models")

@@ -108,6 +108,12 @@ async def upscale(request: Request, runtime: RuntimeDep,
                   model: Annotated[str | None, Query(description="model name")] = None,
                   version: Annotated[int | None, Query(description="model version")] = None,
                   format: Annotated[schemas.StillFormat | None, Query(description="png or jpeg")] = None,
+                  tile_size: Annotated[int | None, Query(
+                      description="LR tile side in pixels (default: the model's; within the gateway's "
+                                  "upscale_min_tile_size .. upscale_max_tile_size)")] = None,
+                  tile_overlap: Annotated[int | None, Query(
+                      description="LR pixels neighbouring tiles share, 0 .. under half of tile_size "
+                                  "(default: the model's)")] = None,
                   ) -> Response:
     with runtime.metrics.track(protocol="http", endpoint="upscale") as tracker:
         raw = _wants_raw(request, MEDIA_TYPES[format or "png"], count=1)
@@ -115,7 +121,8 @@ async def upscale(request: Request, runtime: RuntimeDep,
         async def upload() -> bytes:
             return await read_upload(request, max_bytes=runtime.settings.max_upload_bytes)
 
-        result = await runtime.service.upscale(image=upload, model=model, version=version, fmt=format)
+        result = await runtime.service.upscale(image=upload, model=model, version=version, fmt=format,
+                                               tile_size=tile_size, tile_overlap=tile_overlap)
         tracker.model = result.model
     headers = {"X-Ganserve-Model": result.model, "X-Ganserve-Model-Version": str(result.version)}
     if raw:
