@@ -16,7 +16,6 @@ clients, and the overhead ratios gateway / direct (latency) and direct / gateway
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -24,7 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import grpc
 import numpy as np
 import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tc_aio
@@ -33,12 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_gateway import MODEL, _Connection, _load, _run, percentiles, timed
-from harness import cpu_seconds, gateway
+from bench_gateway import MODEL, _load, _run, latency, percentiles, throughput, timed
+from harness import gateway
 from synthetic_models import write_dcgan_like
 
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from serve.triton_cpu import LocalTriton, derive_cpu_repository
 
 
@@ -67,49 +63,6 @@ async def direct_throughput(url: str, *, concurrency: list[int], duration: float
 
         for c in concurrency:
             results[c] = round(await _load(call, clients=c, duration=duration), 1)
-    return results
-
-
-def gateway_latency(http_url: str, grpc_target: str, *, pid: int, count: int) -> dict:
-    import httpx
-
-    results = {}
-    with httpx.Client(base_url=http_url) as client, grpc.insecure_channel(grpc_target) as channel:
-        stub = pb_grpc.GatewayStub(channel)
-        calls = {"grpc": lambda: stub.Generate(pb.GenerateRequest(model=MODEL, seed=1)),
-                 "http": lambda: client.post("/generate", json={"model": MODEL, "seed": 1},
-                                             headers={"Accept": "image/png"}).raise_for_status()}
-        for name, call in calls.items():
-            timed(call, count=0)
-            cpu = cpu_seconds(pid)
-            samples = timed(call, count=count)
-            results[name] = percentiles(samples) | {
-                "gateway_cpu_ms": round((cpu_seconds(pid) - cpu) / (count + 20) * 1000, 3)}
-    return results
-
-
-async def gateway_throughput(http_url: str, grpc_target: str, *, concurrency: list[int],
-                             duration: float) -> dict[str, dict[int, float]]:
-    results: dict[str, dict[int, float]] = {"grpc": {}, "http": {}}
-    async with grpc.aio.insecure_channel(grpc_target) as channel:
-        stub = pb_grpc.GatewayStub(channel)
-
-        async def over_grpc(seed: int) -> None:
-            await stub.Generate(pb.GenerateRequest(model=MODEL, seed=seed), timeout=60)
-
-        for c in concurrency:
-            results["grpc"][c] = round(await _load(over_grpc, clients=c, duration=duration), 1)
-    host, port = http_url.removeprefix("http://").rsplit(":", 1)
-    for c in concurrency:
-        connections = [_Connection(host, int(port)) for _ in range(c)]
-
-        async def over_http(seed: int, connections: list[_Connection] = connections) -> None:
-            await connections[seed // 1_000_000].post(
-                "/generate", json.dumps({"model": MODEL, "seed": seed}).encode(), accept="image/png")
-
-        results["http"][c] = round(await _load(over_http, clients=c, duration=duration), 1)
-        for connection in connections:
-            await connection.close()
     return results
 
 
@@ -152,10 +105,10 @@ def main() -> None:
                                                                   duration=args.duration))},
             }
             with gateway(repository, args=["--backend", "triton", "--triton-url", url]) as (http_url, grpc_target, pid):
-                report["gateway"] = {
-                    "latency": gateway_latency(http_url, grpc_target, pid=pid, count=args.requests),
-                    "images_per_s": _run(gateway_throughput(http_url, grpc_target, concurrency=args.concurrency,
-                                                            duration=args.duration))}
+                report["gateway"] = {  # the same measurements as bench_gateway.py
+                    "latency": latency(http_url, grpc_target, pid=pid, count=args.requests),
+                    "images_per_s": _run(throughput(http_url, grpc_target, concurrency=args.concurrency,
+                                                    duration=args.duration))}
         finally:
             if server is not None:
                 server.close()

@@ -281,7 +281,7 @@ class LocalTriton:
         env.setdefault("OMP_NUM_THREADS", "1")
         return env
 
-    def start(self, *, timeout_s: float = 60.0) -> LocalTriton:
+    def start(self, *, timeout_s: float = 60.0) -> typing.Self:
         if self.running():
             return self
         log_file = self.log_path.open("ab")
@@ -342,8 +342,9 @@ class LocalTriton:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> LocalTriton:
-        return self.start()
+    def __enter__(self) -> typing.Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

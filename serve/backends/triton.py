@@ -210,7 +210,7 @@ class TritonBackend:
         while True:
             try:
                 await self._check()
-            except Exception:  # noqa: BLE001 - the watcher must survive anything and keep checking
+            except Exception:  # the watcher must survive anything and keep checking
                 log.exception("checking Triton at %s failed", self._url)
             self._checked.set()
             self._wake.clear()

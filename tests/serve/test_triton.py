@@ -24,8 +24,14 @@ import pytest
 import tritonclient.grpc as triton_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
-from serve_helpers import (RunningGateway, add_generator, add_super_resolution, add_text2img, running_gateway,
-                           test_settings)
+from serve_helpers import (
+    RunningGateway,
+    add_generator,
+    add_super_resolution,
+    add_text2img,
+    running_gateway,
+    test_settings,
+)
 
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
