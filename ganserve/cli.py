@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("training.cli", "export a checkpoint's EMA generator to ONNX + Triton config"),
     "evaluate": ("training.cli", "quality metrics of a checkpoint or ONNX file (FID/KID; SR: PSNR/SSIM)"),
     "train-classifier": ("training.cli", "train the MNIST classifier whose features the metrics use"),
+    "train-text-encoder": ("training.cli", "pre-train the text-to-image text encoder (joint embedding)"),
+    "train-attribute-classifier": ("training.cli", "train the colour-MNIST digit/colour classifier (text2img metrics)"),
     "serve": ("serve.cli", "run the HTTP + gRPC gateway over a model repository"),
     "triton-cpu": ("serve.triton_cpu", "run a real Triton server without a GPU on a CPU copy of a repository"),
 }

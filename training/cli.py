@@ -96,6 +96,14 @@ def main(argv: list[str]) -> int:
         from training.classifier import cli as classifier_cli
 
         return classifier_cli(rest)
+    if command == "train-text-encoder":
+        from training.text_encoder import cli as text_encoder_cli
+
+        return text_encoder_cli(rest)
+    if command == "train-attribute-classifier":
+        from training.attributes import cli as attributes_cli
+
+        return attributes_cli(rest)
     if command == "evaluate":
         from training.sr_metrics import cli as sr_cli
         from training.sr_metrics import is_super_resolution
@@ -104,6 +112,11 @@ def main(argv: list[str]) -> int:
         models = [a for a in rest if a.endswith((".pt", ".onnx")) and Path(a).is_file()]
         if models and is_super_resolution(models[0]):
             return sr_cli(rest)
+        from training.text2img_metrics import cli as text2img_cli
+        from training.text2img_metrics import is_text_to_image
+
+        if models and is_text_to_image(models[0]):  # attribute accuracy + FID on held-out prompts
+            return text2img_cli(rest)
         from training.metrics import cli as evaluate_cli
 
         return evaluate_cli(rest)

@@ -15,9 +15,14 @@ from dataclasses import dataclass, field
 from ganserve.errors import UsageError
 
 LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
-DATASETS = ("mnist", "image-folder", "digits", "sr-builtin", "sr-folder")
+DATASETS = ("mnist", "image-folder", "digits", "sr-builtin", "sr-folder", "colour-mnist", "colour-digits",
+            "captioned-folder")
 SR_DATASETS = ("sr-builtin", "sr-folder")  # high-resolution photos -> (lr, hr) crop pairs
 SR_FAMILIES = ("srresnet", "srgan")
+# images with captions (training/text2img_data.py): colour MNIST (colour-digits: from scikit-learn's
+# 8x8 digits, for tests) and the CUB-200-2011 / Oxford-102 folder layout
+CAPTIONED_DATASETS = ("colour-mnist", "colour-digits", "captioned-folder")
+TEXT_FAMILIES = ("gan-int-cls",)
 NORMS = ("batch", "layer", "none")
 PIXEL_LOSSES = ("mse", "l1")
 CONTENT_LOSSES = ("pixel", "vgg", "feature-matching")
@@ -30,6 +35,8 @@ class DataConfig:
     path: str | None = None      # folder with the data set (mnist: the IDX files; image-folder: images)
     split: str = "train"         # mnist: train | test
     limit: int | None = None     # use only the first N examples (tiny runs and tests)
+    captions: int = 5            # colour-mnist: captions drawn per image
+    seed: int = 0                # colour-mnist: seed of the colours, jitter and captions
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,11 @@ class ModelConfig:
     blocks: int = 16             # residual blocks in the SRResNet trunk
     tile_size: int = 64          # serving: LR tile side fixed in config.pbtxt (Triton batches tiles)
     tile_overlap: int = 8        # serving: default LR overlap between neighbouring tiles
+    # text-conditional (gan-int-cls): the char-CNN-RNN text encoder and the embedding compression
+    max_tokens: int = 64         # L: char-v1 ids per prompt (ganserve.text.DEFAULT_LENGTH)
+    text_width: int = 128        # text encoder conv channels and GRU state
+    embedding_dim: int = 128     # E: text embedding length
+    text_proj_dim: int = 128     # P: FC + LeakyReLU compression of the embedding in G and D
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,10 @@ class TrainConfig:
     fm_weight: float = 1.0       # weight of D feature matching (content_loss=feature-matching)
     adv_weight: float = 1e-3     # weight of the adversarial term (srgan)
     init_from: str | None = None  # checkpoint whose EMA generator initialises G (SRGAN from SRResNet)
+    # text-conditional (gan-int-cls)
+    text_encoder: str | None = None  # pre-trained encoder from `ganserve train-text-encoder` (frozen in G)
+    int_beta: float = 0.5        # GAN-INT: G also learns on beta * t1 + (1 - beta) * t2 ...
+    int_weight: float = 1.0      # ... with this weight on that term of its loss (0 = GAN-CLS)
     seed: int = 0
     device: str = "cpu"          # cpu | cuda | cuda:N (under torchrun each rank takes its local GPU)
     log_every: int = 50          # steps between JSONL lines / progress updates
@@ -178,6 +194,24 @@ PRESETS: dict[str, RunConfig] = {
                           adv_weight=1e-3, ema_decay=0.99, log_every=10, sample_every=100,
                           checkpoint_every=50, sample_grid=8),
     ),
+    # GAN-INT-CLS (Reed et al. 2016) on captioned colour MNIST, 28x28 RGB, sized for a 2-core CPU. First
+    # `ganserve train-text-encoder --data DIR --out runs/text2img-encoder.pt`, then
+    # `ganserve train --preset text2img-colour-mnist --data DIR --set train.text_encoder=runs/text2img-encoder.pt`.
+    "text2img-colour-mnist": RunConfig(
+        data=DataConfig(name="colour-mnist"),
+        model=ModelConfig(family="gan-int-cls", image_size=28, channels=3, latent_dim=100, g_width=64, d_width=64),
+        train=TrainConfig(steps=6_000, batch_size=64, loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5,
+                          ema_decay=0.999, log_every=50, sample_every=500, checkpoint_every=250,
+                          sample_grid=90),  # every (digit, colour): a row per colour, a column per digit
+    ),
+    # Seconds-long smoke run on colour-digits (scikit-learn's digits, coloured and captioned).
+    "text2img-tiny": RunConfig(
+        data=DataConfig(name="colour-digits", captions=2),
+        model=ModelConfig(family="gan-int-cls", image_size=8, channels=3, latent_dim=8, g_width=8, d_width=8,
+                          text_width=16, embedding_dim=16, text_proj_dim=8),
+        train=TrainConfig(steps=6, batch_size=16, log_every=2, sample_every=3, checkpoint_every=3,
+                          sample_grid=16),
+    ),
     # Seconds-long smoke run: x2, 2 blocks of width 16, on the offline photo set.
     "srresnet-tiny": RunConfig(
         data=DataConfig(name="sr-builtin", limit=3),
@@ -280,9 +314,29 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UsageError(f"model.family={m.family} cannot train on data.name={d.name}: the super-resolution "
                          f"families ({', '.join(SR_FAMILIES)}) need one of {', '.join(SR_DATASETS)}, "
                          "the others need an image set")
+    if (m.family in TEXT_FAMILIES) != (d.name in CAPTIONED_DATASETS):
+        raise UsageError(f"model.family={m.family} cannot train on data.name={d.name}: the text-conditional "
+                         f"families ({', '.join(TEXT_FAMILIES)}) need one of {', '.join(CAPTIONED_DATASETS)}, "
+                         "the others need images without captions")
     if m.family in SR_FAMILIES:
         _validate_sr(cfg)
+    if m.family in TEXT_FAMILIES:
+        _validate_text(cfg)
     return cfg
+
+
+def _validate_text(cfg: RunConfig) -> None:
+    d, m, t = cfg.data, cfg.model, cfg.train
+    if m.channels != 3:
+        raise UsageError(f"text-to-image models are RGB: model.channels must be 3, got {m.channels}")
+    if m.max_tokens < 4 or m.max_tokens % 4:
+        raise UsageError(f"model.max_tokens must be a positive multiple of 4, got {m.max_tokens}")
+    if min(m.text_width, m.embedding_dim, m.text_proj_dim, d.captions) < 1:
+        raise UsageError("model.text_width, model.embedding_dim, model.text_proj_dim and data.captions must be >= 1")
+    if not 0 <= t.int_beta <= 1 or t.int_weight < 0:
+        raise UsageError(f"train.int_beta must be in [0, 1] and train.int_weight >= 0, got {t.int_beta}, {t.int_weight}")
+    if t.loss == "wgan-gp":
+        raise UsageError("gan-int-cls uses the matching-aware loss with bce, hinge or lsgan, not wgan-gp")
 
 
 def _validate_sr(cfg: RunConfig) -> None:

@@ -36,8 +36,10 @@ class EMA:
             torch._foreach_lerp_(dst, src, 1.0 - min(self.decay, (1 + n) / (10 + n)))
 
     @torch.no_grad()
-    def recalibrate_batchnorm(self, sample_inputs: Callable[[], torch.Tensor], *, batches: int = 32) -> None:
-        """Recompute BatchNorm running mean/var as the plain average over ``batches`` forward passes."""
+    def recalibrate_batchnorm(self, sample_inputs: Callable[[], torch.Tensor | tuple[torch.Tensor, ...]], *,
+                              batches: int = 32) -> None:
+        """Recompute BatchNorm running mean/var as the plain average over ``batches`` forward passes.
+        ``sample_inputs`` gives the model's input, or a tuple of its inputs (e.g. z and text)."""
         bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not bns:
             return
@@ -47,7 +49,8 @@ class EMA:
             bn.momentum = None  # cumulative moving average
         self.model.train()
         for _ in range(batches):
-            self.model(sample_inputs())
+            inputs = sample_inputs()
+            self.model(*inputs) if isinstance(inputs, tuple) else self.model(inputs)
         self.model.eval()
         for bn, momentum in zip(bns, saved):
             bn.momentum = momentum

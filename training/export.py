@@ -69,7 +69,12 @@ def _example_inputs(spec: ExportSpec, batch: int, *, seed: int,
         return d if isinstance(d, int) else axes[d]
 
     draw = torch.rand if spec.example_distribution == "uniform" else torch.randn
-    return {name: draw(*[side(d) for d in shape], generator=g) for name, shape in spec.inputs.items()}
+    out = {}
+    for name, shape in spec.inputs.items():
+        dims = [side(d) for d in shape]
+        out[name] = (torch.randint(0, spec.int_inputs[name], dims, generator=g) if name in spec.int_inputs
+                     else draw(*dims, generator=g))
+    return out
 
 
 def export_onnx(model: nn.Module, spec: ExportSpec, path: Path, *, metadata: dict[str, str]) -> None:
@@ -124,7 +129,8 @@ def triton_config(name: str, spec: ExportSpec, *, max_batch_size: int, queue_del
 
     def tensor(tname: str, shape: tuple, cls):
         dims = spec.config_dims.get(tname) or [-1 if isinstance(d, str) else d for d in shape[1:]]
-        return cls(name=tname, data_type=mc.TYPE_FP32, dims=list(dims))
+        dtype = mc.TYPE_INT64 if tname in spec.int_inputs else mc.TYPE_FP32
+        return cls(name=tname, data_type=dtype, dims=list(dims))
 
     config = mc.ModelConfig(
         name=name,
@@ -141,11 +147,50 @@ def triton_config(name: str, spec: ExportSpec, *, max_batch_size: int, queue_del
     return config
 
 
+def ensemble_config(name: str, parts: list[tuple[str, ExportSpec]], *, max_batch_size: int):
+    """Triton ensemble ``name`` chaining ``parts`` ((model name, spec) in data-flow order): a tensor one
+    step outputs feeds the later steps' inputs of the same name; the ensemble's inputs are the inputs no
+    step produces, its outputs the last step's outputs."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    produced: set[str] = set()
+    inputs: dict[str, tuple[tuple, ExportSpec]] = {}
+    steps = []
+    for model_name, spec in parts:
+        for tname, shape in spec.inputs.items():
+            if tname not in produced and tname not in inputs:
+                inputs[tname] = (shape, spec)
+        steps.append(mc.ModelEnsembling.Step(
+            model_name=model_name, model_version=-1,
+            input_map={t: t for t in spec.inputs}, output_map={t: t for t in spec.outputs}))
+        produced.update(spec.outputs)
+    last = parts[-1][1]
+
+    def tensor(tname: str, shape: tuple, spec: ExportSpec, cls):
+        dtype = mc.TYPE_INT64 if tname in spec.int_inputs else mc.TYPE_FP32
+        return cls(name=tname, data_type=dtype, dims=[-1 if isinstance(d, str) else d for d in shape[1:]])
+
+    return mc.ModelConfig(
+        name=name, platform="ensemble", max_batch_size=max_batch_size,
+        input=[tensor(t, shape, spec, mc.ModelInput) for t, (shape, spec) in inputs.items()],
+        output=[tensor(t, shape, last, mc.ModelOutput) for t, shape in last.outputs.items()],
+        ensemble_scheduling=mc.ModelEnsembling(step=steps),
+    )
+
+
+ENSEMBLE_NOTE = """\
+# Triton ensemble written by `ganserve export` (see docs/model-contract.md): one request goes through the
+# steps below in order. Its version folder 1/ is empty on purpose (Triton requires the folder; an
+# ensemble has no model file); the README.md kept there only lets git hold the folder.
+"""
+
+
 def write_config(config, path: Path, *, note: str = "") -> None:
     from google.protobuf import text_format
 
     comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in note.splitlines())
-    path.write_text(TENSORRT_NOTE + comment + text_format.MessageToString(config))
+    header = ENSEMBLE_NOTE if config.platform == "ensemble" else TENSORRT_NOTE
+    path.write_text(header + comment + text_format.MessageToString(config))
 
 
 def read_config(path: Path):
@@ -163,32 +208,63 @@ class ExportResult:
     size_bytes: int
 
 
-def export_checkpoint(checkpoint: str | Path, *, repository: str | Path, name: str, version: int = 1,
-                      max_batch_size: int = 64, queue_delay_us: int = 2000) -> ExportResult:
+def _export_part(module: nn.Module, spec: ExportSpec, *, model_dir: Path, name: str, version: int,
+                 metadata: dict[str, str], max_batch_size: int, queue_delay_us: int) -> ExportResult:
+    onnx_path = model_dir / str(version) / "model.onnx"
+    export_onnx(module, spec, onnx_path, metadata=metadata)
+    diff = parity_check(module, spec, onnx_path)
+    if diff > PARITY_TOLERANCE:
+        raise RuntimeError(f"{name}: ONNX/PyTorch parity failed: max abs diff {diff:.2e} > {PARITY_TOLERANCE:.0e}")
+    config_path = model_dir / "config.pbtxt"
+    write_config(triton_config(name, spec, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us),
+                 config_path, note=spec.config_note)
+    return ExportResult(onnx_path, config_path, diff, onnx_path.stat().st_size)
+
+
+def export_checkpoint_parts(checkpoint: str | Path, *, repository: str | Path, name: str, version: int = 1,
+                            max_batch_size: int = 64, queue_delay_us: int = 2000) -> dict[str, ExportResult]:
+    """Every model of the checkpoint's family (:meth:`Family.export_parts`), keyed by model name. A family
+    with several parts (text-to-image: ``<name>_encoder``, ``<name>_generator``) also gets the ensemble
+    ``<name>`` that chains them; its result has no ONNX file (``size_bytes`` 0)."""
     if version < 1:
         raise UsageError(f"--version must be >= 1 (Triton version folders are positive integers), got {version}")
     if max_batch_size < 1:
         raise UsageError(f"--max-batch-size must be >= 1, got {max_batch_size}")
     loaded = load_generator(checkpoint)
-    spec = loaded.family.export_spec()
     ckpt, cfg = loaded.checkpoint, loaded.family.cfg
     meta = ckpt.get("meta", {})
-    model_dir = Path(repository) / name
-    onnx_path = model_dir / str(version) / "model.onnx"
-    export_onnx(loaded.model, spec, onnx_path, metadata={
+    metadata = {
         "ganserve.family": cfg.model.family,
         "ganserve.training_data": str(meta.get("data", cfg.data.name)),
         "ganserve.training_steps": str(ckpt["step"]),
         "ganserve.training_commit": str(meta.get("commit", "unknown")),
         "ganserve.config": json.dumps(ckpt["config"], sort_keys=True),
-    })
-    diff = parity_check(loaded.model, spec, onnx_path)
-    if diff > PARITY_TOLERANCE:
-        raise RuntimeError(f"ONNX/PyTorch parity failed: max abs diff {diff:.2e} > {PARITY_TOLERANCE:.0e}")
-    config_path = model_dir / "config.pbtxt"
-    write_config(triton_config(name, spec, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us),
-                 config_path, note=spec.config_note)
-    return ExportResult(onnx_path, config_path, diff, onnx_path.stat().st_size)
+    }
+    parts = loaded.family.export_parts(loaded.model)
+    results: dict[str, ExportResult] = {}
+    for suffix, module, spec in parts:
+        results[name + suffix] = _export_part(
+            module, spec, model_dir=Path(repository) / (name + suffix), name=name + suffix, version=version,
+            metadata=metadata, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us)
+    if len(parts) > 1:
+        model_dir = Path(repository) / name
+        keep = model_dir / str(version) / "README.md"  # git keeps no empty folder; Triton ignores the file
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_text(f"Empty on purpose: `{name}` is a Triton ensemble (see ../config.pbtxt); its steps "
+                        f"{', '.join(name + s for s, _, _ in parts)} hold the ONNX models.\n")
+        config = ensemble_config(name, [(name + s, spec) for s, _, spec in parts], max_batch_size=max_batch_size)
+        write_config(config, model_dir / "config.pbtxt")
+        results[name] = ExportResult(model_dir / str(version), model_dir / "config.pbtxt",
+                                     max(r.parity_max_abs_diff for r in results.values()), 0)
+    return results
+
+
+def export_checkpoint(checkpoint: str | Path, *, repository: str | Path, name: str, version: int = 1,
+                      max_batch_size: int = 64, queue_delay_us: int = 2000) -> ExportResult:
+    """Export a one-model family (DCGAN, super-resolution); see :func:`export_checkpoint_parts`."""
+    results = export_checkpoint_parts(checkpoint, repository=repository, name=name, version=version,
+                                      max_batch_size=max_batch_size, queue_delay_us=queue_delay_us)
+    return results[name]
 
 
 def cli(argv: list[str]) -> int:
@@ -210,17 +286,24 @@ def cli(argv: list[str]) -> int:
         from training.loop import load_checkpoint_file
 
         name = load_checkpoint_file(args.checkpoint)["config"]["model"]["family"]
-    result = export_checkpoint(args.checkpoint, repository=args.repository, name=name, version=args.version,
-                               max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us)
-    print(f"wrote {result.onnx_path} ({result.size_bytes / 1e6:.2f} MB) and {result.config_path}")
-    print(f"parity ONNX Runtime vs PyTorch: max abs diff {result.parity_max_abs_diff:.2e} "
-          f"(tolerance {PARITY_TOLERANCE:.0e}), {time.perf_counter() - started:.1f}s")
+    results = export_checkpoint_parts(args.checkpoint, repository=args.repository, name=name,
+                                      version=args.version, max_batch_size=args.max_batch_size,
+                                      queue_delay_us=args.queue_delay_us)
+    for model_name, result in results.items():
+        if result.size_bytes:
+            print(f"wrote {result.onnx_path} ({result.size_bytes / 1e6:.2f} MB) and {result.config_path}; parity "
+                  f"ONNX Runtime vs PyTorch: max abs diff {result.parity_max_abs_diff:.2e} "
+                  f"(tolerance {PARITY_TOLERANCE:.0e})")
+        else:
+            print(f"wrote ensemble {result.config_path} (empty version folder {result.onnx_path})")
+    print(f"exported in {time.perf_counter() - started:.1f}s")
     if args.metrics:
-        from training.model_card import write_model_card
+        from training.model_card import write_model_cards
 
         if args.notes and not Path(args.notes).is_file():
             raise UsageError(f"--notes file {args.notes} does not exist")
         notes = Path(args.notes).read_text() if args.notes else None
-        card = write_model_card(args.checkpoint, metrics_path=args.metrics, result=result, notes=notes)
-        print(f"wrote {card}")
+        for card in write_model_cards(args.checkpoint, metrics_path=args.metrics, results=results, name=name,
+                                      notes=notes):
+            print(f"wrote {card}")
     return 0

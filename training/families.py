@@ -52,6 +52,8 @@ class ExportSpec:
     # dynamic; tensors not named here get the ONNX dims with -1 for dynamic
     config_dims: dict[str, tuple[int, ...]] = field(default_factory=dict)
     config_note: str = ""  # comment lines for the top of config.pbtxt (why dims are what they are)
+    # integer inputs (INT64), name -> exclusive upper bound of the random ids used to trace and check them
+    int_inputs: dict[str, int] = field(default_factory=dict)
 
 
 class Family:
@@ -96,6 +98,11 @@ class Family:
     def render_samples(self, G: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] for the sample grid, from ``sample_inputs``."""
         return G(inputs)
+
+    def export_parts(self, G: nn.Module) -> list[tuple[str, nn.Module, ExportSpec]]:
+        """(name suffix, module, spec) of each ONNX model the export writes, in data-flow order. One part
+        (suffix ``""``) is a plain model; several are chained by a Triton ensemble under the plain name."""
+        return [("", G, self.export_spec())]
 
 
 class DCGANFamily(Family):
@@ -268,7 +275,182 @@ class SRGANFamily(SRResNetFamily):
         return loss, stats
 
 
-FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (DCGANFamily, SRResNetFamily, SRGANFamily)}
+def _unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def mismatched_indices(classes: torch.Tensor, *, gen: torch.Generator) -> torch.Tensor:
+    """For each row i, a random row j != i of another class (GAN-CLS's "wrong text" partner).
+
+    Falls back to the next row (still j != i) when every other row has i's class.
+    """
+    b = classes.shape[0]
+    scores = torch.rand(b, b, generator=gen, device=gen.device).to(classes.device)
+    same = classes[:, None] == classes[None, :]  # the diagonal is always "same"
+    pick = scores.masked_fill(same, -1.0).argmax(1)
+    return torch.where(same.all(1), (torch.arange(b, device=classes.device) + 1) % b, pick)
+
+
+class GANIntClsFamily(Family):
+    """GAN-INT-CLS (Reed et al. 2016): text-conditional DCGAN with the matching-aware discriminator
+    (CLS) and manifold interpolation of text embeddings (INT).
+
+    The generator module holds the frozen pre-trained text encoder (``train.text_encoder``, from
+    ``ganserve train-text-encoder``); each step embeds the captions it draws.
+    D's loss: {real, right text} -> real; {fake, right text} and {real, wrong text} -> fake, each
+    weighted 1/2 (their logits are concatenated, so the loss's mean over "fake" does the halving).
+    G's loss: fool D on {G(z, t), t} plus ``int_weight`` x the same on interpolated embeddings
+    ``beta * t1 + (1 - beta) * t2`` of pairs in the batch (no real image exists for those).
+    """
+
+    name = "gan-int-cls"
+    calibration = (256, 16)
+
+    # data and networks
+    def encoder_config(self):
+        from training.models.gan_int_cls import encoder_config
+
+        return encoder_config(self.cfg.model)
+
+    def load_captioned(self):
+        from training.text2img_data import load_captioned_folder, load_colour_mnist
+
+        d, m = self.cfg.data, self.cfg.model
+        if d.name in ("colour-mnist", "colour-digits"):
+            return load_colour_mnist(d.path, split=d.split, seed=d.seed, captions_per_image=d.captions,
+                                     image_size=m.image_size, limit=d.limit, length=m.max_tokens,
+                                     source="mnist" if d.name == "colour-mnist" else "digits")
+        if d.path is None:
+            raise UsageError("the captioned-folder data set needs a path: --data DIR (images/ and text/)")
+        return load_captioned_folder(d.path, image_size=m.image_size, length=m.max_tokens, limit=d.limit)
+
+    def load_data(self):
+        data = self.load_captioned()
+        self.pretrained_encoder()  # fail before any training if it is missing or does not fit
+        return data
+
+    def pretrained_encoder(self) -> dict:
+        from training.text_encoder import load_encoder_file
+
+        path = self.cfg.train.text_encoder
+        if not path:
+            raise UsageError("gan-int-cls needs a pre-trained text encoder: run `ganserve train-text-encoder "
+                             "--data DIR --out ENCODER.pt` first, then --set train.text_encoder=ENCODER.pt")
+        return load_encoder_file(path, self.encoder_config())
+
+    def build_generator(self) -> nn.Module:
+        from training.models.gan_int_cls import TextToImageGenerator
+
+        G = TextToImageGenerator(self.cfg.model)
+        if self.data is not None:  # training: start from the pre-trained encoder (a checkpoint has its own)
+            G.encoder.load_state_dict(self.pretrained_encoder()["state_dict"])
+        return G
+
+    def build_discriminator(self) -> nn.Module:
+        from training.models.gan_int_cls import ConditionalDiscriminator
+
+        return ConditionalDiscriminator(self.cfg.model)
+
+    def batch(self, data, idx, device):
+        return {"images": to_unit_range(data.images[idx].to(device, non_blocking=True)),
+                "caption_ids": data.caption_ids[idx].to(device), "classes": data.classes[idx].to(device)}
+
+    @torch.no_grad()
+    def embed(self, G: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """Caption tokens [B, L] -> embeddings [B, E] through G's frozen encoder."""
+        return _unwrap(G).embed(tokens)
+
+    # one step
+    def d_step(self, *, G, critic, batch, gen, keep_graph):
+        real, ids, classes = batch["images"], batch["caption_ids"], batch["classes"]
+        b = real.shape[0]
+        # one of each image's captions, at random; the "wrong" text is another class's caption
+        k = torch.randint(0, ids.shape[1], (b,), generator=gen, device=gen.device).to(ids.device)
+        tokens = self.data.tokens[ids[torch.arange(b, device=ids.device), k].cpu()].to(real.device)  # [B, L]
+        right = self.embed(G, tokens)  # [B, E]
+        wrong_idx = mismatched_indices(classes, gen=gen)
+        z = torch.randn(b, self.cfg.model.latent_dim, generator=gen, device=gen.device).to(real.device)
+        with torch.set_grad_enabled(keep_graph):
+            fake = G(z, right)  # kept with its graph for the G step when this is the last D step
+        # (1) update D: {real, right} -> 1; {fake, right} and {real, wrong} -> 0, weighted 1/2 each
+        fake_logits = torch.cat([critic(fake.detach(), right), critic(real, right[wrong_idx])])
+        return DStepOut(real_logits=critic(real, right), fake_logits=fake_logits, real_images=real,
+                        fake_images=fake.detach(), gp_critic=lambda x: critic(x, right),
+                        carry={"fake": fake, "right": right, "wrong_idx": wrong_idx})
+
+    def g_loss(self, *, G, critic, batch, adv, gen, carry):
+        # (2) update G: fool D with the right text, and (INT) with interpolated texts
+        t = self.cfg.train
+        fake, right = carry["fake"], carry["right"]
+        logits = critic(fake, right)
+        loss = adv.g_loss(logits)
+        stats = {"d_fake_for_g": logits.detach().mean()}
+        if t.int_weight > 0:
+            mixed = t.int_beta * right + (1 - t.int_beta) * right[carry["wrong_idx"]]
+            z = torch.randn(fake.shape[0], self.cfg.model.latent_dim, generator=gen,
+                            device=gen.device).to(fake.device)
+            loss_int = adv.g_loss(critic(G(z, mixed), mixed))
+            loss = loss + t.int_weight * loss_int
+            stats["loss_int"] = loss_int.detach()
+        return loss, stats
+
+    # sampling and export
+    def sample_prompts(self, n: int, *, seed: int) -> list[str]:
+        """Prompts for the sample grid and BatchNorm recalibration. Colour MNIST: row ``i // 10`` is a
+        colour, column ``i % 10`` a digit (held-out combinations included), in training phrasings."""
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        if self.cfg.data.name in ("colour-mnist", "colour-digits"):
+            from training.text2img_data import N_COLOURS, caption
+
+            return [caption(i % 10, (i // 10) % N_COLOURS, rng) for i in range(n)]
+        if self.data is None:
+            self.data = self.load_captioned()
+        return [self.data.captions[int(i)] for i in rng.integers(0, len(self.data.captions), n)]
+
+    def sample_inputs(self, n, *, gen, device):
+        from ganserve import text
+
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
+        tokens = torch.from_numpy(text.encode_batch(self.sample_prompts(n, seed=seed),
+                                                    length=self.cfg.model.max_tokens)).to(device)
+        return torch.randn(n, self.cfg.model.latent_dim, generator=gen, device=device), tokens
+
+    def render_samples(self, G, inputs):
+        return G(*inputs)
+
+    def export_spec(self) -> ExportSpec:
+        """The generator's spec (the model's kind); :meth:`export_parts` adds the text encoder."""
+        m = self.cfg.model
+        return ExportSpec(
+            kind="text-conditional-generator",
+            inputs={"z": ("batch", m.latent_dim), "embedding": ("batch", m.embedding_dim)},
+            outputs={"image": ("batch", m.channels, m.image_size, m.image_size)},
+            metadata={"ganserve.latent_dim": str(m.latent_dim), "ganserve.latent_distribution": "normal",
+                      "ganserve.value_range": "-1,1", "ganserve.channels": str(m.channels),
+                      "ganserve.image_size": str(m.image_size), "ganserve.embedding_dim": str(m.embedding_dim)},
+        )
+
+    def encoder_spec(self) -> ExportSpec:
+        from ganserve import text
+
+        m = self.cfg.model
+        return ExportSpec(
+            kind="text-encoder",
+            inputs={"tokens": ("batch", m.max_tokens)},
+            outputs={"embedding": ("batch", m.embedding_dim)},
+            metadata={"ganserve.tokenizer": text.NAME, "ganserve.max_tokens": str(m.max_tokens),
+                      "ganserve.embedding_dim": str(m.embedding_dim)},
+            int_inputs={"tokens": text.VOCAB_SIZE},
+        )
+
+    def export_parts(self, G):
+        return [("_encoder", G.encoder, self.encoder_spec()), ("_generator", G.generator, self.export_spec())]
+
+
+FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (DCGANFamily, SRResNetFamily, SRGANFamily,
+                                                                  GANIntClsFamily)}
 
 
 def get_family(cfg: RunConfig) -> Family:

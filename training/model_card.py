@@ -184,3 +184,140 @@ ganserve export --checkpoint {checkpoint} --repository model_repository --name {
     path = result.onnx_path.parent.parent / "README.md"
     path.write_text(card)
     return path
+
+
+def write_model_cards(checkpoint: str | Path, *, metrics_path: str | Path, results: dict, name: str,
+                      notes: str | None = None) -> list[Path]:
+    """The cards of everything one export wrote: one card for a one-model family; for a text-to-image
+    export, the full card in the ensemble's folder and a short one in each step's folder."""
+    ckpt = load_checkpoint_file(checkpoint)
+    if ckpt["config"]["model"]["family"] != "gan-int-cls":
+        return [write_model_card(checkpoint, metrics_path=metrics_path, result=results[name], notes=notes)]
+    return _text2img_cards(ckpt, str(checkpoint), json.loads(Path(metrics_path).read_text()), results, name, notes)
+
+
+def _text2img_cards(ckpt: dict, checkpoint: str, report: dict, results: dict, name: str,
+                    notes: str | None) -> list[Path]:
+    meta, cfg = ckpt.get("meta", {}), RunConfig.from_dict(ckpt["config"]).to_dict()
+    m, t = cfg["model"], cfg["train"]
+    encoder_file = t.get("text_encoder") or "ENCODER.pt"
+    enc: dict = {}
+    if Path(encoder_file).is_file():
+        from training.files import torch_load
+
+        enc = torch_load(encoder_file, what="text encoder", expected="ganserve train-text-encoder output")
+    enc_cmd = enc.get("meta", {}).get("argv", f"ganserve train-text-encoder --data DIR --out {encoder_file}")
+    groups = report["groups"]
+    rows = []
+    for group, e in groups.items():
+        for phrasing in ("heldout_prompts", "train_prompts"):
+            r = e[phrasing]
+            rows.append(f"| {group} ({e['combos']}) | {phrasing.replace('_', ' ')} | {r['digit_acc']:.3f} | "
+                        f"{r['colour_acc']:.3f} | {r['both_acc']:.3f} | {r['fid']:.2f} | "
+                        f"{e['fid_floor_real_train']:.2f} | {r['samples']} |")
+    seen = groups["seen"]["heldout_prompts"]
+    held = groups["heldout"]["heldout_prompts"]
+    met = seen["digit_acc"] >= 0.90 and seen["colour_acc"] >= 0.95
+    enc_name, gen_name = f"{name}_encoder", f"{name}_generator"
+    sizes = {k: r.size_bytes / 1e6 for k, r in results.items() if r.size_bytes}
+    diffs = {k: r.parity_max_abs_diff for k, r in results.items() if r.size_bytes}
+    how = []
+    if ckpt["step"] != t["steps"]:
+        how.append(f"The shipped weights are step {ckpt['step']} of that run (it was stopped there).")
+    if meta.get("resumed_with"):
+        how.append(f"The run was resumed {len(meta['resumed_with'])} time(s) with `--resume` "
+                   f"({'; '.join(meta['resumed_with'])}).")
+    note = ("\n" + " ".join(how) + "\n") if how else ""
+    enc_line = (f"{enc.get('steps')} steps, {_hms(enc.get('wall_time', 0))}, joint image-text embedding; attribute "
+                f"probes read {enc.get('probe_accuracy', float('nan')):.3f} of held-out prompts right"
+                if enc else "see its command")
+    card = f"""# {name} — text-to-image GAN-INT-CLS on captioned colour MNIST
+
+GAN-INT-CLS (Reed et al. 2016) trained and exported by ganserve: prompt -> char-v1 token ids ->
+char-CNN-RNN text encoder -> {m['embedding_dim']}-d embedding -> generator -> 28x28 RGB image. Three entries:
+
+| model | kind | inputs | outputs |
+| --- | --- | --- | --- |
+| `{enc_name}` | `text-encoder` | `tokens` INT64 `[batch, {m['max_tokens']}]` (char-v1) | `embedding` FP32 `[batch, {m['embedding_dim']}]` |
+| `{gen_name}` | `text-conditional-generator` | `z` FP32 `[batch, {m['latent_dim']}]` ~ N(0, 1), `embedding` | `image` FP32 `[batch, 3, {m['image_size']}, {m['image_size']}]` in [-1, 1] |
+| `{name}` | Triton ensemble | `tokens` INT64 `[{m['max_tokens']}]`, `z` FP32 `[{m['latent_dim']}]` | `image` FP32 `[3, {m['image_size']}, {m['image_size']}]` |
+
+Tokenise prompts with `ganserve/text.py` (`char-v1`, ONNX metadata `ganserve.tokenizer`). Generator: the
+text embedding is compressed by FC + LeakyReLU to {m['text_proj_dim']} dims and concatenated to z, then DCGAN
+transposed convolutions; its discriminator joins the compressed embedding at the {m['image_size'] // 4}x{m['image_size'] // 4}
+features (matching-aware loss: real/right text vs fake/right text and real/wrong text, 1/2 each;
+GAN-INT on interpolated embeddings, beta = {t['int_beta']}). The text encoder (char CNN + GRU, masked mean,
+frozen during GAN training) was pre-trained with the deep symmetric structured joint embedding
+against a small image encoder. Weights: EMA of the generator (decay {t['ema_decay']}) with standing
+BatchNorm statistics; see `docs/model-contract.md` ("Text-conditional models").
+
+## Reproduce
+```
+{enc_cmd}
+{meta.get('argv', 'ganserve train ...')}
+ganserve evaluate {checkpoint} --data ../shared/data/mnist --json metrics.json
+ganserve export --checkpoint {checkpoint} --repository model_repository --name {name} --metrics metrics.json
+```
+{note}
+| | |
+| --- | --- |
+| data | {meta.get('data', cfg['data']['name'])} |
+| held out | (digit, colour) never trained on: {', '.join(f'{d}/{c}' for d, c in _heldout_names())}; prompt phrasings never trained on: {len(_heldout_templates())} templates |
+| text encoder | `{encoder_file}`: {enc_line} |
+| generator steps | {ckpt['step']} ({_optimiser(t, f"matching-aware loss `{t['loss']}` + {t['int_weight']} x INT", with_d=True)}) |
+| wall time | {_hms(ckpt['wall_time'])} (GAN) + {_hms(enc.get('wall_time', 0))} (text encoder) |
+| machine | {meta.get('machine', 'unknown')} ({meta.get('world_size', 1)} process(es)) |
+| training commit | `{meta.get('commit', 'unknown')}` |
+| ONNX | opset 17; {', '.join(f'`{k}` {v:.2f} MB' for k, v in sizes.items())}; max abs diff vs PyTorch {', '.join(f'{v:.1e}' for v in diffs.values())} |
+
+## Quality
+`ganserve evaluate`: images generated from prompts in held-out phrasings (and, for comparison, in
+training phrasings), classified by ganserve's colour-MNIST attribute classifier
+(`training/assets/colour_mnist_attributes.pt`, sha256-pinned; digit and colour heads). FID in that
+classifier's 128-d feature space against real MNIST *test* digits coloured in the same combinations;
+the floor is real *train* digits coloured the same way.
+
+| combinations | prompts | digit acc | colour acc | both | FID | FID floor | images |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{chr(10).join(rows)}
+
+Bar (issue 4): on held-out prompts of seen combinations, digit accuracy >= 0.90 and colour accuracy
+>= 0.95 — **{'met' if met else 'not met'}** ({seen['digit_acc']:.3f} / {seen['colour_acc']:.3f}). Held-out
+combinations (compositional generalisation): digit {held['digit_acc']:.3f}, colour {held['colour_acc']:.3f},
+both {held['both_acc']:.3f}.
+"""
+    if notes:
+        card += f"\n## Notes\n{notes.strip()}\n"
+    repo = results[name].config_path.parent.parent
+    paths = [repo / name / "README.md"]
+    paths[0].write_text(card)
+    for part, kind in ((enc_name, "text encoder"), (gen_name, "generator")):
+        path = repo / part / "README.md"
+        path.write_text(f"""# {part} — the {kind} of `{name}`
+
+Part of the text-to-image model `{name}` (a Triton ensemble: `{enc_name}` -> `{gen_name}`); the model
+card with data, metrics and the full command list is `../{name}/README.md`.
+
+```
+{enc_cmd}
+{meta.get('argv', 'ganserve train ...')}
+ganserve export --checkpoint {checkpoint} --repository model_repository --name {name} --metrics metrics.json
+```
+
+ONNX opset 17, {sizes.get(part, 0):.2f} MB, max abs diff vs PyTorch {diffs.get(part, 0):.1e}; generator steps
+{ckpt['step']}; training commit `{meta.get('commit', 'unknown')}`.
+""")
+        paths.append(path)
+    return paths
+
+
+def _heldout_names() -> list[tuple[str, str]]:
+    from training.text2img_data import COLOUR_NAMES, DIGIT_WORDS, HELDOUT_COMBOS
+
+    return [(DIGIT_WORDS[d], COLOUR_NAMES[c]) for d, c in sorted(HELDOUT_COMBOS)]
+
+
+def _heldout_templates() -> tuple[str, ...]:
+    from training.text2img_data import HELDOUT_TEMPLATES
+
+    return HELDOUT_TEMPLATES

@@ -1,0 +1,99 @@
+"""GAN-INT-CLS (Reed et al. 2016, "Generative Adversarial Text to Image Synthesis").
+
+- G: the text embedding is compressed by a fully connected layer + LeakyReLU (``text_proj_dim``),
+  concatenated to z, then DCGAN transposed convolutions (:class:`DCGANGenerator` with ``cond_dim``).
+- D: DCGAN strided convolutions down to the base resolution (4x4, or 7x7 for 28x28 images), the
+  compressed embedding replicated spatially and depth-concatenated there, a 1x1 convolution with
+  normalisation and LeakyReLU, then a base x base convolution to one logit.
+
+:class:`TextToImageGenerator` is what the training loop sees as "the generator": the frozen,
+pre-trained text encoder and the conditional generator in one module, so a checkpoint holds both and
+the export writes both (``text2img_encoder``, ``text2img_generator``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.config import ModelConfig
+from training.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from training.models.layers import check_shape, dcgan_init_, maybe_sn, norm2d
+from training.text_encoder import TextEncoder, TextEncoderConfig
+
+
+def encoder_config(cfg: ModelConfig) -> TextEncoderConfig:
+    return TextEncoderConfig(max_tokens=cfg.max_tokens, width=cfg.text_width, embedding_dim=cfg.embedding_dim)
+
+
+def _compress(embedding_dim: int, proj_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(embedding_dim, proj_dim), nn.LeakyReLU(0.2, inplace=True))
+
+
+class ConditionalGenerator(nn.Module):
+    """(z [B, Z], embedding [B, E]) -> image [B, C, S, S] in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.latent_dim, self.embedding_dim = cfg.latent_dim, cfg.embedding_dim
+        self.compress = _compress(cfg.embedding_dim, cfg.text_proj_dim)       # [B, E] -> [B, P]
+        self.net = DCGANGenerator(cfg, cond_dim=cfg.text_proj_dim)          # [B, Z + P] -> image
+        dcgan_init_(self.compress)
+
+    def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        check_shape(z, (None, self.latent_dim), "ConditionalGenerator z")
+        check_shape(embedding, (None, self.embedding_dim), "ConditionalGenerator embedding")
+        return self.net(torch.cat([z, self.compress(embedding)], dim=1))
+
+
+class TextToImageGenerator(nn.Module):
+    """The frozen text encoder plus the conditional generator.
+
+    ``forward(z, text)``: ``text`` is either char-v1 token ids (int64 [B, L], run through the frozen
+    encoder) or embeddings (float [B, E], e.g. GAN-INT's interpolations).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.encoder = TextEncoder(encoder_config(cfg)).requires_grad_(False)
+        self.generator = ConditionalGenerator(cfg)
+
+    def train(self, mode: bool = True) -> TextToImageGenerator:
+        super().train(mode)
+        self.encoder.eval()  # frozen: never in training mode
+        return self
+
+    @torch.no_grad()
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.encoder(tokens)
+
+    def forward(self, z: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        embedding = self.embed(text) if not text.is_floating_point() else text
+        return self.generator(z, embedding)
+
+
+class ConditionalDiscriminator(nn.Module):
+    """(image [B, C, S, S], embedding [B, E]) -> logits [B]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        trunk = DCGANDiscriminator(cfg)  # only its convolutional trunk is used
+        self.features, self.base, width = trunk.features, trunk.base, trunk.feature_channels
+        self.channels, self.image_size, self.embedding_dim = cfg.channels, cfg.image_size, cfg.embedding_dim
+        self.compress = _compress(cfg.embedding_dim, cfg.text_proj_dim)
+        sn = cfg.spectral_norm
+        # (width + P) x base x base -> width x base x base -> 1 x 1 x 1
+        self.head = nn.Sequential(
+            maybe_sn(nn.Conv2d(width + cfg.text_proj_dim, width, 1, 1, 0, bias=False), sn),
+            norm2d(cfg.d_norm, width), nn.LeakyReLU(0.2, inplace=True),
+            maybe_sn(nn.Conv2d(width, 1, self.base, 1, 0, bias=False), sn),
+        )
+        dcgan_init_(self.compress)
+        dcgan_init_(self.head)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        check_shape(x, (None, self.channels, self.image_size, self.image_size), "ConditionalDiscriminator image")
+        check_shape(embedding, (x.shape[0], self.embedding_dim), "ConditionalDiscriminator embedding")
+        h = self.features(x)                                              # [B, width, base, base]
+        t = self.compress(embedding)[:, :, None, None].expand(-1, -1, self.base, self.base)
+        return self.head(torch.cat([h, t], dim=1)).flatten()              # [B]
