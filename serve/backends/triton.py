@@ -21,10 +21,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
-from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc import InferInput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
@@ -39,14 +38,24 @@ _CHECK_TIMEOUT_S = 5.0  # one readiness or metadata call
 _MAX_MESSAGE_BYTES = 2**31 - 1  # as tritonclient: tensors travel in one message
 
 
-@dataclass
 class _Model:
-    """A model version as Triton serves it: readiness, and the batch size Triton accepts."""
+    """A model version as Triton serves it: readiness, the batch size Triton accepts, what a request
+    needs, and its metric children (looked up once, not per request)."""
 
-    mv: ModelVersion
-    ready: bool = False
-    max_batch_size: int = 0     # Triton's; 0 until checked
-    in_flight: int = 0          # rows sent and not answered (bounded by max_queue_depth)
+    def __init__(self, mv: ModelVersion, metrics: Metrics) -> None:
+        self.mv = mv
+        self.version = str(mv.version)
+        self.ready = False
+        self.max_batch_size = 0     # Triton's; 0 until checked
+        self.in_flight = 0          # rows sent and not answered (bounded by max_queue_depth)
+        labels = (mv.name, self.version)
+        self.observe_depth = metrics.queue_depth.labels(*labels).set
+        self._duration = metrics.inference_duration.labels(*labels).observe
+        self._rows = metrics.batch_size.labels(*labels).observe
+
+    def observe_call(self, rows: int, seconds: float) -> None:
+        self._duration(seconds)
+        self._rows(rows)
 
 
 class TritonBackend:
@@ -90,7 +99,8 @@ class TritonBackend:
         every model (checking them); the watcher keeps going afterwards either way."""
         self._local = await asyncio.to_thread(load_repository, self._settings.model_repository)
         self._repository = self._local
-        self._models = {(mv.name, mv.version): _Model(mv) for vs in self._local.models.values() for mv in vs}
+        self._models = {(mv.name, mv.version): _Model(mv, self._metrics)
+                        for vs in self._local.models.values() for mv in vs}
         # tritonclient's own channel options, plus round-robin over every address the target
         # resolves to (dns:/// of a headless Service: one connection per Triton pod).
         self._client = InferenceServerClient(self._url, channel_args=[
@@ -131,18 +141,17 @@ class TritonBackend:
                             f"(max_queue_depth {self._settings.max_queue_depth}); try again shortly",
                             model=model)
         entry.in_flight += rows
-        gauge = self._metrics.queue_depth.labels(model, str(version))
-        gauge.set(entry.in_flight)
+        entry.observe_depth(entry.in_flight)
         try:
             step = entry.max_batch_size or rows
+            if rows <= step:
+                return await self._infer_once(entry, inputs)
             parts = await asyncio.gather(*(
                 self._infer_once(entry, {k: v[i:i + step] for k, v in inputs.items()})
                 for i in range(0, rows, step)))
         finally:
             entry.in_flight -= rows
-            gauge.set(entry.in_flight)
-        if len(parts) == 1:
-            return parts[0]
+            entry.observe_depth(entry.in_flight)
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     async def close(self) -> None:
@@ -163,17 +172,15 @@ class TritonBackend:
             tensor = InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(np.ascontiguousarray(array))
             request.append(tensor)
-        outputs = [InferRequestedOutput(o.name) for o in mv.outputs]
         start = time.perf_counter()
         assert self._client is not None
         try:
-            result = await self._client.infer(mv.name, request, model_version=str(mv.version), outputs=outputs,
-                                              client_timeout=self._settings.request_timeout_s)
+            # Every output (Triton's default); no gRPC deadline of its own: the service's deadline
+            # cancels the call, and a cancelled call is cancelled in Triton too.
+            result = await self._client.infer(mv.name, request, model_version=entry.version)
         except InferenceServerException as exc:
             raise self._translate(exc, mv) from None
-        labels = (mv.name, str(mv.version))
-        self._metrics.inference_duration.labels(*labels).observe(time.perf_counter() - start)
-        self._metrics.batch_size.labels(*labels).observe(len(next(iter(inputs.values()))))
+        entry.observe_call(request[0].shape()[0], time.perf_counter() - start)
         return {o.name: result.as_numpy(o.name) for o in mv.outputs}
 
     def _translate(self, exc: InferenceServerException, mv: ModelVersion) -> Exception:
