@@ -196,20 +196,31 @@ def test_interpolate_over_http_and_grpc_matches_embedded(via_triton: RunningGate
     _assert_same_images([f.data for f in _grpc(via_triton, "Interpolate", request).frames], reference)
 
 
-@pytest.mark.parametrize("model,shape", [
-    ("sr2x", (37, 45, 3)),      # several tiles, uneven edges
-    ("sr2x", (9, 7, 4)),        # RGBA, smaller than one tile
-    pytest.param("srresnet", (70, 66, 3), marks=pytest.mark.skipif(
+@pytest.mark.parametrize("params,shape", [
+    ({"model": "sr2x"}, (37, 45, 3)),       # several tiles, uneven edges
+    ({"model": "sr2x"}, (9, 7, 4)),         # RGBA, smaller than one tile
+    pytest.param({"model": "srresnet"}, (70, 66, 3), marks=pytest.mark.skipif(
         not (SHIPPED / "srresnet").is_dir(), reason="srresnet is not shipped")),
+    pytest.param({"model": "srresnet", "tile_size": 24, "tile_overlap": 4}, (50, 41, 3),  # tiles per request
+                 marks=pytest.mark.skipif(not (SHIPPED / "srresnet").is_dir(), reason="srresnet is not shipped")),
 ])
 def test_upscale_over_http_matches_embedded(via_triton: RunningGateway, embedded: RunningGateway,
-                                            model: str, shape: tuple[int, ...]) -> None:
+                                            params: dict, shape: tuple[int, ...]) -> None:
     image = _png(shape)
-    answers = [httpx.post(f"{g.http_url}/upscale", params={"model": model}, content=image,
+    answers = [httpx.post(f"{g.http_url}/upscale", params=params, content=image,
                           headers={"Content-Type": "image/png", "Accept": "image/png"}, timeout=TIMEOUT)
                for g in (via_triton, embedded)]
     assert [a.status_code for a in answers] == [200, 200], answers[0].text
     _assert_same_images([answers[0].content], [answers[1].content])
+
+
+def test_a_tile_size_triton_cannot_take_is_a_422_on_both_backends(via_triton: RunningGateway,
+                                                                  embedded: RunningGateway) -> None:
+    """sr2x's config fixes 16 x 16 tiles: another tile size is refused before Triton sees it."""
+    for gw in (via_triton, embedded):
+        r = httpx.post(f"{gw.http_url}/upscale", params={"model": "sr2x", "tile_size": 24}, content=_png((20, 20, 3)),
+                       headers={"Content-Type": "image/png"}, timeout=TIMEOUT)
+        assert r.status_code == 422 and "tile_size must be 16" in r.json()["error"]["message"]
 
 
 def test_upscale_over_grpc_matches_embedded(via_triton: RunningGateway, embedded: RunningGateway) -> None:
