@@ -293,7 +293,7 @@ def cli(argv: list[str]) -> int:
     results = export_checkpoint_parts(args.checkpoint, repository=args.repository, name=name,
                                       version=args.version, max_batch_size=args.max_batch_size,
                                       queue_delay_us=args.queue_delay_us)
-    for model_name, result in results.items():
+    for result in results.values():
         if result.size_bytes:
             print(f"wrote {result.onnx_path} ({result.size_bytes / 1e6:.2f} MB) and {result.config_path}; parity "
                   f"ONNX Runtime vs PyTorch: max abs diff {result.parity_max_abs_diff:.2e} "

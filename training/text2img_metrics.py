@@ -108,8 +108,8 @@ def evaluate(model_path: str | Path, data: str | Path, *, per_seen: int = 50, pe
 
 
 def format_report(report: dict) -> str:
-    lines = [f"{'combinations':<14} {'prompts':<16} {'digit':>7} {'colour':>7} {'both':>7} {'FID':>8} "
-             f"{'FID floor':>10} {'images':>7}"]
+    lines = [(f"{'combinations':<14} {'prompts':<16} {'digit':>7} {'colour':>7} {'both':>7} {'FID':>8} "
+              f"{'FID floor':>10} {'images':>7}")]
     for group, e in report["groups"].items():
         for phrasing in ("heldout_prompts", "train_prompts"):
             r = e[phrasing]

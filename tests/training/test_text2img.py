@@ -4,7 +4,6 @@ training through the one loop, and the three-part export (encoder, generator, en
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,7 +165,7 @@ def test_discriminator_sees_the_mismatched_pairs(tiny_run):
 
     batch = fam.batch(trainer.data, torch.arange(16), torch.device("cpu"))
     out = fam.d_step(G=trainer.G, critic=spy, batch=batch, gen=torch.Generator().manual_seed(1), keep_graph=False)
-    (fake, right), (real_w, wrong), (real, right2) = calls   # {fake,right}, {real,wrong}, {real,right}
+    (_, right), (real_w, wrong), (real, right2) = calls   # {fake,right}, {real,wrong}, {real,right}
     assert torch.equal(real, batch["images"]) and torch.equal(real_w, batch["images"])
     assert torch.equal(right, right2)
     w = out.carry["wrong_idx"]
