@@ -10,7 +10,8 @@ POSTed to ``/upscale`` as the raw body (``Accept: image/png``), the answer check
 exactly ``scale`` times the size, and recorded:
 
   * wall seconds per request (upload, tiling, inference, stitching, PNG encoding, download; median
-    over the repetitions) and output megapixels/s, plus the gateway's CPU seconds per request;
+    over the repetitions) and output megapixels/s, plus the gateway's CPU seconds per request and
+    output megapixels per gateway CPU second (on a shared CPU, wall time mostly measures the others);
   * the gateway's RSS after the warm-up (``VmRSS``: the baseline), its peak during the size's
     requests (``VmHWM`` of /proc/<pid>/status, reset after the warm-up by writing ``5`` to
     /proc/<pid>/clear_refs), and ``beyond output`` = peak - baseline - the output image's own bytes
@@ -129,6 +130,8 @@ def measure_size(client: httpx.Client, pid: int, size: int, *, repeats: int, bud
             "repeats": len(samples), "seconds": [round(s, 2) for s in samples],
             "median_s": round(median, 2), "output_mp_per_s": round(out_px / 1e6 / median, 3),
             "gateway_cpu_s_per_request": round(gateway_cpu, 1),
+            # what the gateway gets done per CPU second: steadier than MP/s on a shared CPU
+            "output_mp_per_cpu_s": round(out_px / 1e6 / gateway_cpu, 3) if gateway_cpu > 0 else None,
             "baseline_rss_mib": round(baseline, 1), "peak_rss_mib": round(peak, 1),
             "output_image_mib": round(output_mib, 1), "output_png_mib": round(len(answer) / MIB, 2),
             "beyond_output_mib": round(peak - baseline - output_mib, 1)}
@@ -139,9 +142,11 @@ def warm_up(client: httpx.Client) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| input | output MP | s (median) | output MP/s | baseline RSS MiB | peak RSS MiB "
-            "| output image MiB | beyond output MiB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    head = ("| input | output MP | s (median) | output MP/s | gateway CPU s | output MP per CPU s "
+            "| baseline RSS MiB | peak RSS MiB | output image MiB | beyond output MiB |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     lines = [f"| {r['input']} | {r['output_mp']} | {r['median_s']} | {r['output_mp_per_s']} "
+             f"| {r['gateway_cpu_s_per_request']} | {r['output_mp_per_cpu_s']} "
              f"| {r['baseline_rss_mib']} | {r['peak_rss_mib']} | {r['output_image_mib']} "
              f"| {r['beyond_output_mib']} |" for r in rows]
     return "\n".join([head, *lines])
