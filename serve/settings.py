@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     upscale_min_tile_size: int = Field(
         16, ge=1, description="smallest tile_size a /upscale request may ask for (LR pixels)")
     upscale_max_tile_size: int = Field(
-        256, ge=1, description="largest tile_size a /upscale request may ask for (LR pixels)")
+        128, ge=1, description="largest tile_size a /upscale request may ask for (LR pixels); a tile over "
+                               "upscale_batch_pixels goes alone, past that budget")
     upscale_tile_batch: int = Field(
         8, ge=1, description="most tiles of one /upscale request per backend call (also at most the "
                              "model's max_batch_size and upscale_batch_pixels): bounds memory per request; "
