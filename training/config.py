@@ -37,6 +37,7 @@ class DataConfig:
     limit: int | None = None     # use only the first N examples (tiny runs and tests)
     captions: int = 5            # colour-mnist: captions drawn per image
     seed: int = 0                # colour-mnist: seed of the colours, jitter and captions
+    filler_words: float = 0.0    # colour-mnist: share of captions with 1-3 random filler words inserted
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ PRESETS: dict[str, RunConfig] = {
     # `ganserve train-text-encoder --data DIR --out runs/text2img-encoder.pt`, then
     # `ganserve train --preset text2img-colour-mnist --data DIR --set train.text_encoder=runs/text2img-encoder.pt`.
     "text2img-colour-mnist": RunConfig(
-        data=DataConfig(name="colour-mnist"),
+        data=DataConfig(name="colour-mnist", filler_words=0.5),
         model=ModelConfig(family="gan-int-cls", image_size=28, channels=3, latent_dim=100, g_width=64, d_width=64),
         train=TrainConfig(steps=6_000, batch_size=64, loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5,
                           ema_decay=0.999, log_every=50, sample_every=500, checkpoint_every=250,
@@ -333,6 +334,8 @@ def _validate_text(cfg: RunConfig) -> None:
         raise UsageError(f"model.max_tokens must be a positive multiple of 4, got {m.max_tokens}")
     if min(m.text_width, m.embedding_dim, m.text_proj_dim, d.captions) < 1:
         raise UsageError("model.text_width, model.embedding_dim, model.text_proj_dim and data.captions must be >= 1")
+    if not 0 <= d.filler_words <= 1:
+        raise UsageError(f"data.filler_words must be in [0, 1], got {d.filler_words}")
     if not 0 <= t.int_beta <= 1 or t.int_weight < 0:
         raise UsageError(f"train.int_beta must be in [0, 1] and train.int_weight >= 0, got {t.int_beta}, {t.int_weight}")
     if t.loss == "wgan-gp":

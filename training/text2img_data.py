@@ -72,6 +72,14 @@ TRAIN_PREFIXES = ("", "", "", "", "a picture of ", "a photo of ", "this is ", "h
                   "draw ", "show me ", "a drawing of ", "please draw ", "i want ")
 TRAIN_SUFFIXES = ("", "", "", "", " on a dark background", " on black", " please", " in the centre",
                   ", handwritten", " with a thin stroke", " with a thick stroke", " on a black background")
+# words inserted at random positions of training captions (``filler_words`` > 0), so the encoder learns to
+# look for the colour and digit words among words it does not know; none is a colour or digit word,
+# and none appears in a held-out template
+FILLERS = ("nice", "small", "big", "simple", "neat", "messy", "bold", "tiny", "large", "clean", "lovely", "quick",
+           "careful", "sketch", "style", "font", "symbol", "character", "glyph", "figure", "printed", "scribbled",
+           "centred", "old", "new", "single", "sample", "example", "just", "very", "really", "of", "the", "a",
+           "and", "on", "at", "for", "by", "my", "your", "some", "this", "that", "it", "is", "as", "looks", "like",
+           "exactly", "please", "here", "drawn", "thick", "thin", "fat", "slanted", "upright", "nicely")
 # never used in training (neither as a core nor with any prefix/suffix)
 HELDOUT_TEMPLATES = (
     "an image of a {c} {d}",
@@ -90,16 +98,24 @@ def seen_combos() -> list[tuple[int, int]]:
     return [(d, c) for d in range(N_DIGITS) for c in range(N_COLOURS) if (d, c) not in HELDOUT_COMBOS]
 
 
-def caption(digit: int, colour: int, rng: np.random.Generator, *, templates=TRAIN_TEMPLATES) -> str:
+def caption(digit: int, colour: int, rng: np.random.Generator, *, templates=TRAIN_TEMPLATES,
+            filler_words: float = 0.0) -> str:
     """One caption for (digit, colour) drawn from ``templates`` with random synonyms (training
-    templates also get a random prefix and suffix)."""
+    templates also get a random prefix and suffix, and with probability ``filler_words`` one to three
+    :data:`FILLERS` at random word positions)."""
     template = templates[int(rng.integers(len(templates)))]
     if templates is TRAIN_TEMPLATES:
         template = (TRAIN_PREFIXES[int(rng.integers(len(TRAIN_PREFIXES)))] + template +
                     TRAIN_SUFFIXES[int(rng.integers(len(TRAIN_SUFFIXES)))])
     synonyms = COLOURS[COLOUR_NAMES[colour]][1]
     d = DIGIT_WORDS[digit] if rng.random() < 0.6 else str(digit)
-    return template.format(c=synonyms[int(rng.integers(len(synonyms)))], d=d)
+    out = template.format(c=synonyms[int(rng.integers(len(synonyms)))], d=d)
+    if filler_words > 0 and rng.random() < filler_words:
+        words = out.split(" ")
+        for _ in range(int(rng.integers(1, 4))):
+            words.insert(int(rng.integers(0, len(words) + 1)), FILLERS[int(rng.integers(len(FILLERS)))])
+        out = " ".join(words)
+    return out
 
 
 def heldout_prompts(digit: int, colour: int, n: int, *, seed: int = 0) -> list[str]:
@@ -156,7 +172,7 @@ def colourise(grey: np.ndarray, colours: np.ndarray, rng: np.random.Generator) -
 
 def make_colour_set(grey: torch.Tensor, digits: torch.Tensor, *, seed: int = 0, captions_per_image: int = 5,
                     heldout: bool = True, length: int = text.DEFAULT_LENGTH, description: str = "",
-                    templates=TRAIN_TEMPLATES) -> CaptionedSet:
+                    templates=TRAIN_TEMPLATES, filler_words: float = 0.0) -> CaptionedSet:
     """Colour and caption grey digits. ``heldout=True`` (training) never draws a held-out combination;
     ``heldout=False`` draws any colour (the attribute classifier's training data)."""
     rng = np.random.default_rng((seed, 2016))
@@ -166,7 +182,8 @@ def make_colour_set(grey: torch.Tensor, digits: torch.Tensor, *, seed: int = 0, 
     pick = rng.integers(0, 1 << 30, size=len(d))
     colours = np.array([allowed[digit][p % len(allowed[digit])] for digit, p in zip(d, pick)], dtype=np.int64)
     images = colourise(grey.numpy(), colours, rng)
-    per_image = [[caption(int(di), int(ci), rng, templates=templates) for _ in range(captions_per_image)]
+    per_image = [[caption(int(di), int(ci), rng, templates=templates, filler_words=filler_words)
+                  for _ in range(captions_per_image)]
                  for di, ci in zip(d, colours)]
     caption_ids, captions, tokens = _index_captions(per_image, length=length)
     return CaptionedSet(
@@ -177,7 +194,8 @@ def make_colour_set(grey: torch.Tensor, digits: torch.Tensor, *, seed: int = 0, 
 
 def load_colour_mnist(path: str | Path | None, *, split: str = "train", seed: int = 0, captions_per_image: int = 5,
                       heldout: bool = True, image_size: int = 28, limit: int | None = None,
-                      source: str = "mnist", length: int = text.DEFAULT_LENGTH) -> CaptionedSet:
+                      source: str = "mnist", length: int = text.DEFAULT_LENGTH,
+                      filler_words: float = 0.0) -> CaptionedSet:
     """Captioned colour MNIST from the MNIST IDX files at ``path`` (``source="digits"``: scikit-learn's
     8x8 digits resized, for tests). Held-out combinations are excluded when ``heldout`` is True."""
     if source == "mnist":
@@ -193,11 +211,12 @@ def load_colour_mnist(path: str | Path | None, *, split: str = "train", seed: in
         grey, digits = grey[:limit], digits[:limit]
     grey = resize_uint8(grey, image_size)
     combos = "held-out combinations excluded" if heldout else "all combinations"
+    fillers = f", filler words in {filler_words:.0%} of captions" if filler_words else ""
     desc = (f"captioned colour MNIST from {base.description}: {len(grey)} images, {N_COLOURS} colours, "
-            f"{captions_per_image} captions each, {combos}, seed {seed}")
+            f"{captions_per_image} captions each{fillers}, {combos}, seed {seed}")
     return make_colour_set(grey, digits, seed=seed + (0 if split == "train" else 1000),
                            captions_per_image=captions_per_image, heldout=heldout, length=length,
-                           description=desc)
+                           description=desc, filler_words=filler_words)
 
 
 def render_combos(grey: torch.Tensor, digits: torch.Tensor, combos: list[tuple[int, int]], n_per_combo: int,

@@ -4,6 +4,7 @@ training through the one loop, and the three-part export (encoder, generator, en
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,3 +253,30 @@ def test_export_writes_encoder_generator_and_ensemble(tiny_run):
     with torch.no_grad():
         expected = load_generator(ckpt).model(torch.from_numpy(z), torch.from_numpy(tokens)).numpy()
     assert np.isfinite(emb).all() and np.abs(img - expected).max() < 1e-4
+
+
+# ---------------------------------------------------------------- the shipped model
+SHIPPED = Path(__file__).resolve().parents[2] / "model_repository"
+
+
+@pytest.mark.skipif(not (SHIPPED / "text2img_generator" / "1" / "model.onnx").is_file(), reason="text2img not shipped")
+def test_shipped_text2img_follows_held_out_prompts():
+    """The committed ONNX pair draws the digit and colour a held-out phrasing asks for (seen
+    combinations, 3 images each; the card reports the full evaluation)."""
+    import onnxruntime as ort
+
+    from training.attributes import classify, load_attribute_classifier
+    from training.data import to_uint8
+    from training.text2img_data import seen_combos
+
+    enc = ort.InferenceSession(str(SHIPPED / "text2img_encoder" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    gen = ort.InferenceSession(str(SHIPPED / "text2img_generator" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    combos = seen_combos()
+    prompts = [p for d, c in combos for p in heldout_prompts(d, c, 3, seed=5)]
+    (emb,) = enc.run(["embedding"], {"tokens": text.encode_batch(prompts)})
+    z = np.random.default_rng(0).standard_normal((len(prompts), 100), dtype=np.float32)
+    (images,) = gen.run(["image"], {"z": z, "embedding": emb})
+    _, digit, colour = classify(load_attribute_classifier(), to_uint8(torch.from_numpy(images)))
+    want_d = torch.tensor([d for d, _ in combos for _ in range(3)])
+    want_c = torch.tensor([c for _, c in combos for _ in range(3)])
+    assert (digit == want_d).float().mean() >= 0.85 and (colour == want_c).float().mean() >= 0.9
