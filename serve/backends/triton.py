@@ -95,8 +95,8 @@ class TritonBackend:
         return "ready"
 
     async def load(self) -> None:
-        """Reads the repository, then waits up to ``triton_startup_timeout_s`` for Triton to serve
-        every model (checking them); the watcher keeps going afterwards either way."""
+        """Reads the repository, then waits up to ``triton_startup_timeout_s`` for Triton to be ready
+        (each model is checked as soon as it is); the watcher keeps going afterwards either way."""
         self._local = await asyncio.to_thread(load_repository, self._settings.model_repository)
         self._repository = self._local
         self._models = {(mv.name, mv.version): _Model(mv, self._metrics)
@@ -111,7 +111,7 @@ class TritonBackend:
         self._loaded = True
         self._watcher = asyncio.create_task(self._watch(), name="triton-watch")
         deadline = time.monotonic() + self._settings.triton_startup_timeout_s
-        while not self._all_ready() and time.monotonic() < deadline and not self._watcher.done():
+        while not self._server_ready and time.monotonic() < deadline and not self._watcher.done():
             self._checked.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._checked.wait(), max(0.0, deadline - time.monotonic()))
@@ -203,9 +203,6 @@ class TritonBackend:
         return UpstreamError(f"Triton failed the request for model {mv.name!r}: {message}", model=mv.name)
 
     # --- readiness ---------------------------------------------------------------------------------
-
-    def _all_ready(self) -> bool:
-        return self._server_ready and all(m.ready for m in self._models.values())
 
     def _wake_watcher(self) -> None:
         self._wake.set()
