@@ -38,6 +38,7 @@ class DataConfig:
     captions: int = 5            # colour-mnist: captions drawn per image
     seed: int = 0                # colour-mnist: seed of the colours, jitter and captions
     filler_words: float = 0.0    # colour-mnist: share of captions with 1-3 random filler words inserted
+    punctuation: float = 0.0     # colour-mnist: chance of a random , : . ; ! after each caption word
 
 
 @dataclass(frozen=True)
@@ -334,8 +335,9 @@ def _validate_text(cfg: RunConfig) -> None:
         raise UsageError(f"model.max_tokens must be a positive multiple of 4, got {m.max_tokens}")
     if min(m.text_width, m.embedding_dim, m.text_proj_dim, d.captions) < 1:
         raise UsageError("model.text_width, model.embedding_dim, model.text_proj_dim and data.captions must be >= 1")
-    if not 0 <= d.filler_words <= 1:
-        raise UsageError(f"data.filler_words must be in [0, 1], got {d.filler_words}")
+    if not (0 <= d.filler_words <= 1 and 0 <= d.punctuation <= 1):
+        raise UsageError(f"data.filler_words and data.punctuation must be in [0, 1], got {d.filler_words}, "
+                         f"{d.punctuation}")
     if not 0 <= t.int_beta <= 1 or t.int_weight < 0:
         raise UsageError(f"train.int_beta must be in [0, 1] and train.int_weight >= 0, got {t.int_beta}, {t.int_weight}")
     if t.loss == "wgan-gp":

@@ -320,7 +320,7 @@ class GANIntClsFamily(Family):
             return load_colour_mnist(d.path, split=d.split, seed=d.seed, captions_per_image=d.captions,
                                      image_size=m.image_size, limit=d.limit, length=m.max_tokens,
                                      source="mnist" if d.name == "colour-mnist" else "digits",
-                                     filler_words=d.filler_words)
+                                     filler_words=d.filler_words, punctuation=d.punctuation)
         if d.path is None:
             raise UsageError("the captioned-folder data set needs a path: --data DIR (images/ and text/)")
         return load_captioned_folder(d.path, image_size=m.image_size, length=m.max_tokens, limit=d.limit)

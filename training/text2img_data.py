@@ -99,10 +99,11 @@ def seen_combos() -> list[tuple[int, int]]:
 
 
 def caption(digit: int, colour: int, rng: np.random.Generator, *, templates=TRAIN_TEMPLATES,
-            filler_words: float = 0.0) -> str:
+            filler_words: float = 0.0, punctuation: float = 0.0) -> str:
     """One caption for (digit, colour) drawn from ``templates`` with random synonyms (training
-    templates also get a random prefix and suffix, and with probability ``filler_words`` one to three
-    :data:`FILLERS` at random word positions)."""
+    templates also get a random prefix and suffix; with probability ``filler_words`` one to three
+    :data:`FILLERS` at random word positions; and each word, with probability ``punctuation``, one of
+    ``, : . ; !`` after it)."""
     template = templates[int(rng.integers(len(templates)))]
     if templates is TRAIN_TEMPLATES:
         template = (TRAIN_PREFIXES[int(rng.integers(len(TRAIN_PREFIXES)))] + template +
@@ -115,6 +116,10 @@ def caption(digit: int, colour: int, rng: np.random.Generator, *, templates=TRAI
         for _ in range(int(rng.integers(1, 4))):
             words.insert(int(rng.integers(0, len(words) + 1)), FILLERS[int(rng.integers(len(FILLERS)))])
         out = " ".join(words)
+    if punctuation > 0:
+        words = out.split(" ")
+        marks = rng.random(len(words)) < punctuation
+        out = " ".join(w + ",:.;!"[int(rng.integers(5))] if m else w for w, m in zip(words, marks))
     return out
 
 
@@ -172,7 +177,7 @@ def colourise(grey: np.ndarray, colours: np.ndarray, rng: np.random.Generator) -
 
 def make_colour_set(grey: torch.Tensor, digits: torch.Tensor, *, seed: int = 0, captions_per_image: int = 5,
                     heldout: bool = True, length: int = text.DEFAULT_LENGTH, description: str = "",
-                    templates=TRAIN_TEMPLATES, filler_words: float = 0.0) -> CaptionedSet:
+                    templates=TRAIN_TEMPLATES, filler_words: float = 0.0, punctuation: float = 0.0) -> CaptionedSet:
     """Colour and caption grey digits. ``heldout=True`` (training) never draws a held-out combination;
     ``heldout=False`` draws any colour (the attribute classifier's training data)."""
     rng = np.random.default_rng((seed, 2016))
@@ -182,8 +187,8 @@ def make_colour_set(grey: torch.Tensor, digits: torch.Tensor, *, seed: int = 0, 
     pick = rng.integers(0, 1 << 30, size=len(d))
     colours = np.array([allowed[digit][p % len(allowed[digit])] for digit, p in zip(d, pick)], dtype=np.int64)
     images = colourise(grey.numpy(), colours, rng)
-    per_image = [[caption(int(di), int(ci), rng, templates=templates, filler_words=filler_words)
-                  for _ in range(captions_per_image)]
+    per_image = [[caption(int(di), int(ci), rng, templates=templates, filler_words=filler_words,
+                          punctuation=punctuation) for _ in range(captions_per_image)]
                  for di, ci in zip(d, colours)]
     caption_ids, captions, tokens = _index_captions(per_image, length=length)
     return CaptionedSet(
@@ -195,7 +200,7 @@ def make_colour_set(grey: torch.Tensor, digits: torch.Tensor, *, seed: int = 0, 
 def load_colour_mnist(path: str | Path | None, *, split: str = "train", seed: int = 0, captions_per_image: int = 5,
                       heldout: bool = True, image_size: int = 28, limit: int | None = None,
                       source: str = "mnist", length: int = text.DEFAULT_LENGTH,
-                      filler_words: float = 0.0) -> CaptionedSet:
+                      filler_words: float = 0.0, punctuation: float = 0.0) -> CaptionedSet:
     """Captioned colour MNIST from the MNIST IDX files at ``path`` (``source="digits"``: scikit-learn's
     8x8 digits resized, for tests). Held-out combinations are excluded when ``heldout`` is True."""
     if source == "mnist":
@@ -212,11 +217,12 @@ def load_colour_mnist(path: str | Path | None, *, split: str = "train", seed: in
     grey = resize_uint8(grey, image_size)
     combos = "held-out combinations excluded" if heldout else "all combinations"
     fillers = f", filler words in {filler_words:.0%} of captions" if filler_words else ""
+    fillers += f", punctuation after {punctuation:.0%} of words" if punctuation else ""
     desc = (f"captioned colour MNIST from {base.description}: {len(grey)} images, {N_COLOURS} colours, "
             f"{captions_per_image} captions each{fillers}, {combos}, seed {seed}")
     return make_colour_set(grey, digits, seed=seed + (0 if split == "train" else 1000),
                            captions_per_image=captions_per_image, heldout=heldout, length=length,
-                           description=desc, filler_words=filler_words)
+                           description=desc, filler_words=filler_words, punctuation=punctuation)
 
 
 def render_combos(grey: torch.Tensor, digits: torch.Tensor, combos: list[tuple[int, int]], n_per_combo: int,
