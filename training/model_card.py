@@ -223,7 +223,8 @@ def _text2img_cards(ckpt: dict, checkpoint: str, report: dict, results: dict, na
     diffs = {k: r.parity_max_abs_diff for k, r in results.items() if r.size_bytes}
     how = []
     if ckpt["step"] != t["steps"]:
-        how.append(f"The shipped weights are step {ckpt['step']} of that run (it was stopped there).")
+        how.append(f"The shipped weights are step {ckpt['step']} of that run (its checkpoint at that step; "
+                   f"`--steps {ckpt['step']}` stops the same command there: no schedule depends on the total).")
     if meta.get("resumed_with"):
         how.append(f"The run was resumed {len(meta['resumed_with'])} time(s) with `--resume` "
                    f"({'; '.join(meta['resumed_with'])}).")
