@@ -9,7 +9,6 @@ the shipped file is pinned by :data:`ATTRIBUTES_SHA256`, so figures computed any
 
 from __future__ import annotations
 
-import hashlib
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganserve.errors import UsageError
+from training.classifier import SmallCNN, load_pinned, random_shift, sha256
 from training.data import BatchSampler, to_unit_range
 from training.text2img_data import N_COLOURS, N_DIGITS, load_colour_mnist
 
@@ -26,39 +25,23 @@ ASSET = Path(__file__).parent / "assets" / "colour_mnist_attributes.pt"
 ATTRIBUTES_SHA256 = "124a1d446ede9a669f52ab3f175c8318d2d4799c5dc51635fc6ead5111032d53"  # test acc: digit 0.9788, colour 1.0000
 
 
-class AttributeClassifier(nn.Module):
+class AttributeClassifier(SmallCNN):
     def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 32 x 14 x 14
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 64 x 7 x 7
-        )
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU())  # features: 128
+        super().__init__(in_channels=3)
         self.digit = nn.Linear(128, N_DIGITS)
         self.colour = nn.Linear(128, N_COLOURS)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B, 3, 28, 28] in [-1, 1] -> (features [B, 128], digit logits [B, 10], colour logits [B, 9])."""
-        f = self.fc(self.conv(x))
+        f = self.features(x)
         return f, self.digit(f), self.colour(f)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @lru_cache(maxsize=1)
 def load_attribute_classifier(path: Path = ASSET, *,
                               expected_sha256: str | None = ATTRIBUTES_SHA256) -> AttributeClassifier:
-    if not path.is_file():
-        raise UsageError(f"attribute classifier {path} is missing; build it with "
-                         "`ganserve train-attribute-classifier --data DIR`")
-    if expected_sha256 is not None and sha256(path) != expected_sha256:
-        raise UsageError(f"attribute classifier {path} has sha256 {sha256(path)}, expected {expected_sha256}: "
-                         "figures would not be comparable with published ones")
-    net = AttributeClassifier()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return net.eval()
+    return load_pinned(AttributeClassifier(), path, expected_sha256=expected_sha256, what="attribute classifier",
+                       command="ganserve train-attribute-classifier --data DIR")
 
 
 @torch.no_grad()
@@ -86,10 +69,7 @@ def train_attribute_classifier(data: str | Path, *, epochs: int = 2, batch_size:
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs * (len(train) // batch_size)):
         idx = sampler.next_indices()
-        x = to_unit_range(train.images[idx])
-        if augment_shift:
-            dx, dy = torch.randint(-augment_shift, augment_shift + 1, (2,), generator=g).tolist()
-            x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+        x = random_shift(to_unit_range(train.images[idx]), max_shift=augment_shift, gen=g)
         _, d, c = net(x)
         loss = F.cross_entropy(d, train.attributes["digit"][idx]) + F.cross_entropy(c, train.attributes["colour"][idx])
         opt.zero_grad(set_to_none=True)
