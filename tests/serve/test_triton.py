@@ -233,9 +233,13 @@ def test_upscale_over_grpc_matches_embedded(via_triton: RunningGateway, embedded
     {"model": "t2i", "prompt": "a red seven", "n": 3, "seed": 5},                  # through Triton's ensemble
     {"prompt": "a red seven", "prompt_b": "the number 2 in blue", "mix": 0.3, "n": 2, "seed": 8},  # components
     {"prompt": "a red seven", "n": 11, "seed": 1},                                 # > max_batch_size: split
+    pytest.param({"model": "text2img", "prompt": "the number 3 written in teal", "n": 4, "seed": 12},
+                 marks=pytest.mark.skipif(not (SHIPPED / "text2img").is_dir(), reason="text2img is not shipped")),
+    pytest.param({"model": "text2img", "prompt": "a red seven", "prompt_b": "a blue two", "mix": 0.5, "seed": 2},
+                 marks=pytest.mark.skipif(not (SHIPPED / "text2img").is_dir(), reason="text2img is not shipped")),
 ])
 def test_text_to_image_matches_embedded(via_triton: RunningGateway, embedded: RunningGateway, body: dict) -> None:
-    body = body | {"model": "t2i"}  # the shipped text2img may be loaded too
+    body = {"model": "t2i"} | body  # the shipped text2img is loaded too
     reference = _generate(embedded, body)
     _assert_same_images(_generate(via_triton, body), reference)
     ours = _grpc(via_triton, "Generate", pb.GenerateRequest(**body))
