@@ -188,7 +188,7 @@ class TritonBackend:
         if status.endswith("UNAVAILABLE"):
             self._server_ready = False  # the watcher confirms, and re-checks everything on return
             self._server_problem = message
-            self._wake_watcher()
+            self._wake.set()  # the watcher confirms and re-checks now
             return NotReady(f"Triton at {self._url} is not available: {message}", model=mv.name)
         if status.endswith("DEADLINE_EXCEEDED"):
             return DeadlineExceeded(f"Triton did not answer for model {mv.name!r} in time: {message}",
@@ -197,15 +197,12 @@ class TritonBackend:
             return QueueFull(f"Triton's queue for model {mv.name!r} is full: {message}", model=mv.name)
         if status.endswith("NOT_FOUND") or "is not ready" in message or "unknown model" in message:
             self._models[mv.name, mv.version].ready = False
-            self._wake_watcher()
+            self._wake.set()  # the watcher confirms and re-checks now
             return NotReady(f"model {mv.name!r} version {mv.version} is not ready on Triton: {message}",
                             model=mv.name)
         return UpstreamError(f"Triton failed the request for model {mv.name!r}: {message}", model=mv.name)
 
     # --- readiness ---------------------------------------------------------------------------------
-
-    def _wake_watcher(self) -> None:
-        self._wake.set()
 
     async def _watch(self) -> None:
         """Checks Triton and every model now, then every ``triton_health_interval_s`` (or sooner
