@@ -77,7 +77,12 @@ def cmd_train(argv: list[str]) -> int:
     try:
         trainer.fit()
     except KeyboardInterrupt:
+        trainer.close(clean=False)
         return 130
+    except BaseException:
+        trainer.close(clean=False)
+        raise
+    trainer.close()
     if trainer.dist.is_main:
         print(f"done: {trainer.state.step} steps in {trainer.state.wall_time:.0f}s; checkpoint {ckpt}",
               file=sys.stderr)

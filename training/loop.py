@@ -280,6 +280,14 @@ class Trainer:
         self._call("on_train_end")
         return self.state
 
+    def close(self, *, clean: bool = True) -> None:
+        """Leave the process group. Ranks meet first when ``clean``: a rank that exits while the
+        others still talk to it makes gloo abort ("terminate called without an active exception")."""
+        if self.dist.world > 1 and dist.is_initialized():
+            if clean:
+                dist.barrier()
+            dist.destroy_process_group()
+
     def _flush(self, pending: list[dict[str, torch.Tensor]]) -> None:
         if not pending:
             return

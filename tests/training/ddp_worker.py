@@ -18,6 +18,7 @@ first_batch = trainer.sampler.next_indices().tolist()
 trainer.sampler.load_state_dict({"epoch": 0, "position": 0})
 trainer.fit()
 trainer.save_checkpoint()  # a no-op on ranks other than 0
+trainer.close()
 digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in trainer.G.parameters())).hexdigest()
 (out / f"rank{trainer.dist.rank}.json").write_text(json.dumps(
     {"world": trainer.dist.world, "g_sha256": digest, "first_batch": first_batch, "step": trainer.state.step}))
