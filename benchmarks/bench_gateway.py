@@ -4,7 +4,7 @@
 
 Measured in one run on one machine, all on loopback (the load stops by itself after --duration):
   (a) p50/p99 latency of POST /generate (n = 1, raw PNG) and gRPC Generate vs the raw ONNX Runtime
-      call of the same model at batch 1;
+      call of the same model at batch 1, in interleaved rounds (raw, HTTP, gRPC, again and again);
   (b) images/s at 1, 8, 32 and 64 concurrent clients (n = 1 each), micro-batching on and off,
       HTTP and gRPC, vs raw ONNX Runtime at batch 64.
 Besides wall-clock numbers it records CPU time (of the gateway process, and of the raw ONNX Runtime
@@ -22,14 +22,16 @@ import asyncio
 import json
 import os
 import platform
+import socket
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
-import httpx
 import numpy as np
 import onnxruntime as ort
 
@@ -37,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from harness import cpu_seconds, gateway
+from harness import cpu_seconds, free_port, gateway
 from synthetic_models import write_dcgan_like
 
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
@@ -62,8 +64,8 @@ def timed(call: Callable[[], object], *, count: int, warmup: int = 20) -> list[f
     return samples
 
 
-def raw_ort(model_path: Path, *, count: int) -> dict:
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+def _session_figures(session: ort.InferenceSession, *, count: int) -> tuple[list[float], dict]:
+    """Batch-1 latency samples, and images/s and CPU per image at batch 1 and 64."""
     z1 = np.random.default_rng(0).standard_normal((1, 100)).astype(np.float32)
     z64 = np.random.default_rng(0).standard_normal((64, 100)).astype(np.float32)
     timed(lambda: session.run(None, {"z": z1}), count=0)
@@ -75,27 +77,82 @@ def raw_ort(model_path: Path, *, count: int) -> dict:
     cpu = time.process_time()
     batch64 = timed(lambda: session.run(None, {"z": z64}), count=calls, warmup=0)
     cpu64 = (time.process_time() - cpu) / calls
-    return {"batch1": percentiles(batch1) | {"cpu_ms": round(cpu1 * 1000, 3)},
-            "batch64_images_per_s": round(64 / float(np.median(batch64)), 1),
-            "batch64_cpu_ms_per_image": round(cpu64 / 64 * 1000, 3)}
+    return batch1, {"batch1_images_per_s": round(1 / float(np.median(batch1)), 1),
+                    "batch64_images_per_s": round(64 / float(np.median(batch64)), 1),
+                    "batch1_cpu_ms": round(cpu1 * 1000, 3),
+                    "batch64_cpu_ms_per_image": round(cpu64 / 64 * 1000, 3)}
 
 
-def latency(http_url: str, grpc_target: str, *, pid: int, count: int) -> dict:
-    """Sequential n = 1 requests; wall-clock percentiles and the gateway's CPU time per request."""
-    results = {}
-    with httpx.Client(base_url=http_url) as client, grpc.insecure_channel(grpc_target) as channel:
+def raw_ort(model_path: Path, *, count: int) -> dict:
+    """The raw ONNX Runtime call in this process: batch-1 latency, and images/s at batch 1 and 64,
+    with default session options (all cores) and with one thread. What micro-batching can buy is
+    bounded by how much faster per image a batch of 64 runs than single images."""
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    batch1, figures = _session_figures(session, count=count)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    one = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return {"batch1": percentiles(batch1) | {"cpu_ms": figures["batch1_cpu_ms"]}, **figures,
+            "one_thread": _session_figures(one, count=count)[1]}
+
+
+async def latency(http_url: str, grpc_target: str, *, model_path: Path, pid: int, count: int,
+                  rounds: int, warmup: int = 50) -> dict:
+    """Sequential n = 1 requests against the raw ONNX Runtime call of the same model at batch 1, in
+    ``rounds`` interleaved rounds (raw, HTTP, gRPC; ``count`` calls each), so that the machine's
+    speed drifting during the run (it does, on a shared VM) hits the three alike. Overhead = a
+    round's p50 minus the same round's raw p50; reported: the median round. HTTP goes through the
+    load generator's minimal keep-alive client (below): an httpx client adds ~0.3 ms of its own
+    parsing to every figure, which is the client's cost, not the gateway's."""
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(0).standard_normal((1, 100)).astype(np.float32)
+    host, port = http_url.removeprefix("http://").rsplit(":", 1)
+    connection = _Connection(host, int(port))
+    body = json.dumps({"model": MODEL, "seed": 1}).encode()
+    samples: dict[str, list[list[float]]] = {"raw": [], "http": [], "grpc": []}
+    cpu = {"http": 0.0, "grpc": 0.0}
+    with grpc.insecure_channel(grpc_target) as channel:
         stub = pb_grpc.GatewayStub(channel)
-        calls = {
-            "http": lambda: client.post("/generate", json={"model": MODEL, "seed": 1},
-                                        headers={"Accept": "image/png"}).raise_for_status(),
-            "grpc": lambda: stub.Generate(pb.GenerateRequest(model=MODEL, seed=1)),
-        }
+        request = pb.GenerateRequest(model=MODEL, seed=1)
+
+        async def over_http() -> None:
+            await connection.post("/generate", body, accept="image/png")
+
+        async def over_grpc() -> None:
+            stub.Generate(request)  # blocking, on purpose: nothing else runs meanwhile
+
+        async def raw() -> None:
+            session.run(None, {"z": z})
+
+        calls = {"raw": raw, "http": over_http, "grpc": over_grpc}
         for name, call in calls.items():
-            timed(call, count=0)
-            cpu = cpu_seconds(pid)
-            samples = timed(call, count=count, warmup=0)
-            server_cpu = (cpu_seconds(pid) - cpu) / count
-            results[name] = percentiles(samples) | {"gateway_cpu_ms": round(server_cpu * 1000, 3)}
+            for _ in range(warmup):
+                await call()
+        for _ in range(rounds):
+            for name, call in calls.items():
+                before, times = cpu_seconds(pid), []
+                for _ in range(count):
+                    start = time.perf_counter()
+                    await call()
+                    times.append(time.perf_counter() - start)
+                samples[name].append(times)
+                if name in cpu:
+                    cpu[name] += cpu_seconds(pid) - before
+    await connection.close()
+
+    def p50(times: list[float]) -> float:
+        return float(np.percentile(times, 50)) * 1000
+
+    results: dict = {"rounds": rounds, "requests_per_round": count}
+    for name, per_round in samples.items():
+        pooled = [t for times in per_round for t in times]
+        results[name] = {"p50_ms": round(float(np.median([p50(t) for t in per_round])), 3),
+                         "p99_ms": round(float(np.percentile(pooled, 99)) * 1000, 3)}
+        if name in cpu:
+            overheads = [p50(t) - p50(r) for t, r in zip(per_round, samples["raw"], strict=True)]
+            results[name] |= {"overhead_p50_ms": round(float(np.median(overheads)), 3),
+                              "overhead_p50_ms_per_round": [round(o, 3) for o in overheads],
+                              "gateway_cpu_ms": round(cpu[name] / (rounds * count) * 1000, 3)}
     return results
 
 
@@ -181,6 +238,53 @@ async def throughput(http_url: str, grpc_target: str, *, concurrency: list[int],
     return results
 
 
+@contextmanager
+def _floor_app() -> Iterator[tuple[str, int]]:
+    """benchmarks/floor_app.py under uvicorn on a free port: yields (URL, pid)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir", str(ROOT / "benchmarks"),
+                                "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                                "--no-access-log", "--log-level", "warning"])
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("floor_app did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+async def framework_floor(url: str, *, pid: int, count: int, clients: int, duration: float) -> dict:
+    """CPU per request of a FastAPI app that does nothing (sequential requests), and its requests/s
+    at ``clients`` concurrent clients: the ceiling for any one-process FastAPI gateway here."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = _Connection(host, int(port))
+    body = json.dumps({"model": MODEL, "seed": 1}).encode()
+    for _ in range(50):
+        await connection.post("/generate", body, accept="image/png")
+    before = cpu_seconds(pid)
+    for _ in range(count):
+        await connection.post("/generate", body, accept="image/png")
+    server_cpu = (cpu_seconds(pid) - before) / count
+    await connection.close()
+    connections = [_Connection(host, int(port)) for _ in range(clients)]
+
+    async def request(seed: int) -> None:
+        await connections[seed // 1_000_000].post("/generate", body, accept="image/png")
+
+    rate = await _load(request, clients=clients, duration=duration)
+    for c in connections:
+        await c.close()
+    return {"server_cpu_ms": round(server_cpu * 1000, 3), f"requests_per_s_{clients}_clients": round(rate, 1)}
+
+
 def _run(coroutine: Awaitable[dict]) -> dict:
     """Runs the load generator on uvloop when installed (less of its CPU taken from the gateway)."""
     try:
@@ -195,7 +299,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per throughput point")
-    parser.add_argument("--requests", type=int, default=300, help="requests per latency measurement")
+    parser.add_argument("--requests", type=int, default=300, help="requests per latency round")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -220,9 +325,13 @@ def main() -> None:
             with gateway(repository, args=flags) as (http_url, grpc_target, pid):
                 key = "batching_on" if batching else "batching_off"
                 if batching:
-                    report["latency_n1"] = latency(http_url, grpc_target, pid=pid, count=args.requests)
+                    report["latency_n1"] = _run(latency(http_url, grpc_target, model_path=model_path, pid=pid,
+                                                        count=args.requests, rounds=args.rounds))
                 report[key] = _run(throughput(http_url, grpc_target, concurrency=args.concurrency,
                                                 duration=args.duration))
+    with _floor_app() as (url, pid):
+        report["framework_floor"] = _run(framework_floor(url, pid=pid, count=args.requests * 3, clients=32,
+                                                         duration=args.duration))
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
