@@ -8,6 +8,7 @@ in text format, so it is valid by construction; tests parse it back the same way
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -226,10 +227,12 @@ def _export_part(module: nn.Module, spec: ExportSpec, *, model_dir: Path, name: 
 
 
 def export_checkpoint_parts(checkpoint: str | Path, *, repository: str | Path, name: str, version: int = 1,
-                            max_batch_size: int = 64, queue_delay_us: int = 2000) -> dict[str, ExportResult]:
+                            max_batch_size: int = 64, queue_delay_us: int = 2000,
+                            fixed_tile: bool = False) -> dict[str, ExportResult]:
     """Every model of the checkpoint's family (:meth:`Family.export_parts`), keyed by model name. A family
     with several parts (text-to-image: ``<name>_encoder``, ``<name>_generator``) also gets the ensemble
-    ``<name>`` that chains them; its result has no ONNX file (``size_bytes`` 0)."""
+    ``<name>`` that chains them; its result has no ONNX file (``size_bytes`` 0). ``fixed_tile``: a
+    super-resolution model's config.pbtxt fixes the tile shape (:func:`with_fixed_tile`)."""
     if version < 1:
         raise UsageError(f"--version must be >= 1 (Triton version folders are positive integers), got {version}")
     if max_batch_size < 1:
@@ -245,6 +248,8 @@ def export_checkpoint_parts(checkpoint: str | Path, *, repository: str | Path, n
         "ganserve.config": json.dumps(ckpt["config"], sort_keys=True),
     }
     parts = loaded.family.export_parts(loaded.model)
+    if fixed_tile:
+        parts = [(suffix, module, with_fixed_tile(spec)) for suffix, module, spec in parts]
     results: dict[str, ExportResult] = {}
     for suffix, module, spec in parts:
         results[name + suffix] = _export_part(
@@ -264,11 +269,31 @@ def export_checkpoint_parts(checkpoint: str | Path, *, repository: str | Path, n
 
 
 def export_checkpoint(checkpoint: str | Path, *, repository: str | Path, name: str, version: int = 1,
-                      max_batch_size: int = 64, queue_delay_us: int = 2000) -> ExportResult:
+                      max_batch_size: int = 64, queue_delay_us: int = 2000, fixed_tile: bool = False) -> ExportResult:
     """Export a one-model family (DCGAN, super-resolution); see :func:`export_checkpoint_parts`."""
     results = export_checkpoint_parts(checkpoint, repository=repository, name=name, version=version,
-                                      max_batch_size=max_batch_size, queue_delay_us=queue_delay_us)
+                                      max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
+                                      fixed_tile=fixed_tile)
     return results[name]
+
+def with_fixed_tile(spec: ExportSpec) -> ExportSpec:
+    """A super-resolution spec whose config.pbtxt fixes ``lr`` to one ``T x T`` tile (T: the model's
+    ``ganserve.tile_size``). The ONNX file keeps dynamic h and w; Triton then accepts only that
+    shape, so every request has it and the dynamic batcher can merge any of them, and a TensorRT
+    engine needs one optimisation profile. The gateway reads the config: it cuts only T x T tiles
+    (an image smaller than a tile is edge-padded) and refuses another ``tile_size`` with a 422."""
+    if spec.kind != "super-resolution":
+        raise UsageError(f"--fixed-tile applies to super-resolution models, not to a {spec.kind!r} model")
+    t, s = int(spec.metadata["ganserve.tile_size"]), int(spec.metadata["ganserve.scale"])
+    overlap = spec.metadata["ganserve.tile_overlap"]
+    note = (f"Super-resolution x{s} with a fixed tile (ganserve export --fixed-tile): lr [3, {t}, {t}] ->\n"
+            f"sr [3, {s * t}, {s * t}]. Every request has this one shape, so Triton's dynamic batcher can\n"
+            f"merge any of them (and a TensorRT engine needs one profile). The gateway cuts images into\n"
+            f"{t}x{t} LR tiles overlapping by {overlap} px by default (smaller images edge-padded) and\n"
+            "refuses any other tile_size. Each output pixel comes from the tile that owns it.\n"
+            "Values: lr and sr RGB in [0, 1].")
+    return dataclasses.replace(spec, config_dims={"lr": (3, t, t), "sr": (3, s * t, s * t)}, config_note=note)
+
 
 
 def cli(argv: list[str]) -> int:
@@ -281,6 +306,9 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--version", type=int, default=1)
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--queue-delay-us", type=int, default=2000, help="Triton dynamic batcher queue delay")
+    p.add_argument("--fixed-tile", action="store_true",
+                   help="super-resolution: fix config.pbtxt's tile shape to the model's tile size (Triton "
+                        "then batches any requests together; requests cannot choose another tile size)")
     p.add_argument("--metrics", help="JSON from `ganserve evaluate --json`, to write the model card")
     p.add_argument("--notes", help="markdown file appended to the model card as its Notes section")
     args = p.parse_args(argv)
@@ -292,7 +320,7 @@ def cli(argv: list[str]) -> int:
         name = load_checkpoint_file(args.checkpoint)["config"]["model"]["family"]
     results = export_checkpoint_parts(args.checkpoint, repository=args.repository, name=name,
                                       version=args.version, max_batch_size=args.max_batch_size,
-                                      queue_delay_us=args.queue_delay_us)
+                                      queue_delay_us=args.queue_delay_us, fixed_tile=args.fixed_tile)
     for result in results.values():
         if result.size_bytes:
             print(f"wrote {result.onnx_path} ({result.size_bytes / 1e6:.2f} MB) and {result.config_path}; parity "

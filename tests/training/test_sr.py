@@ -272,6 +272,53 @@ def test_config_pbtxt_takes_any_tile_size(exported):
     assert "64x64 LR tiles" in result.config_path.read_text()
 
 
+def test_fixed_tile_export_fixes_the_shape_and_the_gateway_keeps_to_it(exported, tmp_path):
+    """--fixed-tile: config.pbtxt fixes lr/sr to one tile (the ONNX file is the same); the gateway
+    then edge-pads a small image up to that tile, gives the same pixels as with the dynamic config,
+    and refuses another tile_size."""
+    import asyncio
+    import io
+
+    from PIL import Image
+
+    from serve.errors import InvalidArgument
+    from serve.runtime import Runtime
+    from serve.settings import Settings
+
+    ckpt, dynamic = exported
+    fixed = export_checkpoint(ckpt, repository=tmp_path, name="srresnet", max_batch_size=8, fixed_tile=True)
+    config = read_config(fixed.config_path)
+    assert list(config.input[0].dims) == [3, 64, 64] and list(config.output[0].dims) == [3, 128, 128]
+    assert "--fixed-tile" in fixed.config_path.read_text()
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(photo, "PNG")
+
+    async def upscale(repository, **kwargs):
+        runtime = Runtime(Settings(model_repository=repository))
+        await runtime.load()
+        try:
+            return await runtime.service.upscale(image=photo.getvalue(), **kwargs)
+        finally:
+            await runtime.close()
+
+    def pixels(result):
+        return np.asarray(Image.open(io.BytesIO(result.image.data)))
+
+    on_fixed = asyncio.run(upscale(tmp_path))
+    assert pixels(on_fixed).shape == (40, 60, 3)
+    assert np.array_equal(pixels(on_fixed), pixels(asyncio.run(upscale(dynamic.config_path.parent.parent))))
+    with pytest.raises(InvalidArgument, match="takes only 64x64 tiles"):
+        asyncio.run(upscale(tmp_path, tile_size=32))
+
+
+def test_fixed_tile_is_for_super_resolution_only():
+    from training.export import with_fixed_tile
+    from training.families import ExportSpec
+
+    with pytest.raises(UsageError, match="super-resolution"):
+        with_fixed_tile(ExportSpec(kind="unconditional", inputs={"z": ("batch", 4)}, outputs={}, metadata={}))
+
+
 def test_evaluate_prints_model_vs_bicubic_and_writes_the_card(exported, photo_dir, tmp_path):
     ckpt, result = exported
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
