@@ -19,6 +19,15 @@ from training.families import get_family
 from training.loop import load_checkpoint_file
 
 
+def _train_commands(meta: dict) -> str:
+    """The run's training command, then each distinct ``--resume`` command it was continued with."""
+    lines = [meta.get("argv", "ganserve train ...")]
+    for command in meta.get("resumed_with", []):
+        if command not in lines:
+            lines.append(command)
+    return "\n".join(lines)
+
+
 def _hms(seconds: float) -> str:
     return str(dt.timedelta(seconds=round(seconds)))
 
@@ -162,7 +171,7 @@ def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result
 
 ## Reproduce
 ```
-{meta.get('argv', 'ganserve train ...')}
+{_train_commands(meta)}
 {section.evaluate}
 ganserve export --checkpoint {checkpoint} --repository model_repository --name {name} --metrics metrics.json
 ```
@@ -255,7 +264,7 @@ BatchNorm statistics; see `docs/model-contract.md` ("Text-conditional models").
 ## Reproduce
 ```
 {enc_cmd}
-{meta.get('argv', 'ganserve train ...')}
+{_train_commands(meta)}
 ganserve evaluate {checkpoint} --data ../shared/data/mnist --json metrics.json
 ganserve export --checkpoint {checkpoint} --repository model_repository --name {name} --metrics metrics.json
 ```
@@ -301,7 +310,7 @@ card with data, metrics and the full command list is `../{name}/README.md`.
 
 ```
 {enc_cmd}
-{meta.get('argv', 'ganserve train ...')}
+{_train_commands(meta)}
 ganserve export --checkpoint {checkpoint} --repository model_repository --name {name} --metrics metrics.json
 ```
 

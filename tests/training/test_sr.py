@@ -336,6 +336,15 @@ def test_evaluate_prints_model_vs_bicubic_and_writes_the_card(exported, photo_di
     assert "SRResNet" in card and "bicubic" in card and "Bar (issue 5)" in card
 
 
+def test_card_reproduce_block_lists_each_distinct_resume_command():
+    from training.model_card import _train_commands
+
+    train = "ganserve train --preset p --out runs/x"
+    resume = "ganserve train --preset p --out runs/x --resume --steps 900"
+    assert _train_commands({"argv": train, "resumed_with": [resume, resume]}) == f"{train}\n{resume}"
+    assert _train_commands({"argv": train}) == train
+
+
 @pytest.mark.parametrize("shape", [(130, 77, 3), (20, 150, 3), (64, 64, 3), (9, 5, 3)])
 def test_reference_tiling_is_exact_for_a_pointwise_upscaler(shape):
     def nearest(x):
