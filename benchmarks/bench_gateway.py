@@ -239,50 +239,25 @@ async def throughput(http_url: str, grpc_target: str, *, concurrency: list[int],
 
 
 @contextmanager
-def _floor_app() -> Iterator[tuple[str, int]]:
-    """benchmarks/floor_app.py under uvicorn on a free port: yields (URL, pid)."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir", str(ROOT / "benchmarks"),
-                                "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-                                "--no-access-log", "--log-level", "warning"])
+def _floor_app() -> Iterator[tuple[str, str, int]]:
+    """benchmarks/floor_app.py on free ports: yields (HTTP URL, gRPC target, pid)."""
+    http_port, grpc_port = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "floor_app.py"),
+                                "--http-port", str(http_port), "--grpc-port", str(grpc_port)])
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("floor_app did not start") from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", process.pid
+        yield f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", process.pid
     finally:
         process.terminate()
         process.wait(30)
-
-
-async def framework_floor(url: str, *, pid: int, count: int, clients: int, duration: float) -> dict:
-    """CPU per request of a FastAPI app that does nothing (sequential requests), and its requests/s
-    at ``clients`` concurrent clients: the ceiling for any one-process FastAPI gateway here."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    connection = _Connection(host, int(port))
-    body = json.dumps({"model": MODEL, "seed": 1}).encode()
-    for _ in range(50):
-        await connection.post("/generate", body, accept="image/png")
-    before = cpu_seconds(pid)
-    for _ in range(count):
-        await connection.post("/generate", body, accept="image/png")
-    server_cpu = (cpu_seconds(pid) - before) / count
-    await connection.close()
-    connections = [_Connection(host, int(port)) for _ in range(clients)]
-
-    async def request(seed: int) -> None:
-        await connections[seed // 1_000_000].post("/generate", body, accept="image/png")
-
-    rate = await _load(request, clients=clients, duration=duration)
-    for c in connections:
-        await c.close()
-    return {"server_cpu_ms": round(server_cpu * 1000, 3), f"requests_per_s_{clients}_clients": round(rate, 1)}
 
 
 def _run(coroutine: Awaitable[dict]) -> dict:
@@ -329,9 +304,12 @@ def main() -> None:
                                                         count=args.requests, rounds=args.rounds))
                 report[key] = _run(throughput(http_url, grpc_target, concurrency=args.concurrency,
                                                 duration=args.duration))
-    with _floor_app() as (url, pid):
-        report["framework_floor"] = _run(framework_floor(url, pid=pid, count=args.requests * 3, clients=32,
-                                                         duration=args.duration))
+        # The same measurements against benchmarks/floor_app.py: what the frameworks alone cost.
+        with _floor_app() as (http_url, grpc_target, pid):
+            report["framework_floor"] = {
+                "latency_n1": _run(latency(http_url, grpc_target, model_path=model_path, pid=pid,
+                                           count=args.requests, rounds=3)),
+                "throughput": _run(throughput(http_url, grpc_target, concurrency=[32], duration=args.duration))}
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

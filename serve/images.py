@@ -117,6 +117,10 @@ def encode_in_place(pixels: np.ndarray, *, fmt: ImageFormat, text: dict[str, str
 
 
 _STREAM_BYTES = 32 * 1024  # image bytes filtered at a time (at least one row): ~40x that in temporaries
+# Up to this many image bytes (a 64x64 RGB image is 12 KiB) every row gets filter type 0 (None):
+# choosing filters costs a fixed ~40 us of NumPy work, most of a small image's encoding time, and
+# for generated 28x28 digits it even compresses worse (307 vs 291 IDAT bytes on average).
+_UNFILTERED_MAX_BYTES = 16 * 1024
 _PNG_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
 
 
@@ -125,7 +129,8 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def _encode_png_rows(pixels: np.ndarray, *, text: dict[str, str]) -> bytes:
-    """``uint8 [H, W, C]`` -> a PNG file, encoded a few rows at a time (memory: a few rows)."""
+    """``uint8 [H, W, C]`` -> a PNG file, encoded a few rows at a time (memory: a few rows); small
+    images unfiltered in one go."""
     height, width, channels = pixels.shape
     out = io.BytesIO()
     out.write(b"\x89PNG\r\n\x1a\n")
@@ -136,6 +141,12 @@ def _encode_png_rows(pixels: np.ndarray, *, text: dict[str, str]) -> bytes:
         except UnicodeEncodeError:  # iTXt: uncompressed UTF-8, no language tag
             out.write(_png_chunk(b"iTXt", key.encode("latin-1", "replace") + b"\0\0\0\0\0" + value.encode()))
     compressor = zlib.compressobj(_PNG_COMPRESS_LEVEL)
+    if pixels.size <= _UNFILTERED_MAX_BYTES:
+        raw = np.zeros((height, 1 + width * channels), dtype=np.uint8)  # column 0: filter type 0
+        raw[:, 1:] = pixels.reshape(height, width * channels)
+        out.write(_png_chunk(b"IDAT", compressor.compress(raw.tobytes()) + compressor.flush()))
+        out.write(_png_chunk(b"IEND", b""))
+        return out.getvalue()
     previous = np.zeros((1, width * channels), dtype=np.int16)
     step = max(1, _STREAM_BYTES // (width * channels))
     for start in range(0, height, step):

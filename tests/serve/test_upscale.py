@@ -391,12 +391,13 @@ def test_paste_writes_each_batch_straight_into_the_uint8_output() -> None:
     assert np.array_equal(out[:, :, :3], expected) and (out[:, :, 3] == 7).all()
 
 
+@pytest.mark.parametrize("size", [(37, 53), (150, 131)])  # small: unfiltered; larger: filtered rows
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_streamed_png_round_trips(channels: int) -> None:
+def test_streamed_png_round_trips(channels: int, size: tuple[int, int]) -> None:
     from serve import images
 
     rng = np.random.default_rng(channels)
-    smooth = np.cumsum(rng.integers(-3, 4, (37, 53, channels)), axis=1) + 128
+    smooth = np.cumsum(rng.integers(-3, 4, (*size, channels)), axis=1) + 128
     pixels = np.clip(smooth, 0, 255).astype(np.uint8)
     text = {"Software": "ganserve", "ganserve.model": "modèle", "note": "€ not latin-1"}
     data = images.encode_in_place(pixels, fmt="png", text=text)
