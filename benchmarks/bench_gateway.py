@@ -22,13 +22,10 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -39,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from harness import cpu_seconds, free_port, gateway
+from harness import cpu_seconds, floor_app, gateway
 from synthetic_models import write_dcgan_like
 
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
@@ -238,28 +235,6 @@ async def throughput(http_url: str, grpc_target: str, *, concurrency: list[int],
     return results
 
 
-@contextmanager
-def _floor_app() -> Iterator[tuple[str, str, int]]:
-    """benchmarks/floor_app.py on free ports: yields (HTTP URL, gRPC target, pid)."""
-    http_port, grpc_port = free_port(), free_port()
-    process = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "floor_app.py"),
-                                "--http-port", str(http_port), "--grpc-port", str(grpc_port)])
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("floor_app did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
 def _run(coroutine: Awaitable[dict]) -> dict:
     """Runs the load generator on uvloop when installed (less of its CPU taken from the gateway)."""
     try:
@@ -305,7 +280,7 @@ def main() -> None:
                 report[key] = _run(throughput(http_url, grpc_target, concurrency=args.concurrency,
                                                 duration=args.duration))
         # The same measurements against benchmarks/floor_app.py: what the frameworks alone cost.
-        with _floor_app() as (http_url, grpc_target, pid):
+        with floor_app() as (http_url, grpc_target, pid):
             report["framework_floor"] = {
                 "latency_n1": _run(latency(http_url, grpc_target, model_path=model_path, pid=pid,
                                            count=args.requests, rounds=3)),

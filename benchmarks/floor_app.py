@@ -35,6 +35,11 @@ class GenerateRequest(BaseModel):
     n: int = 1
 
 
+@app.get("/readyz")
+async def readyz() -> dict[str, str]:
+    return {"status": "ready"}
+
+
 @app.post("/generate")
 async def generate(body: GenerateRequest) -> Response:
     return Response(_IMAGE, media_type="image/png", headers={"X-Ganserve-Seed": str(body.seed)})

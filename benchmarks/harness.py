@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,11 +27,29 @@ def gateway(repository: Path, *, args: Sequence[str] = (), env: dict[str, str] |
             ready_timeout_s: float = 120) -> Iterator[tuple[str, str, int]]:
     """A ``ganserve serve`` process on free loopback ports, ready: yields (HTTP URL, gRPC target, pid).
     Stopped with SIGTERM afterwards (killed if it does not stop within a minute)."""
+    with _serving(lambda http_port, grpc_port: [
+            sys.executable, "-m", "ganserve", "serve", "--model-repository", str(repository), "--host", "127.0.0.1",
+            "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--log-level", "warning", *args],
+            env=env, ready_timeout_s=ready_timeout_s, what="gateway") as served:
+        yield served
+
+
+@contextmanager
+def floor_app() -> Iterator[tuple[str, str, int]]:
+    """benchmarks/floor_app.py (the frameworks without a model) the same way as :func:`gateway`."""
+    with _serving(lambda http_port, grpc_port: [
+            sys.executable, str(ROOT / "benchmarks" / "floor_app.py"),
+            "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+            env=None, ready_timeout_s=60, what="floor_app") as served:
+        yield served
+
+
+@contextmanager
+def _serving(command: Callable[[int, int], list[str]], *, env: dict[str, str] | None, ready_timeout_s: float,
+             what: str) -> Iterator[tuple[str, str, int]]:
+    """Runs ``command(http_port, grpc_port)`` until its ``GET /readyz`` answers 200; SIGTERM afterwards."""
     http_port, grpc_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "ganserve", "serve", "--model-repository", str(repository),
-           "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-           "--log-level", "warning", *args]
-    process = subprocess.Popen(cmd, cwd=ROOT, env=os.environ | (env or {}))
+    process = subprocess.Popen(command(http_port, grpc_port), cwd=ROOT, env=os.environ | (env or {}))
     url = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + ready_timeout_s
@@ -42,7 +60,7 @@ def gateway(repository: Path, *, args: Sequence[str] = (), env: dict[str, str] |
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start")
+                raise RuntimeError(f"{what} did not start")
             time.sleep(0.1)
         yield url, f"127.0.0.1:{grpc_port}", process.pid
     finally:

@@ -74,15 +74,14 @@ def cmd_train(argv: list[str]) -> int:
         print(f"training {cfg.model.family} on {trainer.data.description}: step {trainer.state.step} -> "
               f"{cfg.train.steps}, {trainer.dist.world} process(es) on {trainer.device}; run folder {out}",
               file=sys.stderr)
+    finished = False
     try:
         trainer.fit()
+        finished = True
     except KeyboardInterrupt:
-        trainer.close(clean=False)
         return 130
-    except BaseException:
-        trainer.close(clean=False)
-        raise
-    trainer.close()
+    finally:
+        trainer.close(clean=finished)  # after an error the other ranks may never reach a barrier
     if trainer.dist.is_main:
         print(f"done: {trainer.state.step} steps in {trainer.state.wall_time:.0f}s; checkpoint {ckpt}",
               file=sys.stderr)

@@ -276,6 +276,7 @@ def export_checkpoint(checkpoint: str | Path, *, repository: str | Path, name: s
                                       fixed_tile=fixed_tile)
     return results[name]
 
+
 def with_fixed_tile(spec: ExportSpec) -> ExportSpec:
     """A super-resolution spec whose config.pbtxt fixes ``lr`` to one ``T x T`` tile (T: the model's
     ``ganserve.tile_size``). The ONNX file keeps dynamic h and w; Triton then accepts only that
@@ -293,7 +294,6 @@ def with_fixed_tile(spec: ExportSpec) -> ExportSpec:
             "refuses any other tile_size. Each output pixel comes from the tile that owns it.\n"
             "Values: lr and sr RGB in [0, 1].")
     return dataclasses.replace(spec, config_dims={"lr": (3, t, t), "sr": (3, s * t, s * t)}, config_note=note)
-
 
 
 def cli(argv: list[str]) -> int:
