@@ -9,8 +9,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
-from serve.grpc.servicer import GatewayServicer
+from serve.grpc.servicer import GatewayServicer, add_to_server
 from serve.metrics import Metrics
 from serve.service import GatewayService
 from serve.settings import Settings
@@ -31,7 +30,7 @@ class GrpcServer:
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", settings.max_upload_bytes + _MESSAGE_OVERHEAD),
         ])
-        pb_grpc.add_GatewayServicer_to_server(GatewayServicer(service=service, metrics=metrics), self._server)
+        add_to_server(GatewayServicer(service=service, metrics=metrics), self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

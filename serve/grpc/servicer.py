@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError, Message
 
 from serve import errors
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
@@ -36,14 +39,25 @@ Response = TypeVar("Response")
 Handler = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Response]]
 
 
+@dataclass(frozen=True)
+class Malformed:
+    """A request whose bytes protobuf could not parse, in place of the message (see :func:`add_to_server`)."""
+
+    message_type: str   # the message it should have been, e.g. "ganserve.v1.UpscaleRequest"
+
+
 def _rpc(endpoint: str) -> Callable[[Handler], Handler]:
-    """Wraps a handler: metrics, and service errors -> the status their type maps to."""
+    """Wraps a handler: metrics, a :class:`Malformed` request -> INVALID_ARGUMENT, and service errors ->
+    the status their type maps to."""
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def wrapper(self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
                 with self._metrics.track(protocol="grpc", endpoint=endpoint) as tracker:
+                    if isinstance(request, Malformed):
+                        raise errors.InvalidArgument(f"the request is not a valid {request.message_type} "
+                                                     f"message: protobuf could not parse its bytes")
                     response = await handler(self, request, context)
                     tracker.model = getattr(response, "model", "")
                     return response
@@ -134,3 +148,32 @@ class GatewayServicer(pb_grpc.GatewayServicer):
             models=[model_message(mv) for versions in repo.models.values() for mv in versions],
             problems=[pb.ModelProblem(model=p.model, version=p.version, message=p.message)
                       for p in repo.problems])
+
+
+def _parse(message: type[Message]) -> Callable[[bytes], Message | Malformed]:
+    """A request deserializer that does not raise: the message, or :class:`Malformed`."""
+    message_type = message.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Message | Malformed:
+        try:
+            return message.FromString(data)
+        except DecodeError:
+            return Malformed(message_type)
+
+    return parse
+
+
+def add_to_server(servicer: GatewayServicer, server: grpc.aio.Server) -> None:
+    """Registers the Gateway's (unary) methods, as the generated ``add_GatewayServicer_to_server``
+    does, but with :func:`_parse` as request deserializer: grpc.aio answers a deserializer's exception
+    with UNKNOWN and logs its traceback, where bytes that are not the request message are the
+    client's error (INVALID_ARGUMENT, answered by :func:`_rpc`)."""
+    service = pb.DESCRIPTOR.services_by_name["Gateway"]
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_parse(message_factory.GetMessageClass(method.input_type)),
+            response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString)
+        for method in service.methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)

@@ -3,6 +3,7 @@ health, and a call made from reflection alone (as generic tools such as grpcurl 
 
 import asyncio
 import base64
+import logging
 
 import grpc
 import httpx
@@ -129,3 +130,27 @@ def test_a_call_built_from_reflection_alone(gateway: RunningGateway) -> None:
 def test_grpc_requests_are_counted(gateway: RunningGateway) -> None:
     _call(gateway, "Generate", pb.GenerateRequest(seed=5))
     assert 'endpoint="generate",model="tiny",outcome="ok",protocol="grpc"' in gateway.metrics_text()
+
+
+@pytest.mark.parametrize("method", ["Generate", "Interpolate", "Upscale", "ListModels"])
+def test_a_malformed_message_is_invalid_argument(gateway: RunningGateway, method: str,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Bytes that are no protobuf message (a cut-off varint): INVALID_ARGUMENT with our code and
+    message, counted like any refused request, and no traceback in the log."""
+
+    async def main():
+        async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
+            call = channel.unary_unary(f"/ganserve.v1.Gateway/{method}")  # no serializer: bytes as they are
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(b"\xff\xff\xff", timeout=30)
+            return info.value
+
+    with caplog.at_level(logging.DEBUG):
+        error = asyncio.run(main())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == (f"the request is not a valid ganserve.v1.{method}Request message: protobuf "
+                               f"could not parse its bytes")
+    assert (ERROR_CODE_KEY, "invalid_argument") in tuple(error.trailing_metadata())
+    assert not [r for r in caplog.records if r.exc_info or "DecodeError" in r.getMessage()]
+    endpoint = {"ListModels": "list_models"}.get(method, method.lower())
+    assert f'endpoint="{endpoint}",model="",outcome="invalid_argument",protocol="grpc"' in gateway.metrics_text()
