@@ -29,13 +29,18 @@ async def _limited(request: Request, *, limit: int) -> AsyncIterator[bytes]:
 
 
 async def read_upload(request: Request, *, max_bytes: int) -> bytes:
-    """The image bytes of a raw ``image/*`` body or of the ``image`` part of a multipart form."""
+    """The image bytes of a raw ``image/*`` body or of the ``image`` part of a multipart form.
+
+    Nothing goes to disk: Starlette's parser would spool a file part over ``spool_max_size`` (1 MiB)
+    to a temporary file (where a small temp directory turned uploads into 500s); here that size is
+    the body's own limit, so the part stays in memory, already bounded by ``max_upload_bytes``."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in UPLOAD_MEDIA_TYPES:
         return b"".join([chunk async for chunk in _limited(request, limit=max_bytes)])
     if content_type == "multipart/form-data":
-        parser = MultiPartParser(request.headers, _limited(request, limit=max_bytes + _MULTIPART_SLACK),
-                                 max_files=1, max_fields=8)
+        body_limit = max_bytes + _MULTIPART_SLACK
+        parser = MultiPartParser(request.headers, _limited(request, limit=body_limit), max_files=1, max_fields=8)
+        parser.spool_max_size = body_limit  # a part is smaller than the body: never rolled over to a file
         try:
             form = await parser.parse()
         except MultiPartException as exc:

@@ -4,6 +4,7 @@ neighbour makes the exact expected output known, tiles or not."""
 import asyncio
 import base64
 import io
+import tempfile
 
 import grpc
 import httpx
@@ -70,6 +71,22 @@ def test_jpeg_in_jpeg_out(full_gateway: RunningGateway) -> None:
 def test_upload_errors(full_gateway: RunningGateway, kwargs: dict, status: int, code: str) -> None:
     r = _upscale(full_gateway, **kwargs)
     assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+
+
+def test_multipart_uploads_stay_in_memory(full_repo, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette spools a multipart file part over 1 MiB to a temporary file (a small temp directory
+    made concurrent uploads fail with 500); parts stay in memory: here temp files cannot be made."""
+    from serve_helpers import running_gateway, test_settings
+
+    source = _image_bytes((8, 8))
+    padded = source + b"\0" * (1536 * 1024)  # bytes after IEND: still the same PNG, 1.5 MiB
+    with running_gateway(test_settings(full_repo, max_upload_bytes=2 * 1024 * 1024)) as gateway:
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+        r = _upscale(gateway, files={"image": ("in.png", padded, "image/png")}, headers={"Accept": "image/png"})
+        with pytest.raises(FileNotFoundError), tempfile.TemporaryFile():  # what spooling to disk would meet
+            pass
+    assert r.status_code == 200, r.text
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), _nearest(source, 2))
 
 
 def test_chunked_upload_over_the_limit_is_cut_off(full_gateway: RunningGateway) -> None:
