@@ -13,12 +13,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ganserve.errors import UsageError
+from ganserve.usage import UsageParser as _Parser
 from serve.settings import Settings
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:
-        raise UsageError(message)
 
 
 def _option_type(annotation: object) -> tuple[type, tuple[str, ...] | None]:

@@ -352,13 +352,8 @@ class LocalTriton:
 
 def main(argv: list[str]) -> int:
     """``ganserve triton-cpu``: derive the CPU repository and run Triton on it until Ctrl-C."""
-    import argparse
-
     from ganserve.errors import UsageError
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> typing.NoReturn:
-            raise UsageError(message)
+    from ganserve.usage import UsageParser as Parser
 
     parser = Parser(prog="ganserve triton-cpu", description=(
         "Run a real Triton Inference Server without a GPU (the tritonserver bundled in nvidia-pytriton) on "

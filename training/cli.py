@@ -9,13 +9,7 @@ import sys
 from pathlib import Path
 
 from ganserve.errors import UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+from ganserve.usage import UsageParser as _Parser
 
 
 def _train_parser() -> argparse.ArgumentParser:
