@@ -4,8 +4,13 @@ The same idea as Triton's dynamic batcher. Requests queue up; a worker takes as 
 fit in ``max_batch_size`` (splitting a request across batches when it must), waiting up to
 ``max_queue_delay_s`` after the oldest queued request for the batch to fill, runs the batch in a
 thread (off the event loop), and hands every request its own rows back. Only requests whose inputs
-have the same per-row shape are merged. Rows never influence each other, so merging cannot change a
-result beyond what the runtime itself does for a different batch size.
+have the same per-row shape are merged, and a batch holds at most ``max_batch_values`` input values
+(so large rows, such as super-resolution tiles, batch fewer at a time: the runtime's working memory
+and the time one batch holds the model stay bounded). Rows never influence each other, so merging
+cannot change a result beyond what the runtime itself does for a different batch size.
+
+A request that is cancelled (its deadline passed, its client went away) leaves the queue at once:
+its rows that have not run yet never run, and a batch whose requests are all gone is not run.
 """
 
 from __future__ import annotations
@@ -44,10 +49,10 @@ class _Pending:
 
 @dataclass(frozen=True)
 class BatchObserver:
-    """Callbacks for metrics: a batch ran (rows, seconds), the queue changed (rows waiting),
-    a request waited (seconds)."""
+    """Callbacks for metrics and throughput: a batch ran (rows, input values, seconds), the queue
+    changed (rows waiting), a request waited (seconds)."""
 
-    batch: Callable[[int, float], None] = lambda rows, seconds: None
+    batch: Callable[[int, int, float], None] = lambda rows, values, seconds: None  # values: input elements
     queue_depth: Callable[[int], None] = lambda rows: None
     queue_wait: Callable[[float], None] = lambda seconds: None
 
@@ -60,6 +65,7 @@ class MicroBatcher:
                  max_batch_size: int,          # most rows per inference
                  max_queue_delay_s: float,     # how long a batch may wait to fill
                  max_queue_depth: int,         # most rows waiting; beyond, QueueFull
+                 max_batch_values: int | None = None,  # most input values per inference (None: no limit)
                  merge: bool = True,           # False: every request runs on its own
                  observer: BatchObserver = BatchObserver(),
                  name: str = "model") -> None:
@@ -68,6 +74,7 @@ class MicroBatcher:
         self._run, self._executor, self._name = run, executor, name
         self._max_batch, self._delay, self._max_depth = max_batch_size, max_queue_delay_s, max_queue_depth
         self._merge, self._observer = merge, observer
+        self._max_values = max_batch_values
         self._queue: collections.deque[_Pending] = collections.deque()
         self._depth = 0  # rows queued and not yet handed to a batch
         self._arrived = asyncio.Event()
@@ -131,14 +138,20 @@ class MicroBatcher:
         self._observer.queue_depth(depth)
 
     async def _work(self) -> None:
+        """Takes batches and runs them, one at a time. Every path through the loop awaits something,
+        so the event loop is never held: a queue holding only cancelled requests is emptied, not
+        spun on."""
         loop = asyncio.get_running_loop()
         while True:
-            while not self._queue:
+            self._drop_gone()
+            if not self._queue:
                 self._arrived.clear()
                 await self._arrived.wait()
+                continue
             await self._fill()
             batch = self._take()
-            if not batch:
+            if not batch:  # everything queued went away while the batch filled
+                await asyncio.sleep(0)
                 continue
             inputs = {k: np.concatenate([p.inputs[k][a:b] for p, a, b in batch]) for k in batch[0][0].inputs}
             now = time.perf_counter()
@@ -156,7 +169,8 @@ class MicroBatcher:
                 self._running = []
                 continue
             self._running = []  # (kept on cancellation: close() fails them)
-            self._observer.batch(len(next(iter(inputs.values()))), time.perf_counter() - now)
+            self._observer.batch(len(next(iter(inputs.values()))), sum(a.size for a in inputs.values()),
+                                 time.perf_counter() - now)
             offset = 0
             for pending, first, last in batch:
                 rows = last - first
@@ -164,11 +178,18 @@ class MicroBatcher:
                 offset += rows
                 self._deliver(pending, first, part)
 
+    def _drop_gone(self) -> None:
+        """Removes requests that finished while queued (cancelled: a deadline, a client gone) now,
+        without waiting for their done-callbacks, which run only when the loop gets to them."""
+        if any(p.future.done() for p in self._queue):
+            for pending in [p for p in self._queue if p.future.done()]:
+                self._forget(pending)
+
     async def _fill(self) -> None:
         """Waits (up to the queue delay after the oldest request) until a full batch is queued."""
         if not self._merge or self._delay <= 0:
             return
-        while self._depth < self._max_batch and self._queue:
+        while self._queue and self._depth < self._room(self._queue[0]):
             # From the oldest request still queued: the one that set an earlier deadline may be gone.
             remaining = self._queue[0].enqueued + self._delay - time.perf_counter()
             if remaining <= 0:
@@ -178,24 +199,38 @@ class MicroBatcher:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 return
+            self._drop_gone()
+
+    def _room(self, pending: _Pending) -> int:
+        """Most rows of ``pending``'s shape one batch may hold."""
+        if self._max_values is None:
+            return self._max_batch
+        row_values = sum(a[0].size for a in pending.inputs.values())
+        return max(1, min(self._max_batch, self._max_values // max(row_values, 1)))
 
     def _take(self) -> list[tuple[_Pending, int, int]]:
-        """Rows for the next batch: (request, first row, end row) in queue order."""
+        """Rows for the next batch: (request, first row, end row) in queue order; requests that are
+        gone are dropped on the way."""
+        self._drop_gone()
         batch: list[tuple[_Pending, int, int]] = []
-        room = self._max_batch
-        key = self._queue[0].key if self._queue else None
+        if not self._queue:
+            return batch
+        head = self._queue[0]
+        key, room = head.key, self._room(head)
+        taken = 0
         for pending in list(self._queue):
             if room == 0 or (batch and not self._merge):
                 break
-            if pending.key != key or pending.future.done():  # done: cancelled, about to be forgotten
+            if pending.key != key:
                 continue
             first = pending.taken
             last = min(pending.rows, first + room)
             batch.append((pending, first, last))
             pending.taken, room = last, room - (last - first)
+            taken += last - first
             if last == pending.rows:
                 self._queue.remove(pending)
-        self._set_depth(self._depth - (self._max_batch - room))
+        self._set_depth(self._depth - taken)
         return batch
 
     @staticmethod

@@ -98,7 +98,7 @@ class OnnxRuntimeBackend:
         batch_size = self._metrics.batch_size.labels(*labels)
         inference_duration = self._metrics.inference_duration.labels(*labels)
         observer = BatchObserver(
-            batch=lambda rows, seconds: (batch_size.observe(rows), inference_duration.observe(seconds)),
+            batch=lambda rows, values, seconds: (batch_size.observe(rows), inference_duration.observe(seconds)),
             queue_depth=self._metrics.queue_depth.labels(*labels).set,
             queue_wait=self._metrics.queue_wait.labels(*labels).observe,
         )

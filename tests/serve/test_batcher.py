@@ -181,3 +181,119 @@ def test_the_queue_delay_counts_from_the_oldest_request_still_queued() -> None:
 
     waited, _ = asyncio.run(_with_batcher(model, body, max_queue_delay_s=0.5))
     assert waited >= 0.45 and model.batches == [1]
+
+
+def test_a_request_cancelled_before_the_worker_wakes_does_not_hang_the_loop() -> None:
+    """The worker used to spin on a queue holding only a cancelled request (its done-callback never
+    got to run), freezing the whole event loop."""
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        await asyncio.sleep(0.01)
+        request = asyncio.ensure_future(batcher.submit(_x(1)))
+        await asyncio.sleep(0)  # queued; the worker is woken but has not run yet
+        request.cancel()
+        async with asyncio.timeout(2):  # the loop still runs other work
+            await asyncio.sleep(0.01)
+        return await batcher.submit(_x(2))
+
+    result, depths = asyncio.run(asyncio.wait_for(_with_batcher(model, body), 10))
+    assert result["y"][0, 0] == 4.0 and model.batches == [1] and depths[-1] == 0
+
+
+def test_a_batch_holds_at_most_max_batch_values_input_values() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        return await asyncio.gather(*(batcher.submit(_x(i, i, width=4)) for i in range(5)))
+
+    results, _ = asyncio.run(_with_batcher(model, body, max_batch_size=64, max_batch_values=12,
+                                           max_queue_delay_s=0.05))
+    assert model.batches == [3, 3, 3, 1]  # rows of 4 values: 3 per batch
+    assert [r["y"][:, 0].tolist() for r in results] == [[2.0 * i] * 2 for i in range(5)]
+
+
+def test_a_batch_whose_requests_all_left_is_not_run() -> None:
+    model = FakeModel()
+    model.gate.clear()
+
+    async def body(batcher: MicroBatcher):
+        first = asyncio.ensure_future(batcher.submit(_x(0)))
+        await asyncio.sleep(0.05)  # the first batch holds the model
+        gone = [asyncio.ensure_future(batcher.submit(_x(i))) for i in range(1, 4)]
+        await asyncio.sleep(0.01)
+        for request in gone:
+            request.cancel()
+        model.gate.set()
+        await first
+        await asyncio.sleep(0.05)
+
+    _, depths = asyncio.run(_with_batcher(model, body))
+    assert model.batches == [1] and depths[-1] == 0
+
+
+@pytest.mark.parametrize("merge,delay", [(True, 0.0), (True, 0.003), (False, 0.0), (False, 0.003)])
+def test_random_cancellations_and_deadlines_never_stall_the_loop(merge: bool, delay: float) -> None:
+    """Seeded chaos: requests of 1..max rows, some cancelled at once, some after a random wait, some
+    with a random deadline; a probe measures how late the event loop wakes it. Afterwards nothing
+    is left queued, and every request that completed got its own rows."""
+    import random
+    import time
+
+    rng = random.Random(1234)
+    lags: list[float] = []
+
+    def model(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(0.0005 * len(inputs["x"]))
+        return {"y": inputs["x"] * 2}
+
+    async def probe(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - start - 0.005)
+
+    async def one(batcher: MicroBatcher, i: int) -> None:
+        rows = rng.randint(1, 16)
+        values = np.arange(i * 100, i * 100 + rows, dtype=np.float32)
+        request = asyncio.ensure_future(batcher.submit({"x": values[:, None]}))
+        fate = rng.random()
+        if fate < 0.25:  # cancelled once queued, before the worker gets to it
+            await asyncio.sleep(0)
+            request.cancel()
+        elif fate < 0.5:
+            await asyncio.sleep(rng.random() * 0.01)
+            request.cancel()
+        elif fate < 0.75:
+            try:
+                async with asyncio.timeout(rng.random() * 0.005):
+                    await asyncio.shield(request)
+            except TimeoutError:
+                request.cancel()
+        try:
+            result = await request
+        except asyncio.CancelledError:
+            return
+        assert result["y"][:, 0].tolist() == (values * 2).tolist()
+
+    async def main() -> list[int]:
+        depths: list[int] = []
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(model, executor=executor, max_batch_size=8, max_queue_delay_s=delay,
+                                   max_queue_depth=10_000, merge=merge,
+                                   observer=BatchObserver(queue_depth=depths.append))
+            batcher.start()
+            stop = asyncio.Event()
+            prober = asyncio.ensure_future(probe(stop))
+            for wave in range(40):  # lone requests too: a queue that holds only cancelled ones
+                size = rng.choice((1, 1, 2, 5, 30))
+                await asyncio.gather(*(one(batcher, wave * 50 + i) for i in range(size)))
+            stop.set()
+            await prober
+            assert batcher.depth == 0
+            await batcher.close()
+        return depths
+
+    depths = asyncio.run(asyncio.wait_for(main(), 60))
+    assert depths[-1] == 0
+    assert max(lags) < 0.25, f"the event loop stalled for {max(lags):.3f} s"
