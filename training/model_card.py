@@ -2,7 +2,7 @@
 
 One card layout for every kind: a title and summary, how to reproduce, the training facts, then a
 quality section. The parts that differ per model kind (summary, evaluate command, quality table, the
-issue's bar) come from a :class:`CardSection` registered under the kind in ``ganserve.kind``.
+quality target) come from a :class:`CardSection` registered under the kind in ``ganserve.kind``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ rather than with Inception-based FIDs from papers.
 
 Class shares of the samples (digits 0-9): {model['class_shares']}.
 
-Bar (issue 2): all 10 digits with none under 5% — **{'met' if passes_modes else 'not met'}**;
+Quality targets: all 10 digits with none under 5% — **{'met' if passes_modes else 'not met'}**;
 FID no worse than the one-pixel-shift reference — **{'met' if passes_fid else 'not met'}**.""",
         optimiser=_optimiser(cfg["train"], f"loss `{cfg['train']['loss']}`", with_d=True),
     )
@@ -106,9 +106,9 @@ def _sr_card(ckpt: dict, cfg: dict, report, checkpoint: str) -> CardSection:
         tiling = (f"\nTiling ({report['tiling']}, each output pixel from the tile that owns it, no blending) "
                   "against one whole-image pass: " + ("identical output." if close is None else
                   f"PSNR (Y) between the two >= {close:.1f} dB on every image.") + "\n")
-    bar = (f"Bar (issue 5): the PSNR-oriented model beats bicubic by >= 1.0 dB (Y) on held-out images — "
+    target = (f"Quality target: the PSNR-oriented model beats bicubic by >= 1.0 dB (Y) on held-out images — "
            f"**{'met' if gain >= 1.0 else 'not met'}** ({gain:+.2f} dB)." if not adversarial else
-           "Adversarial models trade PSNR for texture; the bar applies to the PSNR-oriented `srresnet`, "
+           "Adversarial models trade PSNR for texture; the target applies to the PSNR-oriented `srresnet`, "
            f"and these figures are reported next to it ({gain:+.2f} dB vs bicubic).")
     return CardSection(
         title=f"x{s} super-resolution ({'SRGAN' if adversarial else 'SRResNet'})",
@@ -134,7 +134,7 @@ bicubic = Pillow bicubic upscaling of the same LR image.
 {rows}
 | **mean** | | **{report['psnr']:.2f}** | {report['bicubic_psnr']:.2f} | **{gain:+.2f}** | **{report['ssim']:.4f}** | {report['bicubic_ssim']:.4f} |
 {tiling}
-{bar}""",
+{target}""",
         optimiser=_optimiser(t, f"pixel loss `{t['pixel_loss']}`" + (
             f", content `{t['content_loss']}`, adversarial `{t['loss']}` x {t['adv_weight']}" if adversarial else ""),
             with_d=adversarial),
@@ -146,7 +146,7 @@ CARDS: dict[str, Callable[..., CardSection]] = {"unconditional": _dcgan_card, "s
 
 def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result,
                      notes: str | None = None) -> Path:
-    """Write the card; ``notes`` (markdown) goes in a final "Notes" section, e.g. why a bar was missed."""
+    """Write the card; ``notes`` (markdown) goes in a final "Notes" section, e.g. why a target was missed."""
     ckpt = load_checkpoint_file(checkpoint)
     meta, cfg = ckpt.get("meta", {}), ckpt["config"]
     kind = get_family(RunConfig.from_dict(cfg)).export_spec().kind
@@ -291,7 +291,7 @@ the floor is real *train* digits coloured the same way.
 | --- | --- | --- | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 
-Bar (issue 4): on held-out prompts of seen combinations, digit accuracy >= 0.90 and colour accuracy
+Quality target: on held-out prompts of seen combinations, digit accuracy >= 0.90 and colour accuracy
 >= 0.95 — **{'met' if met else 'not met'}** ({seen['digit_acc']:.3f} / {seen['colour_acc']:.3f}). Held-out
 combinations (compositional generalisation): digit {held['digit_acc']:.3f}, colour {held['colour_acc']:.3f},
 both {held['both_acc']:.3f}.

@@ -1,4 +1,4 @@
-"""Super-resolution (issue 5): SRResNet/SRGAN models, crop pairs, the two training stages through the
+"""Super-resolution: SRResNet/SRGAN models, crop pairs, the two training stages through the
 one loop, VGG19 content loss, Y-channel PSNR/SSIM, and ONNX export with dynamic h/w."""
 
 import dataclasses
@@ -333,7 +333,7 @@ def test_evaluate_prints_model_vs_bicubic_and_writes_the_card(exported, photo_di
     from training.model_card import write_model_card
 
     card = write_model_card(ckpt, metrics_path=tmp_path / "m.json", result=result).read_text()
-    assert "SRResNet" in card and "bicubic" in card and "Bar (issue 5)" in card
+    assert "SRResNet" in card and "bicubic" in card and "Quality target: the PSNR-oriented model beats bicubic" in card
 
 
 def test_card_reproduce_block_lists_each_distinct_resume_command():
