@@ -1,3 +1,5 @@
+"""Fixtures of the training tests (helpers are in ``tests.training.helpers``)."""
+
 from __future__ import annotations
 
 import os
@@ -6,17 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.config import apply_overrides, preset
-
-ROOT = Path(__file__).resolve().parents[2]
-MNIST = ROOT.parent / "shared" / "data" / "mnist"
+from tests.training.helpers import MNIST
 
 torch.set_num_threads(1)  # tests are small; one thread each keeps the 2-core CI machine responsive
-
-
-def tiny_config(*overrides: str):
-    """Seconds-long DCGAN on scikit-learn's 8x8 digits."""
-    return apply_overrides(preset("dcgan-digits-tiny"), ["train.log_every=1", *overrides])
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.training.helpers import ROOT
 
 
 def ganserve(*args, cwd=None, env=None, timeout=180):

@@ -5,9 +5,8 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.training.helpers import ROOT
 
 
 def free_port() -> int:

@@ -7,10 +7,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ganserve.errors import UsageError
+from tests.training.helpers import tiny_config
 from training.export import PARITY_TOLERANCE, export_checkpoint, load_generator
 from training.loop import Trainer
-
-from .conftest import tiny_config
 
 
 @pytest.fixture(scope="module")

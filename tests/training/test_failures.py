@@ -5,10 +5,9 @@ import warnings
 import pytest
 import torch
 
+from tests.training.helpers import tiny_config
 from training.callbacks import FailureDetector, SampleGrid, default_callbacks
 from training.loop import Trainer, TrainingFailure
-
-from .conftest import tiny_config
 
 
 def test_nan_in_generator_weights_is_detected_and_stops(tmp_path):

@@ -3,10 +3,9 @@ import json
 import pytest
 import torch
 
+from tests.training.helpers import tiny_config
 from training.callbacks import default_callbacks
 from training.loop import Callback, Trainer, load_checkpoint_file
-
-from .conftest import tiny_config
 
 
 def params(module):

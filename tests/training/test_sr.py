@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from ganserve.errors import UsageError
+from tests.training.helpers import ROOT
 from training.config import DataConfig, RunConfig, apply_overrides, preset, validate
 from training.data import SR_BUILTIN_TEST, SR_BUILTIN_TRAIN, bicubic_resize, load_sr_dataset
 from training.export import PARITY_TOLERANCE, export_checkpoint, load_generator, read_config
@@ -22,8 +23,6 @@ from training.loop import Trainer, load_checkpoint_file
 from training.losses import VGG19_LAYERS, VGG19Features, load_vgg19
 from training.models.srgan import SRDiscriminator, SRResNet
 from training.sr_metrics import psnr_y, rgb_to_y, ssim_y, upscale_tiled
-
-from .conftest import ROOT
 
 
 @pytest.fixture(scope="module")

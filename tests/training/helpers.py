@@ -1,0 +1,16 @@
+"""Helpers shared by the training tests: paths and small configs. A plain module, imported as
+``tests.training.helpers``; the fixtures live in ``conftest.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.config import apply_overrides, preset
+
+ROOT = Path(__file__).resolve().parents[2]
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def tiny_config(*overrides: str):
+    """Seconds-long DCGAN on scikit-learn's 8x8 digits."""
+    return apply_overrides(preset("dcgan-digits-tiny"), ["train.log_every=1", *overrides])
