@@ -23,7 +23,7 @@ from torch import nn
 
 from training.callbacks import FailureDetector, JsonlLogger
 from training.config import apply_overrides, preset
-from training.data import load_dataset, to_unit_range
+from training.data.images import load_dataset, to_unit_range
 from training.families import get_family
 from training.loop import Trainer, machine_description
 

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.classifier import SmallCNN, load_pinned, random_shift, sha256
-from training.data import BatchSampler, to_unit_range
-from training.text2img_data import N_COLOURS, N_DIGITS, load_colour_mnist
+from training.data.captions import N_COLOURS, N_DIGITS, load_colour_mnist
+from training.data.images import to_unit_range
+from training.data.sampler import BatchSampler
 
 ASSET = Path(__file__).parent / "assets" / "colour_mnist_attributes.pt"
 ATTRIBUTES_SHA256 = "124a1d446ede9a669f52ab3f175c8318d2d4799c5dc51635fc6ead5111032d53"  # test acc: digit 0.9788, colour 1.0000

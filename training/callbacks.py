@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.data import to_uint8
+from training.data.images import to_uint8
 from training.loop import Callback, Trainer, TrainingFailure
 
 

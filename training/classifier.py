@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve.errors import UsageError
-from training.data import BatchSampler, load_mnist, to_unit_range
+from training.data.images import load_mnist, to_unit_range
+from training.data.sampler import BatchSampler
 
 ASSET = Path(__file__).parent / "assets" / "mnist_classifier.pt"
 M = TypeVar("M", bound=nn.Module)

@@ -19,7 +19,7 @@ DATASETS = ("mnist", "image-folder", "digits", "sr-builtin", "sr-folder", "colou
             "captioned-folder")
 SR_DATASETS = ("sr-builtin", "sr-folder")  # high-resolution photos -> (lr, hr) crop pairs
 SR_FAMILIES = ("srresnet", "srgan")
-# images with captions (training/text2img_data.py): colour MNIST (colour-digits: from scikit-learn's
+# images with captions (training/data/captions.py): colour MNIST (colour-digits: from scikit-learn's
 # 8x8 digits, for tests) and the CUB-200-2011 / Oxford-102 folder layout
 CAPTIONED_DATASETS = ("colour-mnist", "colour-digits", "captioned-folder")
 TEXT_FAMILIES = ("gan-int-cls",)

@@ -18,7 +18,8 @@ from torch import nn
 
 from ganserve.errors import UsageError
 from training.config import RunConfig
-from training.data import ImageSet, SRPatchSet, load_dataset, load_sr_dataset, to_unit_range
+from training.data.images import ImageSet, load_dataset, to_unit_range
+from training.data.sr import SRPatchSet, load_sr_dataset
 from training.losses import AdversarialLoss, feature_matching_loss, load_vgg19, pixel_loss, vgg_content_loss
 from training.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from training.models.srgan import SRDiscriminator, SRResNet
@@ -313,7 +314,7 @@ class GANIntClsFamily(Family):
         return encoder_config(self.cfg.model)
 
     def load_captioned(self):
-        from training.text2img_data import load_captioned_folder, load_colour_mnist
+        from training.data.captions import load_captioned_folder, load_colour_mnist
 
         d, m = self.cfg.data, self.cfg.model
         if d.name in ("colour-mnist", "colour-digits"):
@@ -403,7 +404,7 @@ class GANIntClsFamily(Family):
 
         rng = np.random.default_rng(seed)
         if self.cfg.data.name in ("colour-mnist", "colour-digits"):
-            from training.text2img_data import N_COLOURS, caption
+            from training.data.captions import N_COLOURS, caption
 
             return [caption(i % 10, (i // 10) % N_COLOURS, rng) for i in range(n)]
         if self.data is None:

@@ -27,7 +27,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganserve.errors import UsageError
 from training.config import RunConfig, validate
-from training.data import BatchSampler, ImageSet
+from training.data.images import ImageSet
+from training.data.sampler import BatchSampler
 from training.ema import EMA
 from training.families import Family, get_family
 from training.files import torch_load

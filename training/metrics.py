@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ganserve.errors import UsageError
 from training.classifier import load_classifier
-from training.data import load_mnist, to_uint8, to_unit_range
+from training.data.images import load_mnist, to_uint8, to_unit_range
 
 METRICS: dict[str, Callable] = {}
 

@@ -322,12 +322,12 @@ ONNX opset 17, {sizes.get(part, 0):.2f} MB, max abs diff vs PyTorch {diffs.get(p
 
 
 def _heldout_names() -> list[tuple[str, str]]:
-    from training.text2img_data import COLOUR_NAMES, DIGIT_WORDS, HELDOUT_COMBOS
+    from training.data.captions import COLOUR_NAMES, DIGIT_WORDS, HELDOUT_COMBOS
 
     return [(DIGIT_WORDS[d], COLOUR_NAMES[c]) for d, c in sorted(HELDOUT_COMBOS)]
 
 
 def _heldout_templates() -> tuple[str, ...]:
-    from training.text2img_data import HELDOUT_TEMPLATES
+    from training.data.captions import HELDOUT_TEMPLATES
 
     return HELDOUT_TEMPLATES

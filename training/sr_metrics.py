@@ -20,7 +20,7 @@ import numpy as np
 
 from ganserve.errors import UsageError
 from training.config import DataConfig
-from training.data import bicubic_resize, load_sr_images, make_pair
+from training.data.sr import bicubic_resize, load_sr_images, make_pair
 
 
 def rgb_to_y(image: np.ndarray) -> np.ndarray:

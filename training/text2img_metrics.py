@@ -22,9 +22,7 @@ import torch
 from ganserve import text
 from ganserve.errors import UsageError
 from training.attributes import classify, load_attribute_classifier
-from training.data import load_mnist, to_uint8
-from training.metrics import fid
-from training.text2img_data import (
+from training.data.captions import (
     HELDOUT_COMBOS,
     N_COLOURS,
     N_DIGITS,
@@ -34,6 +32,8 @@ from training.text2img_data import (
     render_combos,
     seen_combos,
 )
+from training.data.images import load_mnist, to_uint8
+from training.metrics import fid
 
 
 def is_text_to_image(model_path: str | Path) -> bool:

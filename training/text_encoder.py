@@ -109,8 +109,9 @@ class PretrainResult:
 
 def pretrain(data, cfg: TextEncoderConfig, *, steps: int = 1500, batch_size: int = 128, lr: float = 1e-3,
              seed: int = 0, log_every: int = 100, log=print) -> PretrainResult:
-    """Joint image-text embedding pre-training on a :class:`training.text2img_data.CaptionedSet`."""
-    from training.data import BatchSampler, to_unit_range
+    """Joint image-text embedding pre-training on a :class:`training.data.captions.CaptionedSet`."""
+    from training.data.images import to_unit_range
+    from training.data.sampler import BatchSampler
 
     torch.manual_seed(seed)
     enc, img = TextEncoder(cfg), ImageEncoder(cfg.embedding_dim)
@@ -145,7 +146,7 @@ def _probe_accuracy(enc: TextEncoder, probes: nn.ModuleDict, data) -> float:
     correctly from the embedding; NaN for sets without attributes."""
     if not data.attributes:
         return float("nan")
-    from training.text2img_data import N_COLOURS, N_DIGITS, heldout_prompts
+    from training.data.captions import N_COLOURS, N_DIGITS, heldout_prompts
 
     prompts, truth = [], []
     for d in range(N_DIGITS):

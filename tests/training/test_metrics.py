@@ -45,7 +45,7 @@ def test_classifier_is_pinned_by_checksum():
 
 
 def test_classifier_accuracy_and_reference_ordering(mnist_dir):
-    from training.data import load_mnist
+    from training.data.images import load_mnist
 
     test = load_mnist(mnist_dir, split="test")
     feats, pred = features_and_predictions(test.images[:2000])

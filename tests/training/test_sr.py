@@ -16,25 +16,12 @@ from torch import nn
 
 from ganserve.errors import UsageError
 from tests.training.helpers import ROOT
-from training.config import DataConfig, RunConfig, apply_overrides, preset, validate
-from training.data import SR_BUILTIN_TEST, SR_BUILTIN_TRAIN, bicubic_resize, load_sr_dataset
+from training.config import RunConfig, apply_overrides, preset, validate
 from training.export import PARITY_TOLERANCE, export_checkpoint, load_generator, read_config
 from training.loop import Trainer, load_checkpoint_file
 from training.losses import VGG19_LAYERS, VGG19Features, load_vgg19
 from training.models.srgan import SRDiscriminator, SRResNet
 from training.sr_metrics import psnr_y, rgb_to_y, ssim_y, upscale_tiled
-
-
-@pytest.fixture(scope="module")
-def photo_dir(tmp_path_factory):
-    """Three small RGB photos (crops of scikit-learn's china.jpg and flower.jpg)."""
-    from sklearn.datasets import load_sample_images
-
-    folder = tmp_path_factory.mktemp("photos")
-    china, flower = load_sample_images().images
-    for i, im in enumerate((china[:96, :128], china[200:296, 300:420], flower[100:200, 200:300])):
-        Image.fromarray(im).save(folder / f"photo{i}.png")
-    return folder
 
 
 def sr_config(photo_dir, *overrides):
@@ -78,33 +65,6 @@ def test_discriminator_vgg_style_returns_logits_and_features():
     assert logits.shape == (3,) and len(feats) == 4 and feats[-1].shape == (3, 64, 6, 6)
     with pytest.raises(ValueError, match="expected shape"):
         D(torch.rand(1, 3, 64, 64))
-
-
-# ---------------------------------------------------------------- data
-def test_builtin_held_out_images_are_never_trained_on():
-    assert not set(SR_BUILTIN_TRAIN) & set(SR_BUILTIN_TEST)
-
-
-def test_crops_are_aligned_augmented_and_reproducible(photo_dir):
-    data = load_sr_dataset(DataConfig(name="sr-folder", path=str(photo_dir)), scale=4, lr_patch=8, seed=3)
-    idx = torch.arange(0, len(data), max(1, len(data) // 40))
-    lr, hr = data.crops(idx)
-    assert lr.shape == (len(idx), 3, 8, 8) and hr.shape == (len(idx), 3, 32, 32) and lr.dtype == torch.uint8
-    # the LR crop is the bicubic downscaling of its HR crop (up to the image-wide filter's edge effects)
-    for a, b in zip(lr, hr):
-        down = bicubic_resize(b.permute(1, 2, 0).numpy(), (8, 8)).astype(float)
-        assert np.abs(down[2:-2, 2:-2] - a.permute(1, 2, 0).numpy()[2:-2, 2:-2]).mean() < 6
-    again, _ = data.crops(idx)
-    assert torch.equal(lr, again)  # index -> crop is a pure function: resumed runs see the same crops
-    other = load_sr_dataset(DataConfig(name="sr-folder", path=str(photo_dir)), scale=4, lr_patch=8, seed=4)
-    assert not torch.equal(other.crops(idx)[0], lr)
-
-
-def test_too_small_images_and_bad_folders_are_usage_errors(photo_dir, tmp_path):
-    with pytest.raises(UsageError, match="smaller than"):
-        load_sr_dataset(DataConfig(name="sr-folder", path=str(photo_dir)), scale=4, lr_patch=40)
-    with pytest.raises(UsageError, match="no images"):
-        load_sr_dataset(DataConfig(name="sr-folder", path=str(tmp_path)), scale=4, lr_patch=8)
 
 
 # ---------------------------------------------------------------- config
@@ -277,8 +237,6 @@ def test_fixed_tile_export_fixes_the_shape_and_the_gateway_keeps_to_it(exported,
     and refuses another tile_size."""
     import asyncio
     import io
-
-    from PIL import Image
 
     from serve.errors import InvalidArgument
     from serve.runtime import Runtime

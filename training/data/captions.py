@@ -26,7 +26,7 @@ import torch
 
 from ganserve import text
 from ganserve.errors import UsageError
-from training.data import IMAGE_SUFFIXES, _load_image, load_mnist, load_sklearn_digits, resize_uint8
+from training.data.images import IMAGE_SUFFIXES, load_image, load_mnist, load_sklearn_digits, resize_uint8
 
 # name -> (RGB at full brightness, synonyms used in captions; the name itself comes first)
 COLOURS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {
@@ -270,7 +270,7 @@ def load_captioned_folder(path: str | Path, *, image_size: int, length: int = te
         if not lines:
             continue
         try:
-            arrays.append(_load_image(f, size=image_size, channels=3))
+            arrays.append(load_image(f, size=image_size, channels=3))
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot decode image {f}: {exc}") from None
         per_image.append(lines)

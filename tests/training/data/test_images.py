@@ -1,3 +1,5 @@
+"""training.data.images: MNIST IDX files, image folders, scikit-learn digits, pixel ranges."""
+
 import gzip
 import struct
 
@@ -8,7 +10,7 @@ from PIL import Image
 
 from ganserve.errors import UsageError
 from training.config import DataConfig
-from training.data import BatchSampler, load_dataset, load_image_folder, load_mnist, to_uint8, to_unit_range
+from training.data.images import load_dataset, load_image_folder, load_mnist, to_uint8, to_unit_range
 
 
 def write_idx(path, array, *, gz):
@@ -87,22 +89,3 @@ def test_digits_are_resized_and_scaled():
     assert torch.equal(to_uint8(x), data.images[:4])
 
 
-def test_sampler_is_resumable_and_shards_disjointly():
-    a = BatchSampler(100, batch_size=8, seed=3)
-    first = [a.next_indices() for _ in range(20)]  # crosses an epoch boundary (12 batches / epoch)
-    b = BatchSampler(100, batch_size=8, seed=3)
-    for _ in range(7):
-        b.next_indices()
-    state = b.state_dict()
-    c = BatchSampler(100, batch_size=8, seed=3)
-    c.load_state_dict(state)
-    assert all(torch.equal(c.next_indices(), first[i]) for i in range(7, 20))
-    r0, r1 = BatchSampler(100, batch_size=8, seed=3, rank=0, world=2), BatchSampler(100, batch_size=8, seed=3, rank=1, world=2)
-    s0 = set(torch.cat([r0.next_indices() for _ in range(6)]).tolist())
-    s1 = set(torch.cat([r1.next_indices() for _ in range(6)]).tolist())
-    assert not s0 & s1
-
-
-def test_batch_larger_than_data_is_an_error():
-    with pytest.raises(UsageError, match="too small for batch size 64"):
-        BatchSampler(10, batch_size=64, seed=0)
