@@ -42,8 +42,9 @@ def test_animations_hold_every_frame(fmt: str) -> None:
 
 
 def test_decode_keeps_alpha_and_drops_it_when_absent() -> None:
-    assert images.decode(_png(5, 4, "RGBA"), max_bytes=10**6, max_pixels=10**6).shape == (4, 5, 4)
-    assert images.decode(_png(5, 4, "L"), max_bytes=10**6, max_pixels=10**6).shape == (4, 5, 3)
+    assert images.decode(_png(5, 4, "RGBA"), max_bytes=10**6, max_pixels=10**6).pixels.shape == (4, 5, 4)
+    grey = images.decode(_png(5, 4, "L"), max_bytes=10**6, max_pixels=10**6)
+    assert grey.pixels.shape == (4, 5, 3) and grey.mode == "L"  # RGB for the model; answered grey
 
 
 def test_decode_limits() -> None:
