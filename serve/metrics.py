@@ -11,11 +11,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from serve.errors import ServiceError
+
+if TYPE_CHECKING:
+    from serve.admission import Admission
 
 _LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -66,6 +70,16 @@ class Metrics:
         # pay prometheus_client's label validation and locked lookup for each metric it touches.
         self._in_flight_children: dict[tuple[str, str], Gauge] = {}
         self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+
+    def track_admission(self, admission: Admission) -> None:
+        """Gauges read from admission control at each scrape."""
+        Gauge("ganserve_admission_memory_bytes", "Memory reserved by admitted requests (estimated).",
+              registry=self.registry).set_function(lambda: admission.bytes_in_flight)
+        Gauge("ganserve_admission_memory_allowance_bytes", "Memory memory_budget_mb leaves for requests "
+              "beside the gateway's own footprint.", registry=self.registry).set_function(
+            lambda: admission.allowance_bytes)
+        Gauge("ganserve_admission_backlog_seconds", "Estimated seconds of admitted work not finished yet "
+              "(at the measured throughput).", registry=self.registry).set_function(admission.backlog_s)
 
     @contextmanager
     def track(self, *, protocol: str, endpoint: str) -> Iterator[RequestTracker]:

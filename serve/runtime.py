@@ -1,15 +1,24 @@
-"""What one gateway process owns: settings, metrics, the backend and the service, and readiness."""
+"""What one gateway process owns: settings, metrics, admission, the backend and the service, and
+readiness."""
 
 from __future__ import annotations
 
 import logging
+import resource
+import sys
+import time
 
+import numpy as np
+
+from serve.admission import MIB, Admission
 from serve.backends import Backend, create_backend
 from serve.metrics import Metrics
+from serve.repository import ModelVersion
 from serve.service import GatewayService
 from serve.settings import Settings
 
 log = logging.getLogger(__name__)
+_CALIBRATION_TILE = 64  # LR tile side of the start-up measurement of a super-resolution model
 
 
 class Runtime:
@@ -19,21 +28,61 @@ class Runtime:
         self.settings = settings
         self.metrics = Metrics()
         self.backend: Backend = create_backend(settings, metrics=self.metrics)
-        self.service = GatewayService(backend=self.backend, settings=settings)
+        self.admission = Admission.from_settings(settings)
+        self.service = GatewayService(backend=self.backend, settings=settings, admission=self.admission)
         self._stopping = False
+        self._loaded = False  # load() finished: models warm, throughput measured, footprint known
         self.metrics.ready.set(0)
+        self.metrics.track_admission(self.admission)
 
     async def load(self) -> None:
-        """Loads and warms up every model (a broken model is reported, the rest load)."""
+        """Loads and warms up every model (a broken model is reported, the rest load), measures each
+        servable model once (the first throughput estimate) and the gateway's own memory."""
         await self.backend.load()
         repo = self.backend.repository
+        for mv in self.admission.add_models(repo, self.settings):
+            await self._calibrate(mv)
+        footprint = _peak_rss_bytes()
+        self.admission.set_footprint(footprint)
+        log.info("memory: %.0f MiB of memory_budget_mb %d MiB are the gateway's own; %.0f MiB left for "
+                 "requests", footprint / MIB, self.settings.memory_budget_mb, self.admission.allowance_bytes / MIB)
+        if self.admission.allowance_bytes < self.settings.memory_budget_mb * MIB // 4:
+            log.warning("memory_budget_mb (%d MiB) leaves only %.0f MiB for requests: large uploads will be "
+                        "refused", self.settings.memory_budget_mb, self.admission.allowance_bytes / MIB)
+        self._loaded = True
         self.metrics.models_loaded.set(sum(len(v) for v in repo.models.values()))
         self.metrics.model_load_problems.set(len(repo.problems))
         self.metrics.ready.set(1 if self.ready() else 0)
 
+    async def _calibrate(self, mv: ModelVersion) -> None:
+        """Times one single-image (or single-tile) call: a pessimistic first throughput, replaced by
+        what requests measure once they complete."""
+        inputs, units = _probe(mv)
+        start = time.perf_counter()
+        try:
+            await self.backend.infer(mv.name, mv.version, inputs)
+        except Exception as exc:  # noqa: BLE001 - admission then waits for real requests to measure
+            log.warning("could not time model %s at start-up (%s); its throughput is measured by requests",
+                        mv.name, exc)
+            return
+        # Less the queue delay its batcher waits for a lone request: that is latency, not work (and
+        # a long delay would make every request look too slow for its deadline).
+        seconds = max(time.perf_counter() - start - self._queue_delay_s(mv), 1e-6)
+        self.admission.calibrate(mv.name, units=units, seconds=seconds)
+
+    def _queue_delay_s(self, mv: ModelVersion) -> float:
+        """How long a lone request on ``mv`` waits for its batch to fill (an ensemble: each step)."""
+        repo = self.backend.repository
+        parts = [repo.models[s.model][-1] for s in mv.steps if s.model in repo.models] if mv.is_ensemble else [mv]
+        own = self.settings.batch_max_queue_delay_ms
+        if own is not None and self.settings.backend == "onnxruntime":
+            return len(parts) * own / 1000
+        return sum((p.queue_delay_us or 0) / 1e6 for p in parts)
+
     def ready(self) -> bool:
         """Models are loaded, at least one serves, and no shutdown has begun."""
-        return self.backend.ready() and bool(self.backend.repository.models) and not self._stopping
+        return self._loaded and self.backend.ready() and bool(self.backend.repository.models) \
+            and not self._stopping
 
     def readiness(self) -> str:
         """Why the gateway is (not) ready, in a few words."""
@@ -41,15 +90,35 @@ class Runtime:
             return "shutting down"
         if not self.backend.ready():
             return self.backend.readiness()
+        if not self._loaded:
+            return "measuring the models"
         if not self.backend.repository.models:
             return "no model loaded"
         return "ready"
 
     def begin_shutdown(self) -> None:
-        """Readiness goes false at once (load balancers stop sending); in-flight work continues."""
+        """Readiness goes false at once (load balancers stop sending) and new requests get 503;
+        admitted work continues."""
         self._stopping = True
+        self.service.begin_shutdown()
         self.metrics.ready.set(0)
 
     async def close(self) -> None:
         self.begin_shutdown()
         await self.backend.close()
+
+
+def _probe(mv: ModelVersion) -> tuple[dict[str, np.ndarray], int]:
+    """Inputs of one image (one tile) for ``mv``, and its units of work."""
+    if mv.kind == "super-resolution":
+        dims = next(t.dims for t in mv.inputs if t.name == mv.input_name)
+        side = dims[1] if len(dims) == 3 and dims[1] > 0 else (mv.tile_size or _CALIBRATION_TILE)
+        return {mv.input_name: np.zeros((1, 3, side, side), np.float32)}, side * side
+    inputs = {t.name: np.zeros((1, *(d if d > 0 else 1 for d in t.dims)), dtype=t.dtype) for t in mv.inputs}
+    return inputs, 1
+
+
+def _peak_rss_bytes() -> int:
+    """The process's largest resident set so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024

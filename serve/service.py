@@ -12,7 +12,7 @@ import contextlib
 import functools
 import math
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from ganserve.text import is_blank
 from serve import images, seeds, tiling
+from serve.admission import Admission, Ticket
 from serve.backends.base import Backend
 from serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
 from serve.images import ImageFormat
@@ -100,8 +101,13 @@ class UpscaleResult:
 class GatewayService:
     """Generate, interpolate, upscale and list models over one backend."""
 
-    def __init__(self, *, backend: Backend, settings: Settings) -> None:
-        self._backend, self._settings = backend, settings
+    def __init__(self, *, backend: Backend, settings: Settings, admission: Admission) -> None:
+        self._backend, self._settings, self._admission = backend, settings, admission
+        self._stopping = False
+
+    def begin_shutdown(self) -> None:
+        """New requests get :class:`NotReady` from now on; admitted ones go on."""
+        self._stopping = True
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -133,18 +139,20 @@ class GatewayService:
         seed = _int_in_range(seed, name="seed", lo=0, hi=seeds.SEED_MAX - (n - 1),
                              setting="2**64 - n, so that every seed + i fits in 64 bits")
         image_seeds = [seed + i for i in range(n)]
-        z = seeds.latents(image_seeds, latent_dim=mv.latent_dim, truncation=truncation)
-        if condition is None:
-            pixels = await self._generate_pixels(mv, z, timeout_s=timeout_s)
-        else:
-            pixels = await self._generate_from_text(mv, z, condition, timeout_s=timeout_s)
         extra = {} if condition is None else condition.provenance()
+        with self._admit(mv, units=n, nbytes=_generated_bytes(mv, n), timeout_s=timeout_s) as (_ticket, limit):
+            async with self._deadline(mv, limit):
+                z = await _latents(image_seeds, latent_dim=mv.latent_dim, truncation=truncation)
+                if condition is None:
+                    pixels = await self._generate_pixels(mv, z)
+                else:
+                    pixels = await self._generate_from_text(mv, z, condition)
 
-        def encode() -> list[bytes]:
-            return [images.encode(p, fmt=fmt, text=_provenance(mv, seed=s, truncation=truncation) | extra)
-                    for p, s in zip(pixels, image_seeds, strict=True)]
+                def encode() -> list[bytes]:
+                    return [images.encode(p, fmt=fmt, text=_provenance(mv, seed=s, truncation=truncation)
+                                          | extra) for p, s in zip(pixels, image_seeds, strict=True)]
 
-        encoded = await _maybe_off_loop(encode, size=pixels.size)
+                encoded = await _maybe_off_loop(encode, size=pixels.size)
         media_type = images.MEDIA_TYPES[fmt]
         return GenerateResult(model=mv.name, version=mv.version, images=tuple(
             SeededImage(seed=s, image=EncodedImage(d, media_type)) for s, d in zip(image_seeds, encoded)))
@@ -169,22 +177,25 @@ class GatewayService:
             seed_a, name="seed_a", lo=0, hi=seeds.SEED_MAX)
         seed_b = seeds.draw_seed() if seed_b is None else _int_in_range(
             seed_b, name="seed_b", lo=0, hi=seeds.SEED_MAX)
-        ends = seeds.latents([seed_a, seed_b], latent_dim=mv.latent_dim, truncation=truncation)
-        z = seeds.slerp(ends[0], ends[1], frames=frames)
-        pixels = await self._generate_pixels(mv, z, timeout_s=timeout_s)
         t = tuple(float(x) for x in np.linspace(0.0, 1.0, frames))
         text = _provenance(mv, seed=None, truncation=truncation) | {
             "ganserve.seed_a": str(seed_a), "ganserve.seed_b": str(seed_b), "ganserve.frames": str(frames)}
         animated = fmt in images.ANIMATED_FORMATS
+        with self._admit(mv, units=frames, nbytes=_generated_bytes(mv, frames), timeout_s=timeout_s) \
+                as (_ticket, limit):
+            async with self._deadline(mv, limit):
+                ends = await _latents([seed_a, seed_b], latent_dim=mv.latent_dim, truncation=truncation)
+                z = seeds.slerp(ends[0], ends[1], frames=frames)
+                pixels = await self._generate_pixels(mv, z)
 
-        def encode() -> list[bytes]:
-            if animated:
-                return [images.encode_animation(pixels, fmt=fmt, text=text,
-                                                frame_duration_ms=frame_duration_ms)]
-            return [images.encode(p, fmt=fmt, text=text | {"ganserve.frame": str(i)})
-                    for i, p in enumerate(pixels)]
+                def encode() -> list[bytes]:
+                    if animated:
+                        return [images.encode_animation(pixels, fmt=fmt, text=text,
+                                                        frame_duration_ms=frame_duration_ms)]
+                    return [images.encode(p, fmt=fmt, text=text | {"ganserve.frame": str(i)})
+                            for i, p in enumerate(pixels)]
 
-        encoded = await _maybe_off_loop(encode, size=pixels.size)
+                encoded = await _maybe_off_loop(encode, size=pixels.size)
         media_type = images.MEDIA_TYPES[fmt]
         return InterpolateResult(model=mv.name, version=mv.version, seed_a=seed_a, seed_b=seed_b, t=t,
                                  images=tuple(EncodedImage(d, media_type) for d in encoded),
@@ -203,34 +214,51 @@ class GatewayService:
         fmt = _format(fmt, allowed=images.STILL_FORMATS)
         mv = self._resolve(model, version, kind="super-resolution")
         tile, overlap = self._tiling(mv, tile_size, tile_overlap)
-        data = image if isinstance(image, bytes) else await image()
-        pixels = await _maybe_off_loop(functools.partial(  # [h, w, 3 or 4]
-            images.decode, data, max_bytes=self._settings.max_upload_bytes, max_pixels=self._settings.max_pixels),
-            size=len(data))
-        del data, image  # the upload is not needed any more
-        height, width = pixels.shape[:2]
-        rgb, alpha = pixels[:, :, :3], (pixels[:, :, 3] if pixels.shape[2] == 4 else None)
-        # The output image, written in place: RGB, RGBA when there is alpha, and for JPEG (which drops
-        # alpha) RGB + a padding byte, the layout Pillow's encoder can read without a copy.
-        channels = 4 if fmt == "jpeg" or alpha is not None else 3
-        out = np.empty((height * mv.scale, width * mv.scale, channels), dtype=np.uint8)
-        await self._super_resolve(mv, rgb, out, tile=tile, overlap=overlap, timeout_s=timeout_s)
-        text = _provenance(mv, seed=None, truncation=None)
-        if tile is not None:
-            text |= {"ganserve.tile_size": str(tile), "ganserve.tile_overlap": str(overlap)}
+        # Admitted first for the upload and its decoding, then re-priced once the image's size is known.
+        settings = self._settings
+        upload = len(image) if isinstance(image, bytes) else settings.max_upload_bytes
+        with self._admit(mv, units=0, nbytes=_DECODE_BYTES_PER_UPLOAD_BYTE * upload
+                         + _DECODE_BYTES_PER_PIXEL * settings.max_pixels, timeout_s=timeout_s) as (ticket, limit):
+            async with self._deadline(mv, limit):
+                data = image if isinstance(image, bytes) else await image()
+                decoded = await _maybe_off_loop(functools.partial(
+                    images.decode, data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels),
+                    size=len(data))
+                del data, image  # the upload is not needed any more
+                pixels = decoded.pixels  # [h, w, 3 or 4], upright
+                height, width = pixels.shape[:2]
+                rgb, alpha = pixels[:, :, :3], (pixels[:, :, 3] if pixels.shape[2] == 4 else None)
+                # The output image, written in place: RGB, RGBA when there is alpha, and for JPEG (which
+                # drops alpha) RGB + a padding byte, the layout Pillow's encoder can read without a copy.
+                channels = 4 if fmt == "jpeg" or alpha is not None else 3
+                per_call = self._tiles_per_call(mv, tile) if tile is not None else 1
+                self._admission.resize(
+                    ticket, units=_lr_pixels(height, width, tile=tile, overlap=overlap),
+                    nbytes=_upscale_bytes(mv, height, width, channels=channels, tile=tile, tiles_per_call=per_call),
+                    deadline_s=limit.remaining(), deadline_setting=limit.setting)
+                out = np.empty((height * mv.scale, width * mv.scale, channels), dtype=np.uint8)
+                await self._super_resolve(mv, rgb, out, tile=tile, overlap=overlap)
+                text = _provenance(mv, seed=None, truncation=None)
+                if tile is not None:
+                    text |= {"ganserve.tile_size": str(tile), "ganserve.tile_overlap": str(overlap)}
+                if decoded.orientation != 1:  # the upload was turned upright as its EXIF says
+                    text["ganserve.input_orientation"] = str(decoded.orientation)
 
-        def finish() -> bytes:
-            if fmt == "png" and alpha is not None:
-                images.upscale_alpha_into(out[:, :, 3], alpha, scale=mv.scale)
-            return images.encode_in_place(out, fmt=fmt, text=text)
+                def finish() -> bytes:
+                    if fmt == "png" and alpha is not None:
+                        images.upscale_alpha_into(out[:, :, 3], alpha, scale=mv.scale)
+                    # A grey or 1-bit upload is answered so: out turns grey in place (the model ran on RGB).
+                    return images.encode_in_place(out, fmt=fmt, text=text, mode=decoded.mode)
 
-        encoded = await _maybe_off_loop(finish, size=out.size)
+                encoded = await _maybe_off_loop(finish, size=out.size)
         return UpscaleResult(model=mv.name, version=mv.version,
                              image=EncodedImage(encoded, images.MEDIA_TYPES[fmt]))
 
     # --- shared steps -------------------------------------------------------------------------
 
     def _check_ready(self) -> None:
+        if self._stopping:
+            raise NotReady("the gateway is shutting down; retry on another replica")
         if not self._backend.ready():
             raise NotReady(f"the gateway is not ready: {self._backend.readiness()}")
 
@@ -268,33 +296,29 @@ class GatewayService:
                                   f"{kind!r}", model=model)
         return mv
 
-    async def _generate_pixels(self, mv: ModelVersion, z: np.ndarray, *,
-                               timeout_s: float | None) -> np.ndarray:
+    async def _generate_pixels(self, mv: ModelVersion, z: np.ndarray) -> np.ndarray:
         """z ``[n, latent_dim]`` -> ``uint8 [n, H, W, C]``."""
-        async with self._deadline(mv, timeout_s):
-            out = await self._backend.infer(mv.name, mv.version, {mv.input_name: z})
+        out = await self._backend.infer(mv.name, mv.version, {mv.input_name: z})
         return images.to_uint8(out[mv.output_name], value_range=mv.value_range)
 
-    async def _generate_from_text(self, mv: ModelVersion, z: np.ndarray, condition: TextCondition, *,
-                                  timeout_s: float | None) -> np.ndarray:
+    async def _generate_from_text(self, mv: ModelVersion, z: np.ndarray, condition: TextCondition) -> np.ndarray:
         """z ``[n, latent_dim]`` and a prompt -> ``uint8 [n, H, W, C]``. One prompt: the ensemble, in
         one backend call (Triton runs it as one request). Two: the encoder once for both, the
         embeddings mixed here, then the generator (the contract's tensor names on both)."""
         n, encode = len(z), TOKENIZERS[mv.tokenizer]
-        async with self._deadline(mv, timeout_s):
-            if condition.prompt_b is None:
-                tokens = encode([condition.prompt], length=mv.max_tokens)  # [1, L]
-                out = await self._backend.infer(mv.name, mv.version, {
-                    "tokens": np.repeat(tokens, n, axis=0), "z": z})
-            else:
-                encoder = mv.step_of_kind("text-encoder")
-                generator = mv.step_of_kind("text-conditional-generator")
-                tokens = encode([condition.prompt, condition.prompt_b], length=mv.max_tokens)  # [2, L]
-                e = (await self._backend.infer(encoder.model, encoder.version, {"tokens": tokens}))["embedding"]
-                w = np.float32(condition.mix)
-                mixed = (np.float32(1) - w) * e[0] + w * e[1]  # [E], float32 throughout
-                out = await self._backend.infer(generator.model, generator.version, {
-                    "z": z, "embedding": np.repeat(mixed[None], n, axis=0)})
+        if condition.prompt_b is None:
+            tokens = encode([condition.prompt], length=mv.max_tokens)  # [1, L]
+            out = await self._backend.infer(mv.name, mv.version, {
+                "tokens": np.repeat(tokens, n, axis=0), "z": z})
+        else:
+            encoder = mv.step_of_kind("text-encoder")
+            generator = mv.step_of_kind("text-conditional-generator")
+            tokens = encode([condition.prompt, condition.prompt_b], length=mv.max_tokens)  # [2, L]
+            e = (await self._backend.infer(encoder.model, encoder.version, {"tokens": tokens}))["embedding"]
+            w = np.float32(condition.mix)
+            mixed = (np.float32(1) - w) * e[0] + w * e[1]  # [E], float32 throughout
+            out = await self._backend.infer(generator.model, generator.version, {
+                "z": z, "embedding": np.repeat(mixed[None], n, axis=0)})
         return images.to_uint8(out["image"], value_range=mv.value_range)
 
     def _tiling(self, mv: ModelVersion, tile_size: int | None,
@@ -329,57 +353,87 @@ class GatewayService:
         return max(1, min(self._settings.upscale_tile_batch, mv.max_batch_size, by_pixels))
 
     async def _super_resolve(self, mv: ModelVersion, rgb: np.ndarray, out: np.ndarray, *, tile: int | None,
-                             overlap: int, timeout_s: float | None) -> None:
+                             overlap: int) -> None:
         """``uint8 [h, w, 3]`` -> ``out[:, :, :3]`` (``uint8 [s*h, s*w, >= 3]``): whole, or tile by tile,
         a batch of tiles per backend call (so other requests interleave, and memory stays bounded).
         The next batch is inferred while the last one is quantised into ``out``."""
         in_range = mv.input_range or mv.value_range
-        async with self._deadline(mv, timeout_s):
-            if tile is None:
-                lr = images.to_model_input(rgb, input_range=in_range)[None]
-                sr = (await self._backend.infer(mv.name, mv.version, {mv.input_name: lr}))[mv.output_name][0]
-                del lr
-                await _maybe_off_loop(lambda: _quantize_rows(out[:, :, :3], sr, value_range=mv.value_range),
-                                      size=sr.size)
-                return
-            layout = tiling.plan(rgb.shape[0], rgb.shape[1], tile=tile, overlap=overlap)
+        if tile is None:
+            lr = images.to_model_input(rgb, input_range=in_range)[None]
+            sr = (await self._backend.infer(mv.name, mv.version, {mv.input_name: lr}))[mv.output_name][0]
+            del lr
+            await _maybe_off_loop(lambda: _quantize_rows(out[:, :, :3], sr, value_range=mv.value_range),
+                                  size=sr.size)
+            return
+        layout = tiling.plan(rgb.shape[0], rgb.shape[1], tile=tile, overlap=overlap)
 
-            async def infer(places: list[tiling.Place]) -> np.ndarray:
-                lr = await _maybe_off_loop(lambda: tiling.cut(rgb, places, tile=tile, input_range=in_range),
-                                           size=len(places) * 3 * tile * tile)
-                return (await self._backend.infer(mv.name, mv.version, {mv.input_name: lr}))[mv.output_name]
+        async def infer(places: list[tiling.Place]) -> np.ndarray:
+            lr = await _maybe_off_loop(lambda: tiling.cut(rgb, places, tile=tile, input_range=in_range),
+                                       size=len(places) * 3 * tile * tile)
+            return (await self._backend.infer(mv.name, mv.version, {mv.input_name: lr}))[mv.output_name]
 
-            batches = layout.batches(self._tiles_per_call(mv, tile))
-            places = next(batches)
-            pending: asyncio.Task[np.ndarray] | None = asyncio.ensure_future(infer(places))
-            try:
-                while pending is not None:
-                    sr = await pending
-                    following = next(batches, None)
-                    pending = None if following is None else asyncio.ensure_future(infer(following))
-                    await _maybe_off_loop(
-                        lambda sr=sr, places=places: tiling.paste(sr, places, layout, out, scale=mv.scale,
-                                                                  value_range=mv.value_range),
-                        size=sr.size)
-                    del sr
-                    places = following
-            finally:
-                if pending is not None:  # an error (or the deadline) stopped the loop
-                    pending.cancel()
-                    pending.add_done_callback(_retrieve)
+        batches = layout.batches(self._tiles_per_call(mv, tile))
+        places = next(batches)
+        pending: asyncio.Task[np.ndarray] | None = asyncio.ensure_future(infer(places))
+        try:
+            while pending is not None:
+                sr = await pending
+                following = next(batches, None)
+                pending = None if following is None else asyncio.ensure_future(infer(following))
+                await _maybe_off_loop(
+                    lambda sr=sr, places=places: tiling.paste(sr, places, layout, out, scale=mv.scale,
+                                                              value_range=mv.value_range),
+                    size=sr.size)
+                del sr
+                places = following
+        finally:
+            if pending is not None:  # an error (or the deadline) stopped the loop
+                pending.cancel()
+                pending.add_done_callback(_retrieve)
+
+    def _limit(self, mv: ModelVersion, timeout_s: float | None) -> _Limit:
+        """A request's deadline: ``upscale_timeout_s`` or ``request_timeout_s``, or the client's own
+        when that is sooner, counted from now."""
+        seconds, setting = (self._settings.upscale_timeout_s, "upscale_timeout_s") \
+            if mv.kind == "super-resolution" else (self._settings.request_timeout_s, "request_timeout_s")
+        if timeout_s is not None and timeout_s < seconds:
+            seconds, setting = max(timeout_s, 0.0), "the client's deadline"
+        loop = asyncio.get_running_loop()
+        return _Limit(at=loop.time() + seconds, seconds=seconds, setting=setting, loop=loop)
+
+    @contextlib.contextmanager
+    def _admit(self, mv: ModelVersion, *, units: float, nbytes: int,
+               timeout_s: float | None) -> Iterator[tuple[Ticket, _Limit]]:
+        """Prices the request (:mod:`serve.admission`: refused at once when over a budget or
+        estimated past its deadline) and holds its reservation while the block runs."""
+        limit = self._limit(mv, timeout_s)
+        with self._admission.admit(mv.name, units=units, nbytes=nbytes, deadline_s=limit.seconds,
+                                   deadline_setting=limit.setting) as ticket:
+            yield ticket, limit
 
     @contextlib.asynccontextmanager
-    async def _deadline(self, mv: ModelVersion, timeout_s: float | None) -> AsyncIterator[None]:
-        """The request deadline: the smaller of ``request_timeout_s`` and the client's own."""
-        limit = self._settings.request_timeout_s
-        if timeout_s is not None:
-            limit = min(limit, max(timeout_s, 0.0))
+    async def _deadline(self, mv: ModelVersion, limit: _Limit) -> AsyncIterator[None]:
+        """Runs the block under the request's deadline: past it, the work stops at its next await (the
+        next batch or tile) and the request ends with :class:`DeadlineExceeded`."""
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout_at(limit.at):
                 yield
         except TimeoutError:
-            raise DeadlineExceeded(f"model {mv.name!r} did not answer within {limit:g} s "
-                                   f"(request_timeout_s or the client's deadline)", model=mv.name) from None
+            raise DeadlineExceeded(f"model {mv.name!r} did not answer within {limit.seconds:g} s "
+                                   f"({limit.setting})", model=mv.name) from None
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """When a request must be done (event-loop time), and which limit set it."""
+
+    at: float
+    seconds: float
+    setting: str
+    loop: asyncio.AbstractEventLoop
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - self.loop.time())
 
 
 # --- validation helpers ---------------------------------------------------------------------------
@@ -475,6 +529,46 @@ def _quantize_rows(out: np.ndarray, x: np.ndarray, *, value_range: tuple[float, 
     """``float [C, H, W]`` -> ``out`` (``uint8 [H, W, C]``), ``rows`` rows at a time (temporaries stay small)."""
     for y in range(0, x.shape[1], rows):
         images.quantize_into(out[y:y + rows], x[:, y:y + rows], value_range=value_range)
+
+
+_DECODE_BYTES_PER_UPLOAD_BYTE = 2  # the body's chunks and the joined upload
+_DECODE_BYTES_PER_PIXEL = 12       # decoding: Pillow's image and its conversions, the uint8 array
+_RESPONSE_COPIES = 3               # an encoded image, and its copies in the response (base64, protobuf)
+_REQUEST_BYTES = 64 * 1024         # what any request holds besides its images (parsing, state)
+
+
+def _generated_bytes(mv: ModelVersion, n: int) -> int:
+    """Peak memory of ``n`` generated images: float outputs (and their merged batch), uint8 pixels,
+    encoded files and their copies in the response."""
+    values = (mv.channels or 3) * (mv.image_size or 64) ** 2
+    return n * (values * 4 * 2 + values * (1 + _RESPONSE_COPIES) + (mv.latent_dim or 0) * 4) + _REQUEST_BYTES
+
+
+def _lr_pixels(height: int, width: int, *, tile: int | None, overlap: int) -> int:
+    """The work of an upscale: LR pixels the model runs on (every tile whole, overlaps included)."""
+    if tile is None:
+        return height * width
+    layout = tiling.plan(height, width, tile=tile, overlap=overlap)
+    return layout.count * tile * tile
+
+
+def _upscale_bytes(mv: ModelVersion, height: int, width: int, *, channels: int, tile: int | None,
+                   tiles_per_call: int) -> int:
+    """Peak memory of one upscale once decoded: the decoded image, the output image, its file and the
+    file's copies in the response, and the float tiles of two backend calls in flight (inputs and
+    outputs) with the quantisation temporaries of one."""
+    s2 = mv.scale * mv.scale
+    out = s2 * height * width * channels
+    side = tile or 0
+    tile_values = 3 * side * side * tiles_per_call if tile is not None else 3 * height * width
+    floats = 2 * tile_values * 4 * (1 + s2) + tile_values * s2 * 4
+    return height * width * 4 + out * (1 + _RESPONSE_COPIES) + floats + _REQUEST_BYTES
+
+
+async def _latents(image_seeds: list[int], *, latent_dim: int, truncation: float | None) -> np.ndarray:
+    """z for each seed; with truncation in a thread (its redraw loop can take milliseconds per image)."""
+    work = functools.partial(seeds.latents, image_seeds, latent_dim=latent_dim, truncation=truncation)
+    return work() if truncation is None else await asyncio.to_thread(work)
 
 
 async def _maybe_off_loop(work: Callable[[], T], *, size: int) -> T:

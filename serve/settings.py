@@ -47,7 +47,27 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1, description="largest uploaded image, in pixels (width x height)")
     max_queue_depth: int = Field(
         256, ge=1, description="images waiting per model version before requests get 429")
-    request_timeout_s: float = Field(30.0, gt=0, description="server-side deadline of one request")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="server-side deadline of one /generate or /interpolate request (and "
+                                "of the gRPC calls); a request estimated to take longer is refused at once")
+    upscale_timeout_s: float = Field(
+        180.0, gt=0, description="server-side deadline of one /upscale request (upload, decoding, every "
+                                 "tile, encoding): the largest image max_pixels allows must fit it")
+    max_json_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest JSON request body, in bytes (413 before it is parsed)")
+
+    # --- admission: work and memory in flight (docs/gateway.md, "Admission") ---------------------
+    memory_budget_mb: int = Field(
+        1536, ge=64, description="memory the gateway may use in all (MiB): requests are admitted while "
+                                 "their estimated memory fits what the gateway's own footprint leaves "
+                                 "(over it: 429, or 413 for a request that could never fit); the Helm "
+                                 "chart derives the container's memory limit from it")
+    max_inflight_work_s: float = Field(
+        180.0, gt=0, description="estimated seconds of work (at the measured throughput) admitted on "
+                                 "the whole gateway at once; beyond it requests get 429 with Retry-After")
+    upscale_max_inflight_pixels: int = Field(
+        8 * 1024 * 1024, ge=1, description="LR pixels (tiles x tile_size^2, overlaps included) admitted "
+                                           "at once per super-resolution model; beyond it 429")
 
     # --- text prompts -----------------------------------------------------------------------------
     max_prompt_chars: int = Field(

@@ -455,12 +455,16 @@ class _NearestBackend:
 def _service(tmp_path, **settings):
     from serve_helpers import test_settings
 
+    from serve.admission import Admission
     from serve.repository import load_repository
     from serve.service import GatewayService
 
     root = _tiles_repo(tmp_path)
     backend = _NearestBackend(load_repository(root))
-    return GatewayService(backend=backend, settings=test_settings(root, **settings)), backend
+    options = test_settings(root, **settings)
+    admission = Admission.from_settings(options)
+    admission.add_models(backend.repository, options)
+    return GatewayService(backend=backend, settings=options, admission=admission), backend
 
 
 @pytest.mark.parametrize(("tile", "tile_batch", "batch_pixels", "per_call"), [
