@@ -17,8 +17,10 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from serve.descriptors import ensure_descriptor_limit
 from serve.grpc.server import GrpcServer
 from serve.http import create_app
+from serve.http.connections import HttpConnections
 from serve.runtime import Runtime
 from serve.settings import Settings
 
@@ -71,10 +73,13 @@ class Gateway:
     async def run(self, *, install_signal_handlers: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         settings = self.settings
+        ensure_descriptor_limit(settings)
         sock = bind_tcp(settings.host, settings.http_port)
         self.http_port = sock.getsockname()[1]
+        connections = HttpConnections(settings)  # header and body deadlines, max_connections
         http = _Server(uvicorn.Config(
-            create_app(settings, runtime=self.runtime), log_config=None, lifespan="on",
+            connections.wrap(create_app(settings, runtime=self.runtime)), http=connections.protocol,
+            timeout_keep_alive=settings.http_keepalive_timeout_s, log_config=None, lifespan="on",
             access_log=settings.log_level == "debug", timeout_graceful_shutdown=max(settings.shutdown_grace_s, 0.1)))
         grpc_server = GrpcServer(settings, service=self.runtime.service, metrics=self.runtime.metrics)
         try:
