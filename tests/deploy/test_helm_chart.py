@@ -282,6 +282,44 @@ def test_chart_defaults_are_the_gateway_defaults():
         assert fields[name].default == value, f"gateway.settings.{key}: {value} != gateway default {fields[name].default}"
 
 
+def test_gateway_connection_settings(render):
+    """The connection limits reach the gateway (docs/deploy.md, "Connections and file descriptors")."""
+    env = env_of(container(render().named("Deployment", GATEWAY)))
+    assert (env["GANSERVE_HTTP_HEADER_TIMEOUT_S"], env["GANSERVE_HTTP_BODY_TIMEOUT_S"],
+            env["GANSERVE_HTTP_KEEPALIVE_TIMEOUT_S"]) == ("10", "30", "5")
+    assert (env["GANSERVE_MAX_CONNECTIONS"], env["GANSERVE_GRPC_MAX_CONNECTIONS"],
+            env["GANSERVE_GRPC_MAX_CONCURRENT_RPCS"]) == ("512", "128", "256")
+    assert (env["GANSERVE_GRPC_MAX_CONNECTION_IDLE_S"], env["GANSERVE_GRPC_MAX_CONNECTION_AGE_S"]) == ("300", "1800")
+    env = env_of(container(render(None, "--set", "gateway.settings.maxConnections=2000",
+                                  "--set", "gateway.settings.httpHeaderTimeoutS=2.5").named("Deployment", GATEWAY)))
+    assert env["GANSERVE_MAX_CONNECTIONS"] == "2000" and env["GANSERVE_HTTP_HEADER_TIMEOUT_S"] == "2.5"
+
+
+@pytest.mark.parametrize("values,args,budget,memory_request,memory_limit", [
+    (None, [], "1536", "1536Mi", "1920Mi"),                                     # the default budget
+    (None, ["--set", "gateway.memoryBudgetMB=1001"], "1001", "1001Mi", "1252Mi"),  # ceil(1.25 x 1001)
+    ("embedded", [], "1536", "1536Mi", "1920Mi"),
+], ids=["default", "odd-budget", "embedded"])
+def test_gateway_memory_follows_its_budget(render, values, args, budget, memory_request, memory_limit):
+    """gateway.memoryBudgetMB is the gateway's GANSERVE_MEMORY_BUDGET_MB, its container's memory
+    request, and 1.25 x its memory limit (room for what admission control does not see)."""
+    gateway = container(render(values and ci(values), *args).named("Deployment", GATEWAY))
+    assert env_of(gateway)["GANSERVE_MEMORY_BUDGET_MB"] == budget
+    assert gateway["resources"]["requests"]["memory"] == memory_request
+    assert gateway["resources"]["limits"] == {"memory": memory_limit}
+    assert gateway["resources"]["requests"]["cpu"]
+
+
+def test_explicit_gateway_memory_resources_win(render):
+    limit_only = container(render(None, "--set", "gateway.resources.limits.memory=3Gi").named("Deployment", GATEWAY))
+    assert limit_only["resources"] == {"requests": {"cpu": "500m", "memory": "1536Mi"}, "limits": {"memory": "3Gi"}}
+    both = container(render(None, "--set", "gateway.resources.requests.memory=1Gi",
+                            "--set", "gateway.resources.limits.memory=2Gi",
+                            "--set", "gateway.memoryBudgetMB=1200").named("Deployment", GATEWAY))
+    assert both["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    assert env_of(both)["GANSERVE_MEMORY_BUDGET_MB"] == "1200"
+
+
 def test_gateway_hpa(render):
     hpa = render().named("HorizontalPodAutoscaler", GATEWAY)
     assert hpa["apiVersion"] == "autoscaling/v2"
@@ -496,7 +534,7 @@ def test_every_optional_feature_has_a_ci_values_file():
 def test_docs_cover_the_chart():
     docs = (REPO / "docs" / "deploy.md").read_text()
     for needle in ("helm install", "values.schema.json", "prometheus-adapter", "torchrun",
-                   "nvidia.com/gpu", "ReadOnlyMany", "hadolint"):
+                   "nvidia.com/gpu", "ReadOnlyMany", "hadolint", "memoryBudgetMB", "RLIMIT_NOFILE"):
         assert needle in docs, f"docs/deploy.md does not mention {needle}"
 
 

@@ -35,9 +35,16 @@ def rejected(helm: str, *args: str) -> str:
     (["--set", "gateway.autoscaling.targetCPUUtilizationPercentage=0"],
      "/gateway/autoscaling/targetCPUUtilizationPercentage", "minimum"),
     (["--set", "triton.resources.limits.memory=lots"], "/triton/resources/limits/memory", ""),
+    (["--set", "gateway.memoryBudgetMB=lots"], "/gateway/memoryBudgetMB", "got string, want integer"),
+    (["--set", "gateway.memoryBudgetMB=10"], "/gateway/memoryBudgetMB", "minimum"),
+    (["--set", "gateway.settings.maxConnections=0"], "/gateway/settings/maxConnections", "minimum"),
+    (["--set", "gateway.settings.httpHeaderTimeoutS=0"], "/gateway/settings/httpHeaderTimeoutS", ""),
     # a misspelt key: named, not silently ignored
     (["--set", "gateway.setings.logLevel=debug"], "/gateway", "additional properties 'setings' not allowed"),
     (["--set", "gateway.settings.maxImages=3"], "/gateway/settings", "additional properties 'maxImages' not allowed"),
+    # the budget is set once, at gateway.memoryBudgetMB (it also sizes the container)
+    (["--set", "gateway.settings.memoryBudgetMb=1024"], "/gateway/settings",
+     "additional properties 'memoryBudgetMb' not allowed"),
     (["--set", "triton.autoscalling.enabled=true"], "/triton", "additional properties 'autoscalling' not allowed"),
 ])
 def test_wrong_values_are_rejected_with_a_clear_message(helm, args, where, why):

@@ -113,6 +113,26 @@ app.kubernetes.io/component: gateway
 {{- end }}
 {{- end }}
 
+{{/* The gateway container's resources: gateway.resources, with the memory request (memoryBudgetMB Mi)
+and limit (ceil(1.25 x memoryBudgetMB) Mi: room for what admission control does not see) filled in
+where gateway.resources does not set them. */}}
+{{- define "ganserve.gateway.resources" -}}
+{{- $g := .Values.gateway }}
+{{- $budget := int64 $g.memoryBudgetMB }}
+{{- $resources := deepCopy ($g.resources | default dict) }}
+{{- $requests := get $resources "requests" | default dict }}
+{{- $limits := get $resources "limits" | default dict }}
+{{- if not (hasKey $requests "memory") }}
+{{- $_ := set $requests "memory" (printf "%dMi" $budget) }}
+{{- end }}
+{{- if not (hasKey $limits "memory") }}
+{{- $_ := set $limits "memory" (printf "%dMi" (div (add (mul $budget 5) 3) 4)) }}
+{{- end }}
+{{- $_ := set $resources "requests" $requests }}
+{{- $_ := set $resources "limits" $limits }}
+{{- toYaml $resources }}
+{{- end }}
+
 {{/* An HTTP probe: call with (dict "path" "/healthz" "port" "http" "timing" .Values.x.probes.liveness). */}}
 {{- define "ganserve.httpProbe" -}}
 httpGet:
