@@ -96,6 +96,36 @@ class Settings(BaseSettings):
         8 * 64 * 64, ge=1, description="most LR pixels (tiles x tile_size^2) per backend call of one "
                                        "/upscale request, so large tiles mean fewer per call (at least one)")
 
+    # --- connections (each open connection holds a file descriptor: docs/deploy.md) ---------------
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, description="HTTP: a connection must send its request line and headers within this "
+                                "long of opening (or of the first byte of its next request); else it gets "
+                                "408 request_timeout and is closed. Also gRPC's handshake timeout (a "
+                                "connection that has not started HTTP/2 by then is closed)")
+    http_body_timeout_s: float = Field(
+        30.0, gt=0, description="HTTP: the whole request body must arrive within this long of the gateway "
+                                "starting to read it; else the request ends with 408 request_timeout and "
+                                "the connection is closed")
+    http_keepalive_timeout_s: float = Field(
+        5.0, gt=0, description="HTTP: an idle kept-alive connection is closed after this long without a "
+                               "new request")
+    max_connections: int = Field(
+        512, ge=1, description="most open HTTP connections; one more is answered 503 too_many_connections "
+                               "(Connection: close) at once and closed, and a warning is logged")
+    grpc_max_connections: int = Field(
+        128, ge=1, description="most open gRPC connections; one more is closed at once (its client sees "
+                               "UNAVAILABLE and may retry)")
+    grpc_max_concurrent_rpcs: int = Field(
+        256, ge=1, description="most gRPC calls in progress (health checks included); one more gets "
+                               "RESOURCE_EXHAUSTED at once")
+    grpc_max_connection_idle_s: float = Field(
+        300.0, gt=0, description="a gRPC connection without a call for this long is closed (GOAWAY; its "
+                                 "client reconnects when it needs to)")
+    grpc_max_connection_age_s: float = Field(
+        1800.0, gt=0, description="a gRPC connection is closed (GOAWAY) after this long, its calls in "
+                                  "progress given request_timeout_s to finish: clients reconnect and "
+                                  "spread over replicas added since")
+
     # --- process ----------------------------------------------------------------------------------
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="on SIGTERM: how long in-flight requests may finish")
