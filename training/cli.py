@@ -103,19 +103,20 @@ def main(argv: list[str]) -> int:
 
         return attributes_cli(rest)
     if command == "evaluate":
+        from training.checkpoint import model_kind
+        from training.metrics import cli as unconditional_cli
         from training.sr_metrics import cli as sr_cli
-        from training.sr_metrics import is_super_resolution
-
-        # dispatch on the model's kind: PSNR/SSIM for super-resolution, FID/KID/modes for MNIST generators
-        models = [a for a in rest if a.endswith((".pt", ".onnx")) and Path(a).is_file()]
-        if models and is_super_resolution(models[0]):
-            return sr_cli(rest)
         from training.text2img_metrics import cli as text2img_cli
-        from training.text2img_metrics import is_text_to_image
 
-        if models and is_text_to_image(models[0]):  # attribute accuracy + FID on held-out prompts
-            return text2img_cli(rest)
-        from training.metrics import cli as evaluate_cli
-
-        return evaluate_cli(rest)
+        # the metrics of the model's kind: FID/KID/modes for MNIST generators, PSNR/SSIM for
+        # super-resolution, attribute accuracy + FID on held-out prompts for text-to-image
+        evaluators = {"unconditional": unconditional_cli, "super-resolution": sr_cli, "text-conditional": text2img_cli}
+        models = [a for a in rest if a.endswith((".pt", ".onnx"))]
+        if not models:
+            return unconditional_cli(rest)  # its parser reports the missing model
+        kind = model_kind(models[0])
+        if kind not in evaluators:
+            raise UsageError(f"no quality metrics for a {kind!r} model; ganserve evaluate measures "
+                             f"{', '.join(evaluators)} models")
+        return evaluators[kind](rest)
     raise UsageError(f"unknown training command {command!r}")

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from ganserve.errors import UsageError
-from training.config import RunConfig
-from training.families import ExportSpec, Family, get_family
+from training.checkpoint import load_generator, read_checkpoint
+from training.families import ExportSpec
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch, on a [-1, 1] output
@@ -34,30 +34,6 @@ TENSORRT_NOTE = """\
 #     { name: "tensorrt" parameters { key: "precision_mode" value: "FP16" }
 #                        parameters { key: "max_workspace_size_bytes" value: "1073741824" } } ] } }
 """
-
-
-@dataclass(frozen=True)
-class LoadedGenerator:
-    family: Family
-    model: nn.Module          # EMA generator, eval mode, standing BN statistics
-    checkpoint: dict
-
-
-def load_generator(path: str | Path) -> LoadedGenerator:
-    """Rebuild the family's generator from a checkpoint and load the EMA weights into it."""
-    from training.ema import EMA
-    from training.loop import load_checkpoint_file
-
-    ckpt = load_checkpoint_file(path)
-    cfg = RunConfig.from_dict(ckpt["config"])
-    family = get_family(cfg)
-    ema = EMA(family.build_generator(), decay=cfg.train.ema_decay)
-    ema.load_state_dict(ckpt["ema"])
-    gen = torch.Generator().manual_seed(12345)  # the same recalibration as Trainer.exported_generator
-    batch, batches = family.calibration
-    ema.recalibrate_batchnorm(lambda: family.sample_inputs(batch, gen=gen, device=torch.device("cpu")),
-                              batches=batches)
-    return LoadedGenerator(family, ema.model.eval(), ckpt)
 
 
 def _example_inputs(spec: ExportSpec, batch: int, *, seed: int,
@@ -315,9 +291,7 @@ def cli(argv: list[str]) -> int:
     started = time.perf_counter()
     name = args.name
     if name is None:
-        from training.loop import load_checkpoint_file
-
-        name = load_checkpoint_file(args.checkpoint)["config"]["model"]["family"]
+        name = read_checkpoint(args.checkpoint)["config"]["model"]["family"]
     results = export_checkpoint_parts(args.checkpoint, repository=args.repository, name=name,
                                       version=args.version, max_batch_size=args.max_batch_size,
                                       queue_delay_us=args.queue_delay_us, fixed_tile=args.fixed_tile)

@@ -20,6 +20,7 @@ from ganserve.errors import UsageError
 from training.config import RunConfig
 from training.data.images import ImageSet, load_dataset, to_unit_range
 from training.data.sr import SRPatchSet, load_sr_dataset
+from training.ema import EMA
 from training.losses import AdversarialLoss, feature_matching_loss, load_vgg19, pixel_loss, vgg_content_loss
 from training.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from training.models.srgan import SRDiscriminator, SRResNet
@@ -59,6 +60,7 @@ class ExportSpec:
 
 class Family:
     name = ""
+    kind = ""                     # the model's kind (docs/model-contract.md): what the gateway serves, what evaluate measures
     checks_mode_collapse = True   # compare sample diversity with real data's (unconditional sampling)
     calibration = (256, 32)       # (batch, batches) of sample_inputs that recompute the EMA's BatchNorm stats
 
@@ -100,6 +102,15 @@ class Family:
         """Images in [-1, 1] for the sample grid, from ``sample_inputs``."""
         return G(inputs)
 
+    def standing_generator(self, ema: EMA, *, device: torch.device) -> nn.Module:
+        """The EMA generator with standing BatchNorm statistics, in eval mode: what is sampled, evaluated
+        and exported. The statistics come from ``calibration`` batches of :meth:`sample_inputs` drawn
+        with a fixed seed, so one checkpoint always gives the same model."""
+        gen = torch.Generator(device=device).manual_seed(12345)
+        batch, batches = self.calibration
+        ema.recalibrate_batchnorm(lambda: self.sample_inputs(batch, gen=gen, device=device), batches=batches)
+        return ema.model.eval()
+
     def export_parts(self, G: nn.Module) -> list[tuple[str, nn.Module, ExportSpec]]:
         """(name suffix, module, spec) of each ONNX model the export writes, in data-flow order. One part
         (suffix ``""``) is a plain model; several are chained by a Triton ensemble under the plain name."""
@@ -110,6 +121,7 @@ class DCGANFamily(Family):
     """Unconditional DCGAN: z ~ N(0, I) -> image."""
 
     name = "dcgan"
+    kind = "unconditional"
 
     def build_generator(self) -> nn.Module:
         return DCGANGenerator(self.cfg.model)
@@ -153,6 +165,7 @@ class SRResNetFamily(Family):
     """
 
     name = "srresnet"
+    kind = "super-resolution"
     checks_mode_collapse = False  # SR output is determined by its input: no sample diversity to lose
     calibration = (16, 16)        # 256 LR crops: enough pixels for per-channel statistics
 
@@ -305,6 +318,7 @@ class GANIntClsFamily(Family):
     """
 
     name = "gan-int-cls"
+    kind = "text-conditional"
     calibration = (256, 16)
 
     # data and networks

@@ -11,7 +11,6 @@ state is checkpointed with the data position, so a resumed run continues exactly
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -26,15 +25,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganserve.errors import UsageError
+from training.checkpoint import CHECKPOINT_VERSION, initial_generator_weights, read_checkpoint
 from training.config import RunConfig, validate
 from training.data.images import ImageSet
 from training.data.sampler import BatchSampler
 from training.ema import EMA
 from training.families import Family, get_family
-from training.files import torch_load
 from training.losses import build_loss, gradient_penalty
-
-CHECKPOINT_VERSION = 1
 
 
 class TrainingFailure(RuntimeError):
@@ -167,7 +164,7 @@ class Trainer:
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
-        ckpt = load_checkpoint_file(path)
+        ckpt = read_checkpoint(path)
         if RunConfig.from_dict(ckpt["config"]).model != self.cfg.model:  # older configs lack new fields
             raise UsageError(f"checkpoint {path} was made with a different model config; "
                              "resume with the same preset/overrides")
@@ -304,26 +301,4 @@ class Trainer:
     # ------------------------------------------------------------------ the model to ship
     def exported_generator(self) -> nn.Module:
         """The EMA generator with standing BatchNorm statistics, in eval mode."""
-        gen = torch.Generator(device=self.device).manual_seed(12345)
-        batch, batches = self.family.calibration
-        self.ema.recalibrate_batchnorm(
-            lambda: self.family.sample_inputs(batch, gen=gen, device=self.device), batches=batches)
-        return self.ema.model
-
-
-def initial_generator_weights(path: str | Path, G: nn.Module) -> dict[str, torch.Tensor]:
-    """The EMA generator weights of another run's checkpoint, checked against ``G``'s architecture."""
-    ckpt = load_checkpoint_file(path)
-    state, own = ckpt["ema"], G.state_dict()
-    if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
-        raise UsageError(f"train.init_from={path}: its generator ({ckpt['config']['model']['family']}, "
-                         "model config " + json.dumps(ckpt["config"]["model"], sort_keys=True) +
-                         ") does not match this run's; use the same scale, blocks and g_width")
-    return state
-
-
-def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
-    ckpt = torch_load(path, what="checkpoint", expected="a checkpoint.pt written by ganserve train")
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        raise UsageError(f"{path} is not a ganserve checkpoint (version {CHECKPOINT_VERSION})")
-    return ckpt
+        return self.family.standing_generator(self.ema, device=self.device)

@@ -141,7 +141,7 @@ def generate(model_path: str | Path, *, samples: int, seed: int = 0, batch: int 
         latent = int(meta["ganserve.latent_dim"])
         run = lambda z: torch.from_numpy(session.run(["image"], {"z": z.numpy()})[0])
     else:
-        from training.export import load_generator
+        from training.checkpoint import load_generator
 
         loaded = load_generator(path)
         latent = loaded.family.cfg.model.latent_dim

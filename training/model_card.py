@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ganserve.errors import UsageError
+from training.checkpoint import read_checkpoint
 from training.config import RunConfig
 from training.families import get_family
-from training.loop import load_checkpoint_file
 
 
 def _train_commands(meta: dict) -> str:
@@ -147,7 +147,7 @@ CARDS: dict[str, Callable[..., CardSection]] = {"unconditional": _dcgan_card, "s
 def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result,
                      notes: str | None = None) -> Path:
     """Write the card; ``notes`` (markdown) goes in a final "Notes" section, e.g. why a target was missed."""
-    ckpt = load_checkpoint_file(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
     meta, cfg = ckpt.get("meta", {}), ckpt["config"]
     kind = get_family(RunConfig.from_dict(cfg)).export_spec().kind
     try:
@@ -199,7 +199,7 @@ def write_model_cards(checkpoint: str | Path, *, metrics_path: str | Path, resul
                       notes: str | None = None) -> list[Path]:
     """The cards of everything one export wrote: one card for a one-model family; for a text-to-image
     export, the full card in the ensemble's folder and a short one in each step's folder."""
-    ckpt = load_checkpoint_file(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
     if ckpt["config"]["model"]["family"] != "gan-int-cls":
         return [write_model_card(checkpoint, metrics_path=metrics_path, result=results[name], notes=notes)]
     return _text2img_cards(ckpt, str(checkpoint), json.loads(Path(metrics_path).read_text()), results, name, notes)

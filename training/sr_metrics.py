@@ -165,7 +165,7 @@ def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int, tuple[int, int
         return run, scale, (int(meta["ganserve.tile_size"]), int(meta["ganserve.tile_overlap"]))
     import torch
 
-    from training.export import load_generator
+    from training.checkpoint import load_generator
 
     loaded = load_generator(path)
     if loaded.family.export_spec().kind != "super-resolution":
@@ -178,25 +178,6 @@ def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int, tuple[int, int
 
     m = loaded.family.cfg.model
     return run_torch, m.scale, (m.tile_size, m.tile_overlap)
-
-
-def is_super_resolution(model_path: str | Path) -> bool:
-    """Whether a checkpoint or ONNX file holds a super-resolution model (False if unreadable)."""
-    path = Path(model_path)
-    try:
-        if path.suffix == ".onnx":
-            import onnx
-
-            meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-            return meta.get("ganserve.kind") == "super-resolution"
-        from training.config import RunConfig
-        from training.families import get_family
-        from training.loop import load_checkpoint_file
-
-        return get_family(RunConfig.from_dict(load_checkpoint_file(path)["config"])).export_spec().kind == \
-            "super-resolution"
-    except Exception:  # noqa: BLE001 - not readable here: the caller's own command reports it
-        return False
 
 
 def format_report(r: SRReport) -> str:

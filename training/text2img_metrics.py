@@ -36,19 +36,9 @@ from training.data.images import load_mnist, to_uint8
 from training.metrics import fid
 
 
-def is_text_to_image(model_path: str | Path) -> bool:
-    """Whether a checkpoint holds a text-to-image (gan-int-cls) model (False if unreadable)."""
-    try:
-        from training.loop import load_checkpoint_file
-
-        return load_checkpoint_file(model_path)["config"]["model"]["family"] == "gan-int-cls"
-    except Exception:  # noqa: BLE001 - not readable here: the caller's own command reports it
-        return False
-
-
 def generator_from(model_path: str | Path):
     """(tokens int64 [B, L], z [B, Z]) -> uint8 images, and the latent size, from a checkpoint."""
-    from training.export import load_generator
+    from training.checkpoint import load_generator
 
     loaded = load_generator(model_path)
     G = loaded.model
@@ -142,4 +132,4 @@ def cli(argv: list[str]) -> int:
     return 0
 
 
-__all__ = ["N_COLOURS", "N_DIGITS", "evaluate", "format_report", "is_text_to_image"]
+__all__ = ["N_COLOURS", "N_DIGITS", "evaluate", "format_report"]

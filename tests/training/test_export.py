@@ -8,7 +8,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from ganserve.errors import UsageError
 from tests.training.helpers import tiny_config
-from training.export import PARITY_TOLERANCE, export_checkpoint, load_generator
+from training.checkpoint import load_generator
+from training.export import PARITY_TOLERANCE, export_checkpoint
 from training.loop import Trainer
 
 
@@ -84,9 +85,3 @@ def test_bad_version_is_a_usage_error(exported):
         export_checkpoint(tmp / "run" / "checkpoint.pt", repository=tmp / "repo", name="tiny", version=0)
 
 
-def test_missing_or_foreign_checkpoint(tmp_path):
-    with pytest.raises(UsageError, match="does not exist"):
-        load_generator(tmp_path / "nope.pt")
-    torch.save({"weights": 1}, tmp_path / "other.pt")
-    with pytest.raises(UsageError, match="not a ganserve checkpoint"):
-        load_generator(tmp_path / "other.pt")

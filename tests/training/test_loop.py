@@ -5,7 +5,8 @@ import torch
 
 from tests.training.helpers import tiny_config
 from training.callbacks import default_callbacks
-from training.loop import Callback, Trainer, load_checkpoint_file
+from training.checkpoint import read_checkpoint
+from training.loop import Callback, Trainer
 
 
 def params(module):
@@ -95,7 +96,7 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path):
     trainer = Trainer(cfg, out_dir=tmp_path, callbacks=[_InterruptAt(5)])
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
-    ckpt = load_checkpoint_file(tmp_path / "checkpoint.pt")
+    ckpt = read_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 5
     resumed = Trainer(cfg, out_dir=tmp_path)
     resumed.load_checkpoint(tmp_path / "checkpoint.pt")
@@ -119,7 +120,7 @@ def test_observability_outputs(tmp_path):
             im.verify()
     grid = Image.open(tmp_path / "samples.png")
     assert grid.size == (4 * 10 + 2, 4 * 10 + 2)  # 16 samples of 8x8 with 2 px padding
-    assert load_checkpoint_file(tmp_path / "checkpoint.pt")["step"] == 10
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["step"] == 10
 
 
 def test_exported_generator_is_batch_independent(tmp_path):

@@ -16,9 +16,10 @@ from torch import nn
 
 from ganserve.errors import UsageError
 from tests.training.helpers import ROOT
+from training.checkpoint import load_generator, read_checkpoint
 from training.config import RunConfig, apply_overrides, preset, validate
-from training.export import PARITY_TOLERANCE, export_checkpoint, load_generator, read_config
-from training.loop import Trainer, load_checkpoint_file
+from training.export import PARITY_TOLERANCE, export_checkpoint, read_config
+from training.loop import Trainer
 from training.losses import VGG19_LAYERS, VGG19Features, load_vgg19
 from training.models.srgan import SRDiscriminator, SRResNet
 from training.sr_metrics import psnr_y, rgb_to_y, ssim_y, upscale_tiled
@@ -117,7 +118,7 @@ def test_stage2_adversarial_starts_from_stage1(stage1, photo_dir, tmp_path, cont
     cfg = sr_config(photo_dir, "model.family=srgan", f"train.content_loss={content}", f"train.init_from={ckpt}",
                     "train.steps=2")
     trainer = Trainer(cfg, out_dir=tmp_path)
-    init = load_checkpoint_file(ckpt)["ema"]
+    init = read_checkpoint(ckpt)["ema"]
     assert all(torch.equal(trainer.G.state_dict()[k], v) for k, v in init.items())
     g0, d0 = params(trainer.G), params(trainer.D)
     stats = trainer.train_step()

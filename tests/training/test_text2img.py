@@ -148,7 +148,8 @@ def test_export_writes_encoder_generator_and_ensemble(tiny_run):
     import onnx
     import onnxruntime as ort
 
-    from training.export import PARITY_TOLERANCE, export_checkpoint_parts, load_generator, read_config
+    from training.checkpoint import load_generator
+    from training.export import PARITY_TOLERANCE, export_checkpoint_parts, read_config
 
     tmp, _ = tiny_run
     ckpt = tmp / "run" / "checkpoint.pt"
