@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import weakref
 from typing import Any
 
@@ -36,7 +35,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from serve.settings import Settings
 
 log = logging.getLogger(__name__)
-LOG_INTERVAL_S = 10.0  # at most one line per kind of event (refusal, timeout) this often
+LOG_INTERVAL_S = 10.0  # after the first line of a run of refusals (or timeouts), one line this often
 REFUSAL_LINGER_S = 1.0  # longest a refused connection stays open for its client to read the 503
 MAX_LINGERING = 64      # refused connections lingering at once; past that, one more is closed unanswered
 
@@ -52,23 +51,32 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 
 class RateLimitedLog:
-    """Logs one line per ``interval_s`` at most, with how many events it stands for: a flood of
-    refused or timed-out connections shows in the log without the log becoming the flood."""
+    """Logs the first of a run of events at once, then at most one line per ``interval_s`` saying
+    how many more there were: a flood of refused or timed-out connections shows in the log without
+    the log becoming a flood. Runs on the event loop (its callers are protocol callbacks)."""
 
     def __init__(self, level: int, *, interval_s: float = LOG_INTERVAL_S) -> None:
         self._level = level
         self._interval_s = interval_s
-        self._count = 0
-        self._next = 0.0
+        self._more = 0  # events since the last line
+        self._last: tuple[str, tuple[object, ...]] = ("", ())
+        self._timer: asyncio.TimerHandle | None = None
 
     def event(self, message: str, *args: object) -> None:
-        self._count += 1
-        now = time.monotonic()
-        if now >= self._next:
-            log.log(self._level, message + " (x%d; one such line per %g s at most)", *args, self._count,
-                    self._interval_s)
-            self._count = 0
-            self._next = now + self._interval_s
+        if self._timer is None:  # the first for a while: say so now
+            log.log(self._level, message, *args)
+            self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._summary)
+        else:
+            self._more += 1
+            self._last = (message, args)
+
+    def _summary(self) -> None:
+        self._timer = None
+        if self._more:
+            message, args = self._last
+            log.log(self._level, message + " (%d more in the last %g s)", *args, self._more, self._interval_s)
+            self._more = 0
+            self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._summary)
 
 
 class HttpConnections:
@@ -97,7 +105,7 @@ class HttpConnections:
         """uvicorn's HTTP protocol factory (``uvicorn.Config(http=...)``): one protocol per accepted
         connection, or a :class:`_Refusal` when ``max_connections`` are open already."""
         if len(server_state.connections) + len(self._pending) >= self.max_connections:
-            self.refused.event("HTTP connection refused with 503: %d connections open (max_connections)",
+            self.refused.event("HTTP connection refused: %d connections open (max_connections)",
                                self.max_connections)
             return _Refusal(self._refusal, self._lingering)
         protocol = self._protocol_class(config=config, server_state=server_state, app_state=app_state,
@@ -119,7 +127,9 @@ class _HeaderDeadline:
     ``http_header_timeout_s``, counted from the connection opening (a client that never sends a
     byte is closed too) and then from the first byte of each further request (the idle time before
     it is uvicorn's keep-alive timeout). uvicorn starts a new request cycle (``self.cycle``) when a
-    request's headers are complete: that ends the deadline, for httptools and h11 alike."""
+    request's headers are complete: that ends the deadline, for httptools and h11 alike. (Part of a
+    request pipelined behind one still being answered starts no deadline; once the answer is sent,
+    uvicorn's keep-alive timeout closes the connection unless the rest arrives.)"""
 
     _guard: HttpConnections
     cycle: Any

@@ -27,6 +27,7 @@ from serve_helpers import RunningGateway, add_generator, running_gateway, test_s
 
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from serve.http.connections import RateLimitedLog
 
 TIMEOUT = 0.5  # header, body and keep-alive timeouts of the `quick` gateway, seconds
 SLACK = 1.5    # how much later than its timeout a connection may close on a busy machine
@@ -202,6 +203,18 @@ def test_connections_over_the_cap_get_503_at_once_and_a_log_line(capped: Running
     while (status := httpx.get(f"{capped.http_url}/healthz", timeout=5).status_code) != 200:
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
+
+
+def test_a_run_of_refusals_is_logged_once_then_counted(caplog) -> None:
+    async def main():
+        refused = RateLimitedLog(logging.WARNING, interval_s=0.2)
+        for _ in range(5):
+            refused.event("refused: %d open", 4)
+        await asyncio.sleep(0.5)  # one summary, then quiet: no more lines
+
+    with caplog.at_level(logging.WARNING, logger="serve.http.connections"):
+        asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records] == ["refused: 4 open", "refused: 4 open (4 more in the last 0.2 s)"]
 
 
 # ---- gRPC ------------------------------------------------------------------------------------------
