@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from training.callbacks import FailureDetector, JsonlLogger
-from training.config import apply_overrides, preset
 from training.data.images import load_dataset, to_unit_range
-from training.families import get_family
+from training.families import apply_overrides, get_family
 from training.loop import Trainer, machine_description
+from training.presets import preset
 
 
 def plain_dcgan(cfg, data, device, *, batch_size: int):

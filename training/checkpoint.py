@@ -20,7 +20,7 @@ from torch import nn
 from ganserve.errors import UsageError
 from training.config import RunConfig
 from training.ema import EMA
-from training.families import Family, get_family
+from training.families import Family, config_from_dict, get_family
 from training.files import torch_load
 
 CHECKPOINT_VERSION = 1
@@ -36,7 +36,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def checkpoint_config(ckpt: dict[str, Any]) -> RunConfig:
     """The run config stored in a checkpoint (older ones lack newer fields: those take their defaults)."""
-    return RunConfig.from_dict(ckpt["config"])
+    return config_from_dict(ckpt["config"])
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from ganserve.usage import UsageParser as _Parser
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    from training.config import PRESETS
+    from training.presets import PRESETS
 
     p = _Parser(prog="ganserve train", description="Train a generator family from a preset.")
     p.add_argument("--preset", default="dcgan-mnist", help=f"one of: {', '.join(PRESETS)}")
@@ -33,7 +33,8 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace):
-    from training.config import apply_overrides, preset, validate
+    from training.families import apply_overrides, validate
+    from training.presets import preset
 
     cfg = preset(args.preset)
     overrides = list(args.overrides)
@@ -82,6 +83,40 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
+def cmd_train_text_encoder(argv: list[str]) -> int:
+    import shlex
+
+    from training.families import apply_overrides, get_family, validate
+    from training.families.gan_int_cls import pretrain, save_encoder
+    from training.presets import preset
+
+    p = _Parser(prog="ganserve train-text-encoder",
+                description="Pre-train the char-CNN-RNN text encoder with the joint image-text embedding.")
+    p.add_argument("--preset", default="text2img-colour-mnist", help="a gan-int-cls preset (data and model)")
+    p.add_argument("--data", help="data folder (colour-mnist: the MNIST IDX files)")
+    p.add_argument("--out", required=True, help="where to write the encoder (.pt)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    args = p.parse_args(argv)
+    overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
+    cfg = validate(apply_overrides(preset(args.preset), overrides))
+    if cfg.model.family != "gan-int-cls":
+        raise UsageError(f"preset {args.preset} is not a gan-int-cls preset")
+    if args.steps < 1 or args.batch_size < 2:
+        raise UsageError("--steps must be >= 1 and --batch-size >= 2")
+    family = get_family(cfg)
+    data = family.load_captioned()
+    result = pretrain(data, family.encoder_config(), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed)
+    out = save_encoder(result, args.out, meta={"argv": "ganserve train-text-encoder " + shlex.join(argv)})
+    print(f"wrote {out}: {result.steps} steps in {result.wall_time:.0f}s; held-out prompts read correctly "
+          f"by the attribute probes: {result.probe_accuracy:.3f}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "train":
@@ -95,9 +130,7 @@ def main(argv: list[str]) -> int:
 
         return classifier_cli(rest)
     if command == "train-text-encoder":
-        from training.text_encoder import cli as text_encoder_cli
-
-        return text_encoder_cli(rest)
+        return cmd_train_text_encoder(rest)
     if command == "train-attribute-classifier":
         from training.attributes import cli as attributes_cli
 

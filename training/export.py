@@ -21,7 +21,7 @@ from torch import nn
 
 from ganserve.errors import UsageError
 from training.checkpoint import load_generator, read_checkpoint
-from training.families import ExportSpec
+from training.families.base import ExportSpec
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch, on a [-1, 1] output

@@ -26,11 +26,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganserve.errors import UsageError
 from training.checkpoint import CHECKPOINT_VERSION, initial_generator_weights, read_checkpoint
-from training.config import RunConfig, validate
+from training.config import RunConfig
 from training.data.images import ImageSet
 from training.data.sampler import BatchSampler
 from training.ema import EMA
-from training.families import Family, get_family
+from training.families import Family, config_from_dict, get_family, validate
 from training.losses import build_loss, gradient_penalty
 
 
@@ -165,7 +165,7 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         ckpt = read_checkpoint(path)
-        if RunConfig.from_dict(ckpt["config"]).model != self.cfg.model:  # older configs lack new fields
+        if config_from_dict(ckpt["config"]).model != self.cfg.model:  # older configs lack new fields
             raise UsageError(f"checkpoint {path} was made with a different model config; "
                              "resume with the same preset/overrides")
         self.G.load_state_dict(ckpt["G"])

@@ -1,5 +1,6 @@
-"""Adversarial losses, each an object working on D's logits, selected by name; and the
-super-resolution content losses (pixel, VGG19 features, discriminator feature matching).
+"""Adversarial losses, each an object working on D's logits, selected by name; the
+super-resolution content losses (pixel, VGG19 features, discriminator feature matching); and the
+joint image-text embedding loss that pre-trains the text-to-image text encoder.
 
 All D losses take ``real`` and ``fake`` logits (``fake`` may hold several kinds of negatives, e.g.
 GAN-INT-CLS's fake images and mismatched texts, concatenated). ``real_target`` < 1 is one-sided label
@@ -184,3 +185,14 @@ def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor]) ->
     VGG19 weights are given: D's features are the only learned image features available offline, and
     they track what D uses to tell SR from HR, so matching them adds texture the pixel loss averages away."""
     return torch.stack([F.l1_loss(f, r.detach()) for f, r in zip(fake, real)]).mean()
+
+
+# ---------------------------------------------------------------- text-to-image: joint embedding
+def joint_embedding_loss(img: torch.Tensor, txt: torch.Tensor, classes: torch.Tensor, *,
+                         temperature: float = 0.1) -> torch.Tensor:
+    """Symmetric class-structured compatibility loss over a batch: img, txt [B, E], classes [B]."""
+    scores = F.normalize(img, dim=1) @ F.normalize(txt, dim=1).T / temperature  # [B, B]
+    same = (classes[:, None] == classes[None, :]).float()
+    target = same / same.sum(1, keepdim=True)   # every text of the image's class is a match (and vice versa)
+    return 0.5 * (-(target * scores.log_softmax(1)).sum(1).mean()
+                  - (target.T * scores.T.log_softmax(1)).sum(1).mean())

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from ganserve.errors import UsageError
 from training.checkpoint import read_checkpoint
-from training.config import RunConfig
-from training.families import get_family
+from training.families import config_from_dict, get_family
 
 
 def _train_commands(meta: dict) -> str:
@@ -149,9 +148,9 @@ def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result
     """Write the card; ``notes`` (markdown) goes in a final "Notes" section, e.g. why a target was missed."""
     ckpt = read_checkpoint(checkpoint)
     meta, cfg = ckpt.get("meta", {}), ckpt["config"]
-    kind = get_family(RunConfig.from_dict(cfg)).export_spec().kind
+    kind = get_family(config_from_dict(cfg)).export_spec().kind
     try:
-        section = CARDS[kind](ckpt, RunConfig.from_dict(cfg).to_dict(), json.loads(Path(metrics_path).read_text()),
+        section = CARDS[kind](ckpt, config_from_dict(cfg).to_dict(), json.loads(Path(metrics_path).read_text()),
                               str(checkpoint))
     except KeyError:
         raise UsageError(f"no model card layout for kind {kind!r}; known: {', '.join(CARDS)}") from None
@@ -207,7 +206,7 @@ def write_model_cards(checkpoint: str | Path, *, metrics_path: str | Path, resul
 
 def _text2img_cards(ckpt: dict, checkpoint: str, report: dict, results: dict, name: str,
                     notes: str | None) -> list[Path]:
-    meta, cfg = ckpt.get("meta", {}), RunConfig.from_dict(ckpt["config"]).to_dict()
+    meta, cfg = ckpt.get("meta", {}), config_from_dict(ckpt["config"]).to_dict()
     m, t = cfg["model"], cfg["train"]
     encoder_file = t.get("text_encoder") or "ENCODER.pt"
     enc: dict = {}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from training.config import apply_overrides, preset
+from training.families import apply_overrides
 from training.loop import Trainer
+from training.presets import preset
 
 out = Path(sys.argv[1])
 torch.set_num_threads(1)

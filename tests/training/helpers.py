@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.config import apply_overrides, preset
+from training.families import apply_overrides, validate
+from training.presets import preset
 
 ROOT = Path(__file__).resolve().parents[2]
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
@@ -14,6 +15,17 @@ MNIST = ROOT.parent / "shared" / "data" / "mnist"
 def tiny_config(*overrides: str):
     """Seconds-long DCGAN on scikit-learn's 8x8 digits."""
     return apply_overrides(preset("dcgan-digits-tiny"), ["train.log_every=1", *overrides])
+
+
+def sr_config(photo_dir: Path, *overrides: str):
+    """Seconds-long SRResNet (x2, two blocks) on the photos in ``photo_dir``."""
+    return validate(apply_overrides(preset("srresnet-tiny"), [
+        "data.name=sr-folder", f"data.path={photo_dir}", "data.limit=none", "train.log_every=1", *overrides]))
+
+
+def params(module) -> list:
+    """Copies of a module's parameters, to compare before and after a step."""
+    return [p.detach().clone() for p in module.parameters()]
 
 
 def write_photos(folder: Path) -> Path:

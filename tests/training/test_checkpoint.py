@@ -18,7 +18,6 @@ def test_missing_or_foreign_checkpoint(tmp_path):
         load_generator(tmp_path / "other.pt")
 
 
-
 def test_model_kind_of_a_checkpoint_and_of_its_onnx_export(tmp_path):
     trainer = Trainer(tiny_config("train.steps=1"), out_dir=tmp_path / "run")
     trainer.fit()

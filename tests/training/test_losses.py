@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ganserve.errors import UsageError
-from training.losses import LOSS_REGISTRY, build_loss, gradient_penalty
+from training.losses import LOSS_REGISTRY, build_loss, gradient_penalty, joint_embedding_loss
 
 
 @pytest.mark.parametrize("name", sorted(LOSS_REGISTRY))
@@ -45,3 +45,11 @@ def test_gradient_penalty_zero_for_unit_norm_critic():
 def test_unknown_loss_lists_valid_names():
     with pytest.raises(UsageError, match="valid losses: bce, hinge, lsgan, wgan-gp"):
         build_loss("wasserstein")
+
+
+def test_joint_embedding_loss_prefers_matching_classes():
+    classes = torch.tensor([0, 1, 2, 0])
+    img = torch.eye(4)[[0, 1, 2, 0]]
+    good = joint_embedding_loss(img, img.clone(), classes)
+    bad = joint_embedding_loss(img, img[[1, 2, 0, 1]], classes)
+    assert good < bad

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.config import ModelConfig
 from training.models.layers import check_shape, dcgan_base_size, dcgan_init_, maybe_sn, norm2d
 
 
@@ -24,24 +23,25 @@ class DCGANGenerator(nn.Module):
     ``cond_dim`` > 0 lets conditional families (GAN-INT-CLS) append a conditioning vector to z.
     """
 
-    def __init__(self, cfg: ModelConfig, *, cond_dim: int = 0) -> None:
+    def __init__(self, *, image_size: int, channels: int, latent_dim: int, width: int, cond_dim: int = 0) -> None:
+        # image_size: S, 4*2^k or 7*2^k; width: at the last hidden layer (ngf), doubling towards z
         super().__init__()
-        base, stages = dcgan_base_size(cfg.image_size)
-        self.in_dim, self.channels, self.image_size = cfg.latent_dim + cond_dim, cfg.channels, cfg.image_size
-        width = cfg.g_width * 2 ** (stages - 1)
-        # (latent) x 1 x 1 -> (g_width * 2^(stages-1)) x base x base
+        base, stages = dcgan_base_size(image_size)
+        self.in_dim, self.channels, self.image_size = latent_dim + cond_dim, channels, image_size
+        width = width * 2 ** (stages - 1)
+        # (latent) x 1 x 1 -> (width * 2^(stages-1)) x base x base
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(self.in_dim, width, base, 1, 0, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(True),
         ]
-        # each stage doubles the side and halves the width: ... -> (g_width) x S/2 x S/2
+        # each stage doubles the side and halves the width: ... -> (width) x S/2 x S/2
         for _ in range(stages - 1):
             layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
                        nn.BatchNorm2d(width // 2), nn.ReLU(True)]
             width //= 2
-        # (g_width) x S/2 x S/2 -> (channels) x S x S, no BatchNorm at the output
-        layers += [nn.ConvTranspose2d(width, cfg.channels, 4, 2, 1, bias=False), nn.Tanh()]
+        # (width) x S/2 x S/2 -> (channels) x S x S, no BatchNorm at the output
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         dcgan_init_(self)
 
@@ -57,19 +57,20 @@ class DCGANDiscriminator(nn.Module):
     replicated embedding to the base-resolution features before the head (``cond_dim`` channels).
     """
 
-    def __init__(self, cfg: ModelConfig, *, cond_dim: int = 0) -> None:
+    def __init__(self, *, image_size: int, channels: int, width: int, norm: str = "batch",
+                 spectral_norm: bool = False, cond_dim: int = 0) -> None:
+        # width: at the first layer (ndf), doubling at every stage; norm: batch | layer | none (hidden layers)
         super().__init__()
-        base, stages = dcgan_base_size(cfg.image_size)
-        self.channels, self.image_size, self.base = cfg.channels, cfg.image_size, base
-        sn = cfg.spectral_norm
-        # (channels) x S x S -> (d_width) x S/2 x S/2, no normalisation at the input layer
-        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(cfg.channels, cfg.d_width, 4, 2, 1, bias=False), sn),
+        base, stages = dcgan_base_size(image_size)
+        self.channels, self.image_size, self.base = channels, image_size, base
+        sn = spectral_norm
+        # (channels) x S x S -> (width) x S/2 x S/2, no normalisation at the input layer
+        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(channels, width, 4, 2, 1, bias=False), sn),
                                    nn.LeakyReLU(0.2, inplace=True)]
-        width = cfg.d_width
         # each stage halves the side and doubles the width, down to base x base
         for _ in range(stages - 1):
             layers += [maybe_sn(nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), sn),
-                       norm2d(cfg.d_norm, width * 2), nn.LeakyReLU(0.2, inplace=True)]
+                       norm2d(norm, width * 2), nn.LeakyReLU(0.2, inplace=True)]
             width *= 2
         self.features = nn.Sequential(*layers)
         self.feature_channels = width

@@ -1,6 +1,6 @@
 """GAN-INT-CLS (Reed et al. 2016, "Generative Adversarial Text to Image Synthesis").
 
-- G: the text embedding is compressed by a fully connected layer + LeakyReLU (``text_proj_dim``),
+- G: the text embedding is compressed by a fully connected layer + LeakyReLU (``proj_dim``),
   concatenated to z, then DCGAN transposed convolutions (:class:`DCGANGenerator` with ``cond_dim``).
 - D: DCGAN strided convolutions down to the base resolution (4x4, or 7x7 for 28x28 images), the
   compressed embedding replicated spatially and depth-concatenated there, a 1x1 convolution with
@@ -16,14 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.config import ModelConfig
 from training.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from training.models.layers import check_shape, dcgan_init_, maybe_sn, norm2d
-from training.text_encoder import TextEncoder, TextEncoderConfig
-
-
-def encoder_config(cfg: ModelConfig) -> TextEncoderConfig:
-    return TextEncoderConfig(max_tokens=cfg.max_tokens, width=cfg.text_width, embedding_dim=cfg.embedding_dim)
+from training.models.text_encoder import TextEncoder, TextEncoderConfig
 
 
 def _compress(embedding_dim: int, proj_dim: int) -> nn.Sequential:
@@ -33,11 +28,14 @@ def _compress(embedding_dim: int, proj_dim: int) -> nn.Sequential:
 class ConditionalGenerator(nn.Module):
     """(z [B, Z], embedding [B, E]) -> image [B, C, S, S] in [-1, 1]."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, *, image_size: int, channels: int, latent_dim: int, width: int, embedding_dim: int,
+                 proj_dim: int) -> None:
+        # width: the DCGAN generator's (ngf); proj_dim: P, the compressed embedding joined to z
         super().__init__()
-        self.latent_dim, self.embedding_dim = cfg.latent_dim, cfg.embedding_dim
-        self.compress = _compress(cfg.embedding_dim, cfg.text_proj_dim)       # [B, E] -> [B, P]
-        self.net = DCGANGenerator(cfg, cond_dim=cfg.text_proj_dim)          # [B, Z + P] -> image
+        self.latent_dim, self.embedding_dim = latent_dim, embedding_dim
+        self.compress = _compress(embedding_dim, proj_dim)                  # [B, E] -> [B, P]
+        self.net = DCGANGenerator(image_size=image_size, channels=channels, latent_dim=latent_dim, width=width,
+                                  cond_dim=proj_dim)                       # [B, Z + P] -> image
         dcgan_init_(self.compress)
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -53,10 +51,12 @@ class TextToImageGenerator(nn.Module):
     encoder) or embeddings (float [B, E], e.g. GAN-INT's interpolations).
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, encoder: TextEncoderConfig, *, image_size: int, channels: int, latent_dim: int, width: int,
+                 proj_dim: int) -> None:
         super().__init__()
-        self.encoder = TextEncoder(encoder_config(cfg)).requires_grad_(False)
-        self.generator = ConditionalGenerator(cfg)
+        self.encoder = TextEncoder(encoder).requires_grad_(False)
+        self.generator = ConditionalGenerator(image_size=image_size, channels=channels, latent_dim=latent_dim,
+                                              width=width, embedding_dim=encoder.embedding_dim, proj_dim=proj_dim)
 
     def train(self, mode: bool = True) -> TextToImageGenerator:
         super().train(mode)
@@ -75,17 +75,21 @@ class TextToImageGenerator(nn.Module):
 class ConditionalDiscriminator(nn.Module):
     """(image [B, C, S, S], embedding [B, E]) -> logits [B]."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, *, image_size: int, channels: int, width: int, embedding_dim: int, proj_dim: int,
+                 norm: str = "batch", spectral_norm: bool = False) -> None:
+        # width: the DCGAN discriminator's (ndf); proj_dim: P, the compressed embedding joined at base x base
         super().__init__()
-        trunk = DCGANDiscriminator(cfg)  # only its convolutional trunk is used
+        # only its convolutional trunk is used
+        trunk = DCGANDiscriminator(image_size=image_size, channels=channels, width=width, norm=norm,
+                                   spectral_norm=spectral_norm)
         self.features, self.base, width = trunk.features, trunk.base, trunk.feature_channels
-        self.channels, self.image_size, self.embedding_dim = cfg.channels, cfg.image_size, cfg.embedding_dim
-        self.compress = _compress(cfg.embedding_dim, cfg.text_proj_dim)
-        sn = cfg.spectral_norm
+        self.channels, self.image_size, self.embedding_dim = channels, image_size, embedding_dim
+        self.compress = _compress(embedding_dim, proj_dim)
+        sn = spectral_norm
         # (width + P) x base x base -> width x base x base -> 1 x 1 x 1
         self.head = nn.Sequential(
-            maybe_sn(nn.Conv2d(width + cfg.text_proj_dim, width, 1, 1, 0, bias=False), sn),
-            norm2d(cfg.d_norm, width), nn.LeakyReLU(0.2, inplace=True),
+            maybe_sn(nn.Conv2d(width + proj_dim, width, 1, 1, 0, bias=False), sn),
+            norm2d(norm, width), nn.LeakyReLU(0.2, inplace=True),
             maybe_sn(nn.Conv2d(width, 1, self.base, 1, 0, bias=False), sn),
         )
         dcgan_init_(self.compress)

@@ -21,7 +21,6 @@ import math
 import torch
 from torch import nn
 
-from training.config import ModelConfig
 from training.models.layers import check_shape
 
 
@@ -47,16 +46,17 @@ class UpsampleX2(nn.Sequential):
 class SRResNet(nn.Module):
     """lr [B, 3, h, w] in [0, 1] -> sr [B, 3, scale*h, scale*w] in [0, 1]."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, *, width: int, scale: int, blocks: int) -> None:
+        # width: trunk channels; scale: 2, 4 or 8 (x2 PixelShuffle stages); blocks: residual blocks in the trunk
         super().__init__()
-        width, self.scale = cfg.g_width, cfg.scale
-        stages = int(math.log2(cfg.scale))
-        if 2**stages != cfg.scale:
-            raise ValueError(f"scale must be a power of two, got {cfg.scale}")
+        self.scale = scale
+        stages = int(math.log2(scale))
+        if 2**stages != scale:
+            raise ValueError(f"scale must be a power of two, got {scale}")
         # 3 x h x w -> (width) x h x w
         self.head = nn.Sequential(nn.Conv2d(3, width, 9, 1, 4), nn.PReLU(width))
         # (width) x h x w, B residual blocks, then conv-BN closed by the global skip
-        self.trunk = nn.Sequential(*[ResidualBlock(width) for _ in range(cfg.blocks)],
+        self.trunk = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)],
                                    nn.Conv2d(width, width, 3, 1, 1), nn.BatchNorm2d(width))
         # (width) x h x w -> (width) x sh x sw
         self.upsample = nn.Sequential(*[UpsampleX2(width) for _ in range(stages)])
@@ -74,9 +74,10 @@ class SRDiscriminator(nn.Module):
     """hr or sr [B, 3, S, S] in [0, 1] -> logits [B]; with ``features=True`` also the activations after
     each strided stage (for feature matching)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, *, image_size: int, width: int) -> None:
+        # image_size: S, the HR crop side (a multiple of 16: the dense head fixes it); width: the first conv's
         super().__init__()
-        w, self.image_size = cfg.d_width, cfg.image_size
+        w, self.image_size = width, image_size
         widths = [w, w, 2 * w, 2 * w, 4 * w, 4 * w, 8 * w, 8 * w]
         layers: list[nn.Module] = []
         c_in = 3
@@ -90,7 +91,7 @@ class SRDiscriminator(nn.Module):
             c_in = c_out
         # 3 x S x S -> (8w) x S/16 x S/16, one entry per conv layer
         self.convs = nn.ModuleList(layers)
-        side = cfg.image_size // 16
+        side = image_size // 16
         # (8w * side^2) -> 1024 -> 1
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * w * side * side, 1024),
                                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(1024, 1))

@@ -1,9 +1,10 @@
+"""training.models.dcgan: the DCGAN generator and discriminator follow the paper's rules."""
+
 import pytest
 import torch
 from torch import nn
 
 from ganserve.errors import UsageError
-from training.config import ModelConfig
 from training.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from training.models.layers import dcgan_base_size
 
@@ -11,9 +12,8 @@ from training.models.layers import dcgan_base_size
 @pytest.mark.parametrize("size,channels", [(8, 1), (16, 3), (28, 1), (32, 3), (56, 1), (64, 3)])
 @pytest.mark.parametrize("d_norm,sn", [("batch", False), ("layer", True), ("none", False)])
 def test_shapes(size, channels, d_norm, sn):
-    cfg = ModelConfig(image_size=size, channels=channels, latent_dim=12, g_width=8, d_width=8,
-                      d_norm=d_norm, spectral_norm=sn)
-    G, D = DCGANGenerator(cfg), DCGANDiscriminator(cfg)
+    G = DCGANGenerator(image_size=size, channels=channels, latent_dim=12, width=8)
+    D = DCGANDiscriminator(image_size=size, channels=channels, width=8, norm=d_norm, spectral_norm=sn)
     x = G(torch.randn(3, 12))
     assert x.shape == (3, channels, size, size)
     assert x.abs().max() <= 1.0  # tanh output
@@ -30,8 +30,8 @@ def test_base_sizes():
 
 
 def test_paper_architecture_rules():
-    cfg = ModelConfig(image_size=64, channels=3)
-    G, D = DCGANGenerator(cfg), DCGANDiscriminator(cfg)
+    G = DCGANGenerator(image_size=64, channels=3, latent_dim=100, width=64)
+    D = DCGANDiscriminator(image_size=64, channels=3, width=64)
     g_layers = list(G.net)
     # G: transposed convolutions only, ReLU hidden, tanh out, BatchNorm everywhere except the output
     assert all(not isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d)) for m in G.modules())
@@ -48,20 +48,19 @@ def test_paper_architecture_rules():
 
 
 def test_init_is_normal_002():
-    G = DCGANGenerator(ModelConfig(image_size=64, channels=3))
+    G = DCGANGenerator(image_size=64, channels=3, latent_dim=100, width=64)
     w = torch.cat([m.weight.detach().flatten() for m in G.modules() if isinstance(m, nn.ConvTranspose2d)])
     assert abs(float(w.mean())) < 1e-3
     assert float(w.std()) == pytest.approx(0.02, rel=0.05)
 
 
 def test_discriminator_conditioning_concatenates_at_base_resolution():
-    cfg = ModelConfig(image_size=64, channels=3, d_width=8)
-    D = DCGANDiscriminator(cfg, cond_dim=5)
+    D = DCGANDiscriminator(image_size=64, channels=3, width=8, cond_dim=5)
     out = D(torch.randn(2, 3, 64, 64), torch.randn(2, 5))
     assert out.shape == (2,)
 
 
 def test_boundary_shape_check():
-    G = DCGANGenerator(ModelConfig(latent_dim=10))
+    G = DCGANGenerator(image_size=28, channels=1, latent_dim=10, width=64)
     with pytest.raises(ValueError, match="expected shape"):
         G(torch.randn(2, 11))

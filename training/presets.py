@@ -1,0 +1,119 @@
+"""Named starting points for ``ganserve train --preset NAME``: data, in the style of nanoGPT's
+``config/*.py``. The schema is ``training/config.py``; each family's own fields are in its
+``training/families/<family>.py``. Any field can be overridden: ``--set section.field=value``.
+"""
+
+from __future__ import annotations
+
+from ganserve.errors import UsageError
+from training.config import DataConfig, RunConfig, TrainConfig
+from training.families.dcgan import DCGANModelConfig
+from training.families.gan_int_cls import GANIntClsModelConfig, GANIntClsTrainConfig
+from training.families.srgan import SRModelConfig, SRTrainConfig
+
+PRESETS: dict[str, RunConfig] = {
+    # DCGAN on full MNIST at its native 28x28.
+    "dcgan-mnist": RunConfig(
+        data=DataConfig(name="mnist"),
+        model=DCGANModelConfig(image_size=28, channels=1, latent_dim=100, g_width=64, d_width=64),
+        train=TrainConfig(steps=20_000, batch_size=128),
+    ),
+    # DCGAN on a folder of RGB images at 64x64, the paper's setting.
+    "dcgan-folder64": RunConfig(
+        data=DataConfig(name="image-folder"),
+        model=DCGANModelConfig(image_size=64, channels=3, latent_dim=100, g_width=64, d_width=64),
+        train=TrainConfig(steps=20_000, batch_size=128),
+    ),
+    # Seconds-long smoke run on scikit-learn's bundled 8x8 digits.
+    "dcgan-digits-tiny": RunConfig(
+        data=DataConfig(name="digits"),
+        model=DCGANModelConfig(image_size=8, channels=1, latent_dim=16, g_width=16, d_width=16),
+        train=TrainConfig(steps=20, batch_size=32, log_every=5, sample_every=10, checkpoint_every=10,
+                          sample_grid=16),
+    ),
+    # SRResNet (Ledig et al. 2017), stage 1: pixel loss, x4, on the offline photo set. Sized for a CPU
+    # (or a short GPU) run; the paper trains 16 blocks on 96x96 HR crops, batch 16, lr 1e-4.
+    "srresnet-x4": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=SRModelConfig(family="srresnet", channels=3, scale=4, blocks=16, g_width=64, image_size=96),
+        train=SRTrainConfig(steps=20_000, batch_size=16, lr_g=1e-4, lr_d=1e-4, beta1=0.9, beta2=0.999,
+                            pixel_loss="mse", ema_decay=0.999, log_every=50, sample_every=1000,
+                            checkpoint_every=500, sample_grid=8),
+    ),
+    # The shipped x4 model, sized for a 2-core CPU in under an hour: 8 blocks of width 32, L1 loss
+    # (faster early PSNR gains than MSE), a higher learning rate and a short EMA to match the short run.
+    "srresnet-x4-cpu": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=SRModelConfig(family="srresnet", channels=3, scale=4, blocks=8, g_width=32, d_width=16,
+                            image_size=96),
+        train=SRTrainConfig(steps=4_000, batch_size=16, lr_g=5e-4, lr_d=1e-4, beta1=0.9, beta2=0.999,
+                            pixel_loss="l1", ema_decay=0.99, log_every=20, sample_every=500,
+                            checkpoint_every=100, sample_grid=8),
+    ),
+    "srresnet-x2": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=SRModelConfig(family="srresnet", channels=3, scale=2, blocks=16, g_width=64, image_size=64),
+        train=SRTrainConfig(steps=20_000, batch_size=16, lr_g=1e-4, lr_d=1e-4, beta1=0.9, beta2=0.999,
+                            pixel_loss="mse", ema_decay=0.999, log_every=50, sample_every=1000,
+                            checkpoint_every=500, sample_grid=8),
+    ),
+    # SRGAN, stage 2: adversarial (1e-3) + content loss, G initialised from an SRResNet checkpoint
+    # (--set train.init_from=runs/srresnet/checkpoint.pt). Without VGG19 weights the content loss is
+    # the pixel loss plus feature matching on D (see training/losses.py).
+    "srgan-x4": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=SRModelConfig(family="srgan", channels=3, scale=4, blocks=16, g_width=64, d_width=64,
+                            image_size=96),
+        train=SRTrainConfig(steps=5_000, batch_size=16, loss="bce", lr_g=1e-4, lr_d=1e-4, beta1=0.9,
+                            beta2=0.999, pixel_loss="mse", content_loss="feature-matching", adv_weight=1e-3,
+                            ema_decay=0.999, log_every=50, sample_every=500, checkpoint_every=500,
+                            sample_grid=8),
+    ),
+    # Stage 2 for srresnet-x4-cpu's generator, sized for a CPU: a narrow discriminator (d_width 16) and a
+    # short run; the pixel term keeps the output close to the SRResNet's, feature matching on D
+    # (weight 0.1) stands in for the VGG loss without VGG19 weights.
+    "srgan-x4-cpu": RunConfig(
+        data=DataConfig(name="sr-builtin"),
+        model=SRModelConfig(family="srgan", channels=3, scale=4, blocks=8, g_width=32, d_width=16,
+                            image_size=96),
+        train=SRTrainConfig(steps=400, batch_size=16, loss="bce", lr_g=1e-4, lr_d=1e-4, beta1=0.9,
+                            beta2=0.999, pixel_loss="l1", content_loss="feature-matching", fm_weight=0.1,
+                            adv_weight=1e-3, ema_decay=0.99, log_every=10, sample_every=100,
+                            checkpoint_every=50, sample_grid=8),
+    ),
+    # GAN-INT-CLS (Reed et al. 2016) on captioned colour MNIST, 28x28 RGB, sized for a 2-core CPU (about
+    # 0.33 s per step). First `ganserve train-text-encoder --data DIR --out runs/text2img-encoder.pt
+    # --steps 3000`, then `ganserve train --preset text2img-colour-mnist --data DIR
+    # --set train.text_encoder=runs/text2img-encoder.pt` (model_repository/text2img/README.md).
+    "text2img-colour-mnist": RunConfig(
+        data=DataConfig(name="colour-mnist", filler_words=0.7, punctuation=0.15),
+        model=GANIntClsModelConfig(family="gan-int-cls", image_size=28, channels=3, latent_dim=100, g_width=64,
+                                   d_width=64),
+        train=GANIntClsTrainConfig(steps=4_000, batch_size=64, loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5,
+                                   ema_decay=0.999, log_every=50, sample_every=500, checkpoint_every=250,
+                                   sample_grid=90),  # every (digit, colour): a row per colour, a column per digit
+    ),
+    # Seconds-long smoke run on colour-digits (scikit-learn's digits, coloured and captioned).
+    "text2img-tiny": RunConfig(
+        data=DataConfig(name="colour-digits", captions=2),
+        model=GANIntClsModelConfig(family="gan-int-cls", image_size=8, channels=3, latent_dim=8, g_width=8,
+                                   d_width=8, text_width=16, embedding_dim=16, text_proj_dim=8),
+        train=GANIntClsTrainConfig(steps=6, batch_size=16, log_every=2, sample_every=3, checkpoint_every=3,
+                                   sample_grid=16),
+    ),
+    # Seconds-long smoke run: x2, 2 blocks of width 16, on the offline photo set.
+    "srresnet-tiny": RunConfig(
+        data=DataConfig(name="sr-builtin", limit=3),
+        model=SRModelConfig(family="srresnet", channels=3, scale=2, blocks=2, g_width=16, d_width=8,
+                            image_size=16),
+        train=SRTrainConfig(steps=20, batch_size=4, lr_g=1e-4, lr_d=1e-4, beta1=0.9, log_every=5,
+                            sample_every=10, checkpoint_every=10, sample_grid=4),
+    ),
+}
+
+
+def preset(name: str) -> RunConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}") from None
