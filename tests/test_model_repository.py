@@ -56,7 +56,7 @@ def test_shipped_dcgan_draws_every_digit():
     import onnxruntime as ort
     import torch
 
-    from training.classifier import load_classifier
+    from training.metrics.classifiers import load_classifier
 
     session = ort.InferenceSession(str(REPO / "dcgan" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     z = np.random.default_rng(0).standard_normal((1000, 100), dtype=np.float32)
@@ -76,7 +76,7 @@ def test_shipped_text2img_follows_held_out_prompts():
     import torch
 
     from ganserve import text
-    from training.attributes import classify, load_attribute_classifier
+    from training.metrics.classifiers import classify, load_attribute_classifier
     from training.data.captions import heldout_prompts, seen_combos
     from training.data.images import to_uint8
 

@@ -126,30 +126,17 @@ def main(argv: list[str]) -> int:
 
         return export_cli(rest)
     if command == "train-classifier":
-        from training.classifier import cli as classifier_cli
+        from training.commands import train_classifier
 
-        return classifier_cli(rest)
+        return train_classifier.main(rest)
     if command == "train-text-encoder":
         return cmd_train_text_encoder(rest)
     if command == "train-attribute-classifier":
-        from training.attributes import cli as attributes_cli
+        from training.commands import train_attribute_classifier
 
-        return attributes_cli(rest)
+        return train_attribute_classifier.main(rest)
     if command == "evaluate":
-        from training.checkpoint import model_kind
-        from training.metrics import cli as unconditional_cli
-        from training.sr_metrics import cli as sr_cli
-        from training.text2img_metrics import cli as text2img_cli
+        from training.commands import evaluate
 
-        # the metrics of the model's kind: FID/KID/modes for MNIST generators, PSNR/SSIM for
-        # super-resolution, attribute accuracy + FID on held-out prompts for text-to-image
-        evaluators = {"unconditional": unconditional_cli, "super-resolution": sr_cli, "text-conditional": text2img_cli}
-        models = [a for a in rest if a.endswith((".pt", ".onnx"))]
-        if not models:
-            return unconditional_cli(rest)  # its parser reports the missing model
-        kind = model_kind(models[0])
-        if kind not in evaluators:
-            raise UsageError(f"no quality metrics for a {kind!r} model; ganserve evaluate measures "
-                             f"{', '.join(evaluators)} models")
-        return evaluators[kind](rest)
+        return evaluate.main(rest)
     raise UsageError(f"unknown training command {command!r}")

@@ -1,5 +1,5 @@
 """Quality of a text-to-image model on captioned colour MNIST, measured by ganserve's attribute
-classifier (``training/attributes.py``, sha256-pinned):
+classifier (``training.metrics.classifiers.AttributeClassifier``, sha256-pinned):
 
 - **Attribute accuracy** on held-out prompts (phrasings never used in training): for every
   (digit, colour) combination, images generated from its prompts are classified; digit accuracy,
@@ -13,7 +13,6 @@ classifier (``training/attributes.py``, sha256-pinned):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +20,9 @@ import torch
 
 from ganserve import text
 from ganserve.errors import UsageError
-from training.attributes import classify, load_attribute_classifier
+from training.checkpoint import load_generator
 from training.data.captions import (
     HELDOUT_COMBOS,
-    N_COLOURS,
-    N_DIGITS,
     TRAIN_TEMPLATES,
     caption,
     heldout_prompts,
@@ -33,13 +30,12 @@ from training.data.captions import (
     seen_combos,
 )
 from training.data.images import load_mnist, to_uint8
-from training.metrics import fid
+from training.metrics.classifiers import classify, load_attribute_classifier
+from training.metrics.distances import fid
 
 
 def generator_from(model_path: str | Path):
     """(tokens int64 [B, L], z [B, Z]) -> uint8 images, and the latent size, from a checkpoint."""
-    from training.checkpoint import load_generator
-
     loaded = load_generator(model_path)
     G = loaded.model
 
@@ -78,6 +74,9 @@ def accuracy(net, images: torch.Tensor, digits: torch.Tensor, colours: torch.Ten
 
 def evaluate(model_path: str | Path, data: str | Path, *, per_seen: int = 50, per_heldout: int = 200,
              seed: int = 0) -> dict:
+    """Attribute accuracy and FID per group (seen, held-out combinations) and prompt phrasing."""
+    if min(per_seen, per_heldout) < 10:
+        raise UsageError("--per-seen and --per-heldout must be at least 10")
     net = load_attribute_classifier()
     run, latent, length = generator_from(model_path)
     test, train = load_mnist(data, split="test"), load_mnist(data, split="train")
@@ -107,29 +106,3 @@ def format_report(report: dict) -> str:
                          f"{r['digit_acc']:>7.3f} {r['colour_acc']:>7.3f} {r['both_acc']:>7.3f} {r['fid']:>8.2f} "
                          f"{e['fid_floor_real_train']:>10.2f} {r['samples']:>7d}")
     return "\n".join(lines)
-
-
-def cli(argv: list[str]) -> int:
-    from training.cli import _Parser
-
-    p = _Parser(prog="ganserve evaluate", description="Text-to-image: attribute accuracy on held-out prompts "
-                "(seen and held-out combinations) and FID, by ganserve's colour-MNIST attribute classifier.")
-    p.add_argument("model", help="checkpoint.pt of a gan-int-cls run")
-    p.add_argument("--data", required=True, help="MNIST folder (real references: test digits, coloured)")
-    p.add_argument("--per-seen", type=int, default=50, help="images per seen combination (80 of them)")
-    p.add_argument("--per-heldout", type=int, default=200, help="images per held-out combination (10)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", help="also write the report to this JSON file")
-    args = p.parse_args(argv)
-    if not Path(args.model).is_file():
-        raise UsageError(f"model {args.model} does not exist (expected a gan-int-cls checkpoint.pt)")
-    if min(args.per_seen, args.per_heldout) < 10:
-        raise UsageError("--per-seen and --per-heldout must be at least 10")
-    report = evaluate(args.model, args.data, per_seen=args.per_seen, per_heldout=args.per_heldout, seed=args.seed)
-    print(format_report(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    return 0
-
-
-__all__ = ["N_COLOURS", "N_DIGITS", "evaluate", "format_report"]

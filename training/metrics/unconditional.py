@@ -1,10 +1,7 @@
 """Offline quality metrics for MNIST-style generators, in the feature space of a classifier that
 ganserve trains itself (no Inception weights are available offline).
 
-- FID (Heusel et al. 2017): Fréchet distance between Gaussians fitted to features of generated and
-  real (MNIST test) images.
-- KID (Bińkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel, mean and std over
-  random subsets; unbiased, so usable with few samples.
+- FID and KID (``training.metrics.distances``) between features of generated and real (MNIST test) images.
 - Mode coverage: the classifier's predicted digit over the samples: classes covered (>= 1% share),
   the smallest class share and KL(predicted distribution || uniform).
 
@@ -15,11 +12,8 @@ and blurred with a 3x3 box filter.
 
 from __future__ import annotations
 
-import json
 import math
-import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from ganserve.errors import UsageError
-from training.classifier import load_classifier
+from training.checkpoint import load_generator
 from training.data.images import load_mnist, to_uint8, to_unit_range
-
-METRICS: dict[str, Callable] = {}
-
-
-def register_metric(fn: Callable) -> Callable:
-    METRICS[fn.__name__] = fn
-    return fn
+from training.files import onnx_session
+from training.metrics.classifiers import load_classifier
+from training.metrics.distances import fid, kid
 
 
 @torch.no_grad()
@@ -50,39 +40,6 @@ def features_and_predictions(images: torch.Tensor, *, batch: int = 500) -> tuple
     return np.concatenate(feats), np.concatenate(preds)
 
 
-@register_metric
-def fid(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import linalg
-
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():  # dead ReLU units make the product singular; sqrtm copes
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(covmean).all():  # nearly singular product: regularise as in the reference code
-        eps = np.eye(a.shape[1]) * 1e-6
-        covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
-    covmean = covmean.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
-
-
-@register_metric
-def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
-        seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    d = a.shape[1]
-    m = min(subset_size, len(a), len(b))
-    values = []
-    for _ in range(subsets):
-        x = a[rng.choice(len(a), m, replace=False)]
-        y = b[rng.choice(len(b), m, replace=False)]
-        kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
-        values.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                      - 2 * kxy.mean())
-    return float(np.mean(values)), float(np.std(values))
-
-
-@register_metric
 def mode_coverage(pred: np.ndarray, *, classes: int = 10) -> dict[str, float]:
     share = np.bincount(pred, minlength=classes) / len(pred)
     kl = float(sum(p * math.log(p * classes) for p in share if p > 0))
@@ -135,14 +92,10 @@ def generate(model_path: str | Path, *, samples: int, seed: int = 0, batch: int 
     if not path.is_file():
         raise UsageError(f"model {path} does not exist (expected a checkpoint .pt or an .onnx file)")
     if path.suffix == ".onnx":
-        from training.files import onnx_session
-
         session, meta = onnx_session(path, kind="unconditional")
         latent = int(meta["ganserve.latent_dim"])
         run = lambda z: torch.from_numpy(session.run(["image"], {"z": z.numpy()})[0])
     else:
-        from training.checkpoint import load_generator
-
         loaded = load_generator(path)
         latent = loaded.family.cfg.model.latent_dim
         run = lambda z: loaded.model(z)
@@ -166,28 +119,14 @@ def format_reports(reports: list[Report]) -> str:
     return "\n".join(lines)
 
 
-def cli(argv: list[str]) -> int:
-    from training.cli import _Parser
-
-    p = _Parser(prog="ganserve evaluate", description="FID, KID and mode coverage in the feature space "
-                "of ganserve's MNIST classifier, with reference points.")
-    p.add_argument("model", help="checkpoint.pt (its EMA generator) or model.onnx")
-    p.add_argument("--data", required=True, help="MNIST folder (the test split is the reference set)")
-    p.add_argument("--samples", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-references", action="store_true", help="skip the real-data reference points")
-    p.add_argument("--json", help="also write the reports to this JSON file")
-    args = p.parse_args(argv)
-    if not Path(args.model).is_file():
-        raise UsageError(f"model {args.model} does not exist (expected a checkpoint .pt or an .onnx file)")
-    if args.samples < 1000:
-        raise UsageError(f"--samples must be at least 1000 for stable FID/KID, got {args.samples}")
-    test = load_mnist(args.data, split="test").images
+def evaluate(model: str | Path, *, data: str | Path, samples: int = 10_000, seed: int = 0,
+             references: bool = True) -> list[Report]:
+    """The model's report, then (``references``) the real-data reference points, against MNIST test."""
+    if samples < 1000:
+        raise UsageError(f"--samples must be at least 1000 for stable FID/KID, got {samples}")
+    test = load_mnist(data, split="test").images
     real, _ = features_and_predictions(test)
-    reports = [score(generate(args.model, samples=args.samples, seed=args.seed), real, source=str(args.model))]
-    if not args.no_references:
-        reports += reference_reports(args.data, samples=args.samples, real=real)
-    print(format_reports(reports))
-    if args.json:
-        Path(args.json).write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
-    return 0
+    reports = [score(generate(model, samples=samples, seed=seed), real, source=str(model))]
+    if references:
+        reports += reference_reports(data, samples=samples, real=real)
+    return reports

@@ -10,17 +10,19 @@ with K1 = 0.01, K2 = 0.03. The bicubic baseline upscales the same LR image with 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ganserve.errors import UsageError
+from training.checkpoint import load_generator
 from training.config import DataConfig
 from training.data.sr import bicubic_resize, load_sr_images, make_pair
+from training.files import onnx_session
 
 
 def rgb_to_y(image: np.ndarray) -> np.ndarray:
@@ -153,8 +155,6 @@ def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int, tuple[int, int
     if not path.is_file():
         raise UsageError(f"model {path} does not exist (expected a checkpoint .pt or an .onnx file)")
     if path.suffix == ".onnx":
-        from training.files import onnx_session
-
         session, meta = onnx_session(path, kind="super-resolution")
         scale = int(meta["ganserve.scale"])
 
@@ -163,10 +163,6 @@ def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int, tuple[int, int
             return to_uint8_image(session.run(["sr"], {"lr": x})[0][0])
 
         return run, scale, (int(meta["ganserve.tile_size"]), int(meta["ganserve.tile_overlap"]))
-    import torch
-
-    from training.checkpoint import load_generator
-
     loaded = load_generator(path)
     if loaded.family.export_spec().kind != "super-resolution":
         raise UsageError(f"{path} is a {loaded.family.name} checkpoint, not super-resolution")
@@ -200,27 +196,16 @@ def report_to_json(r: SRReport) -> dict:
     return d
 
 
-def cli(argv: list[str]) -> int:
-    from training.cli import _Parser
-
-    p = _Parser(prog="ganserve evaluate", description="PSNR/SSIM (Y channel) of a super-resolution model "
-                "on held-out images, next to bicubic upscaling.")
-    p.add_argument("model", help="checkpoint.pt (its EMA generator) or model.onnx")
-    p.add_argument("--data", help="folder of held-out HR images (default: the built-in held-out photos)")
-    p.add_argument("--limit", type=int, help="use only the first N images")
-    p.add_argument("--json", help="also write the report to this JSON file")
-    p.add_argument("--no-tiling", action="store_true",
-                   help="skip comparing tiled upscaling (the model's tile size and overlap) with whole images")
-    args = p.parse_args(argv)
-    upscale, scale, (tile, overlap) = load_upscaler(args.model)
-    data = DataConfig(name="sr-folder", path=args.data, limit=args.limit) if args.data else \
-        DataConfig(name="sr-builtin", split="test", limit=args.limit)
-    images = load_sr_images(data)
-    where = f"folder {args.data}" if args.data else "sr-builtin held-out photos"
-    report = evaluate_upscaler(upscale, images, scale=scale, source=str(args.model),
-                               data=f"{where} ({len(images)} images: {', '.join(n for n, _ in images)})",
-                               tile=None if args.no_tiling else tile, overlap=overlap)
-    print(format_report(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report_to_json(report), indent=2) + "\n")
-    return 0
+def evaluate(model: str | Path, *, data: str | Path | None = None, limit: int | None = None,
+             tiling: bool = True) -> SRReport:
+    """PSNR/SSIM of ``model`` (checkpoint or ONNX) on the held-out images: the folder ``data``, or the
+    built-in held-out photos; ``tiling`` also compares tiled upscaling (the model's tile size and overlap)
+    with whole images."""
+    upscale, scale, (tile, overlap) = load_upscaler(model)
+    cfg = DataConfig(name="sr-folder", path=str(data), limit=limit) if data else \
+        DataConfig(name="sr-builtin", split="test", limit=limit)
+    images = load_sr_images(cfg)
+    where = f"folder {data}" if data else "sr-builtin held-out photos"
+    return evaluate_upscaler(upscale, images, scale=scale, source=str(model),
+                             data=f"{where} ({len(images)} images: {', '.join(n for n, _ in images)})",
+                             tile=tile if tiling else None, overlap=overlap)

@@ -1,0 +1,116 @@
+"""``ganserve evaluate MODEL [options]``: the quality metrics of the model's kind.
+
+The kind comes from the model itself (:func:`training.checkpoint.model_kind`: a checkpoint's family, an
+ONNX file's ``ganserve.kind``) and chooses one entry of :data:`EVALUATORS`, which holds that kind's
+options and report; ``ganserve evaluate MODEL --help`` lists the options for that model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ganserve.errors import UsageError
+from ganserve.usage import UsageParser
+from training.checkpoint import model_kind
+from training.metrics import super_resolution, text_conditional, unconditional
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    description: str
+    add_options: Callable[[argparse.ArgumentParser], None]   # the kind's options, after MODEL
+    run: Callable[[argparse.Namespace], None]                # prints the report, writes --json
+
+
+def _unconditional_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="MNIST folder (the test split is the reference set)")
+    p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-references", action="store_true", help="skip the real-data reference points")
+
+
+def _unconditional(args: argparse.Namespace) -> None:
+    reports = unconditional.evaluate(args.model, data=args.data, samples=args.samples, seed=args.seed,
+                                     references=not args.no_references)
+    print(unconditional.format_reports(reports))
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
+
+
+def _super_resolution_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="folder of held-out HR images (default: the built-in held-out photos)")
+    p.add_argument("--limit", type=int, help="use only the first N images")
+    p.add_argument("--no-tiling", action="store_true",
+                   help="skip comparing tiled upscaling (the model's tile size and overlap) with whole images")
+
+
+def _super_resolution(args: argparse.Namespace) -> None:
+    report = super_resolution.evaluate(args.model, data=args.data, limit=args.limit, tiling=not args.no_tiling)
+    print(super_resolution.format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(super_resolution.report_to_json(report), indent=2) + "\n")
+
+
+def _text_conditional_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="MNIST folder (real references: test digits, coloured)")
+    p.add_argument("--per-seen", type=int, default=50, help="images per seen combination (80 of them)")
+    p.add_argument("--per-heldout", type=int, default=200, help="images per held-out combination (10)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _text_conditional(args: argparse.Namespace) -> None:
+    report = text_conditional.evaluate(args.model, args.data, per_seen=args.per_seen,
+                                       per_heldout=args.per_heldout, seed=args.seed)
+    print(text_conditional.format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+EVALUATORS: dict[str, Evaluator] = {
+    "unconditional": Evaluator("FID, KID and mode coverage in the feature space of ganserve's MNIST "
+                               "classifier, with reference points.", _unconditional_options, _unconditional),
+    "super-resolution": Evaluator("PSNR/SSIM (Y channel) of a super-resolution model on held-out images, next "
+                                  "to bicubic upscaling.", _super_resolution_options, _super_resolution),
+    "text-conditional": Evaluator("Text-to-image: attribute accuracy on held-out prompts (seen and held-out "
+                                  "combinations) and FID, by ganserve's colour-MNIST attribute classifier.",
+                                  _text_conditional_options, _text_conditional),
+}
+
+
+def evaluator_for(kind: str) -> Evaluator:
+    try:
+        return EVALUATORS[kind]
+    except KeyError:
+        raise UsageError(f"no quality metrics for a {kind!r} model; ganserve evaluate measures "
+                         f"{', '.join(EVALUATORS)} models") from None
+
+
+def parser(evaluator: Evaluator) -> UsageParser:
+    p = UsageParser(prog="ganserve evaluate", description=evaluator.description)
+    p.add_argument("model", help="checkpoint.pt (its EMA generator) or model.onnx")
+    evaluator.add_options(p)
+    p.add_argument("--json", help="also write the report to this JSON file")
+    return p
+
+
+def _model_argument(argv: list[str]) -> str | None:
+    """The MODEL among ``argv``: the first .pt or .onnx path, else the first other existing file."""
+    models = [a for a in argv if a.endswith((".pt", ".onnx"))]
+    return models[0] if models else next((a for a in argv if not a.startswith("-") and Path(a).is_file()), None)
+
+
+def main(argv: list[str]) -> int:
+    model = _model_argument(argv)
+    if model is None:
+        if {"-h", "--help"} & set(argv):
+            for kind, evaluator in EVALUATORS.items():
+                print(f"== a {kind} model ==\n{parser(evaluator).format_help()}")
+            return 0
+        raise UsageError("evaluate needs a model: a checkpoint .pt or an .onnx file (ganserve evaluate MODEL ...)")
+    evaluator = evaluator_for(model_kind(model))
+    evaluator.run(parser(evaluator).parse_args(argv))
+    return 0
