@@ -308,6 +308,19 @@ class DecodedImage:
 _DECODING_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an upload's header, without decoding a pixel (cheap enough for the event
+    loop: Pillow reads only the header); None when it is not an image :func:`decode` would take (it
+    then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as image:
+                return image.size
+    except Exception:  # noqa: BLE001 - decode() reports every problem in its own words
+        return None
+
+
 def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
     """An uploaded image file -> its pixels, upright, as models take them (8-bit RGB, alpha beside),
     and the mode to answer in.

@@ -203,9 +203,11 @@ class GatewayService:
 
     async def upscale(self, *, image: Upload, model: str | None = None, version: int | None = None,
                       fmt: str | None = None, tile_size: int | None = None, tile_overlap: int | None = None,
-                      timeout_s: float | None = None) -> UpscaleResult:
+                      upload_bytes: int | None = None, timeout_s: float | None = None) -> UpscaleResult:
         """Super-resolution of one uploaded image (alpha, if any, is upscaled bicubically alongside),
         in tiles of ``tile_size`` LR pixels overlapping by ``tile_overlap`` (unset: the model's).
+        ``upload_bytes``: the size the upload will have when ``image`` still has to be read (an HTTP
+        body's Content-Length), else ``max_upload_bytes`` is reserved for it.
 
         Memory, whatever the image size: the upload, the decoded uint8 image, the uint8 output image
         (allocated once; every tile batch is quantised straight into it) and its file, plus a bounded
@@ -214,13 +216,22 @@ class GatewayService:
         fmt = _format(fmt, allowed=images.STILL_FORMATS)
         mv = self._resolve(model, version, kind="super-resolution")
         tile, overlap = self._tiling(mv, tile_size, tile_overlap)
-        # Admitted first for the upload and its decoding, then re-priced once the image's size is known.
+        # Admitted first for the upload, then re-priced from the image's header, before it is decoded.
         settings = self._settings
-        upload = len(image) if isinstance(image, bytes) else settings.max_upload_bytes
-        with self._admit(mv, units=0, nbytes=_DECODE_BYTES_PER_UPLOAD_BYTE * upload
-                         + _DECODE_BYTES_PER_PIXEL * settings.max_pixels, timeout_s=timeout_s) as (ticket, limit):
+        upload = len(image) if isinstance(image, bytes) else min(upload_bytes or settings.max_upload_bytes,
+                                                                 settings.max_upload_bytes)
+        with self._admit(mv, units=0, nbytes=_UPLOAD_COPIES * upload, timeout_s=timeout_s) as (ticket, limit):
             async with self._deadline(mv, limit):
                 data = image if isinstance(image, bytes) else await image()
+                size = images.image_size(data)
+                if size is not None:  # else decode() says what is wrong with it
+                    width, height = size
+                    per_call = 1 if tile is None else self._tiles_per_call(mv, tile)
+                    self._admission.resize(
+                        ticket, units=_lr_pixels(height, width, tile=tile, overlap=overlap),
+                        nbytes=_UPLOAD_COPIES * len(data)
+                        + _upscale_bytes(mv, height, width, tile=tile, tiles_per_call=per_call),
+                        deadline_s=limit.remaining(), deadline_setting=limit.setting)
                 decoded = await _maybe_off_loop(functools.partial(
                     images.decode, data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels),
                     size=len(data))
@@ -231,11 +242,6 @@ class GatewayService:
                 # The output image, written in place: RGB, RGBA when there is alpha, and for JPEG (which
                 # drops alpha) RGB + a padding byte, the layout Pillow's encoder can read without a copy.
                 channels = 4 if fmt == "jpeg" or alpha is not None else 3
-                per_call = self._tiles_per_call(mv, tile) if tile is not None else 1
-                self._admission.resize(
-                    ticket, units=_lr_pixels(height, width, tile=tile, overlap=overlap),
-                    nbytes=_upscale_bytes(mv, height, width, channels=channels, tile=tile, tiles_per_call=per_call),
-                    deadline_s=limit.remaining(), deadline_setting=limit.setting)
                 out = np.empty((height * mv.scale, width * mv.scale, channels), dtype=np.uint8)
                 await self._super_resolve(mv, rgb, out, tile=tile, overlap=overlap)
                 text = _provenance(mv, seed=None, truncation=None)
@@ -531,8 +537,8 @@ def _quantize_rows(out: np.ndarray, x: np.ndarray, *, value_range: tuple[float, 
         images.quantize_into(out[y:y + rows], x[:, y:y + rows], value_range=value_range)
 
 
-_DECODE_BYTES_PER_UPLOAD_BYTE = 2  # the body's chunks and the joined upload
-_DECODE_BYTES_PER_PIXEL = 12       # decoding: Pillow's image and its conversions, the uint8 array
+_UPLOAD_COPIES = 2                 # an upload's bytes: the body's chunks and the joined upload
+_DECODE_BYTES_PER_PIXEL = 32       # decoding: Pillow's image(s) and conversions (16-bit: decoded twice, widened)
 _RESPONSE_COPIES = 3               # an encoded image, and its copies in the response (base64, protobuf)
 _REQUEST_BYTES = 64 * 1024         # what any request holds besides its images (parsing, state)
 
@@ -552,17 +558,16 @@ def _lr_pixels(height: int, width: int, *, tile: int | None, overlap: int) -> in
     return layout.count * tile * tile
 
 
-def _upscale_bytes(mv: ModelVersion, height: int, width: int, *, channels: int, tile: int | None,
-                   tiles_per_call: int) -> int:
-    """Peak memory of one upscale once decoded: the decoded image, the output image, its file and the
-    file's copies in the response, and the float tiles of two backend calls in flight (inputs and
-    outputs) with the quantisation temporaries of one."""
+def _upscale_bytes(mv: ModelVersion, height: int, width: int, *, tile: int | None, tiles_per_call: int) -> int:
+    """Peak memory of one upscale besides its upload: decoding, the decoded image, the output image
+    (4 channels at most), its file and the file's copies in the response, and the float tiles of two
+    backend calls in flight (inputs and outputs) with the quantisation temporaries of one."""
     s2 = mv.scale * mv.scale
-    out = s2 * height * width * channels
+    out = s2 * height * width * 4
     side = tile or 0
     tile_values = 3 * side * side * tiles_per_call if tile is not None else 3 * height * width
     floats = 2 * tile_values * 4 * (1 + s2) + tile_values * s2 * 4
-    return height * width * 4 + out * (1 + _RESPONSE_COPIES) + floats + _REQUEST_BYTES
+    return height * width * _DECODE_BYTES_PER_PIXEL + out * (1 + _RESPONSE_COPIES) + floats + _REQUEST_BYTES
 
 
 async def _latents(image_seeds: list[int], *, latent_dim: int, truncation: float | None) -> np.ndarray:

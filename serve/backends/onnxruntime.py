@@ -101,8 +101,14 @@ class OnnxRuntimeBackend:
         available = ort.get_available_providers()
         providers = [p for p in _PREFERRED_PROVIDERS if p in available]
         session = ort.InferenceSession(str(mv.path), sess_options=options, providers=providers)
-        session.run(None, _warmup_inputs(mv, max_values=max_values,
-                                         free_side=self._settings.upscale_max_tile_size))
+        largest = _warmup_inputs(mv, max_values=max_values, free_side=self._settings.upscale_max_tile_size)
+        try:
+            session.run(None, largest)
+        except Exception as exc:  # noqa: BLE001 - served as far as it runs; its batches will fail alike
+            rows = len(next(iter(largest.values())))
+            log.warning("model %s version %d fails at batch %d (%s); warmed up at batch 1", mv.name,
+                        mv.version, rows, exc)
+            session.run(None, _warmup_inputs(mv, max_values=1, free_side=self._settings.upscale_min_tile_size))
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{mv.name}-{mv.version}")
         labels = (mv.name, str(mv.version))
         batch_size = self._metrics.batch_size.labels(*labels)

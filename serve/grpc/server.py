@@ -38,9 +38,10 @@ class GrpcServer:
             ("grpc.max_connection_idle_ms", round(settings.grpc_max_connection_idle_s * 1000)),
             ("grpc.max_connection_age_ms", round(settings.grpc_max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", round(settings.request_timeout_s * 1000)),
-            # Calls at once on one connection (HTTP/2 streams; the RFC's recommended minimum): more
-            # wait in the client. maximum_concurrent_rpcs below bounds the whole server.
-            ("grpc.max_concurrent_streams", 100),
+            # No cap on HTTP/2 streams per connection: a client's cancelled and expired calls still
+            # count as streams until both ends have closed them, and a storm of them made grpc refuse
+            # new ones (RST_STREAM REFUSED_STREAM, seen as UNAVAILABLE). maximum_concurrent_rpcs
+            # below bounds the whole server, with a clean RESOURCE_EXHAUSTED.
             # Ping each connection after 60 s without traffic and drop it if no answer in 20 s: a
             # vanished client is found in 80 s, not gRPC's default 2 h. Clients may ping as well,
             # even without calls, but not more often than every 10 s (else GOAWAY too_many_pings).

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from serve.http.errors import install_error_handlers
+from serve.http.middleware import CancelOnDisconnect, JsonBodyLimit
 from serve.http.routes import router
 from serve.runtime import Runtime
 from serve.settings import Settings
@@ -50,6 +51,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         app.state.runtime = runtime
     _document_limits(app, settings)
     install_error_handlers(app)
+    app.add_middleware(CancelOnDisconnect)
+    app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_bytes)  # outermost: runs first
     app.include_router(router)
     return app
 

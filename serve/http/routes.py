@@ -123,8 +123,10 @@ async def upscale(request: Request,
         async def upload() -> bytes:
             return await read_upload(request, max_bytes=runtime.settings.max_upload_bytes)
 
+        declared = request.headers.get("content-length", "")
         result = await runtime.service.upscale(image=upload, model=model, version=version, fmt=format,
-                                               tile_size=tile_size, tile_overlap=tile_overlap)
+                                               tile_size=tile_size, tile_overlap=tile_overlap,
+                                               upload_bytes=int(declared) if declared.isdigit() else None)
         tracker.model = result.model
     headers = {"X-Ganserve-Model": result.model, "X-Ganserve-Model-Version": str(result.version)}
     if raw:

@@ -287,3 +287,43 @@ def running_gateway(settings: Settings, *, wait_ready: bool = True) -> Iterator[
             raise RuntimeError("gateway did not stop within 30 s")
         if failure:
             raise failure[0]
+
+
+def add_slow_super_resolution(root: Path, name: str, *, channels: int = 32, layers: int = 3, scale: int = 2,
+                              tile: int = 64, max_batch_size: int = 16) -> Path:
+    """A super-resolution model that costs real CPU per pixel (``layers`` 3x3 convolutions of
+    ``channels`` channels, then a nearest-neighbour x``scale``), for tests of work, deadlines and
+    cancellation: ``lr [-1, 3, h, w] -> sr [-1, 3, s*h, s*w]``, dynamic tile shapes."""
+    rng = np.random.default_rng(0)
+    nodes, initializers, previous, width = [], [], "lr", 3
+    for i in range(layers):
+        weight = (rng.standard_normal((channels, width, 3, 3)) / np.sqrt(9 * width)).astype(np.float32)
+        initializers.append(numpy_helper.from_array(weight, f"w{i}"))
+        nodes += [helper.make_node("Conv", [previous, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        previous, width = f"r{i}", channels
+    to_rgb = (rng.standard_normal((3, width, 1, 1)) / np.sqrt(width)).astype(np.float32)
+    initializers += [numpy_helper.from_array(to_rgb, "to_rgb"),
+                     numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales")]
+    nodes += [helper.make_node("Conv", [previous, "to_rgb"], ["rgb"]),
+              helper.make_node("Add", ["rgb", "lr"], ["mixed"]),
+              helper.make_node("Resize", ["mixed", "", "scales"], ["sr"], mode="nearest")]
+    graph = helper.make_graph(
+        nodes, "slow_sr",
+        [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+        [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["batch", 3, "H", "W"])],
+        initializer=initializers)
+    meta = {"ganserve.kind": "super-resolution", "ganserve.family": "test", "ganserve.scale": str(scale),
+            "ganserve.value_range": "0,1", "ganserve.input_range": "0,1", "ganserve.channels": "3",
+            "ganserve.tile_size": str(tile), "ganserve.tile_overlap": "4"}
+    path = root / name / "1" / "model.onnx"
+    _save(graph, path, meta)
+    write_config(root / name, f"""
+name: "{name}"
+backend: "onnxruntime"
+max_batch_size: {max_batch_size}
+input [ {{ name: "lr" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] }} ]
+output [ {{ name: "sr" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] }} ]
+dynamic_batching {{ max_queue_delay_microseconds: 0 }}
+""")
+    return path
