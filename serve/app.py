@@ -2,8 +2,10 @@
 
 Start-up: both servers listen at once (``/healthz`` live, ``/readyz`` 503, gRPC health NOT_SERVING),
 the models load and warm up, then the gateway reports ready. Shut-down (SIGTERM/SIGINT or
-:meth:`Gateway.request_stop`): readiness and gRPC health go NOT_SERVING, both servers stop taking
-new work and let in-flight requests finish for up to ``shutdown_grace_s``, then the backend closes.
+:meth:`Gateway.request_stop`): readiness and gRPC health go NOT_SERVING, new requests get 503 /
+UNAVAILABLE, both servers stop taking connections and calls, in-flight requests may finish for up to
+``shutdown_grace_s``; those still running then are answered 503 / UNAVAILABLE (JSON over HTTP), the
+backend closes, and the process exits within the grace and a few seconds (``SHUTDOWN_MARGIN_S``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from serve.settings import Settings
 
 log = logging.getLogger(__name__)
 _READINESS_POLL_S = 0.25  # how often gRPC health is brought in line with the gateway's readiness
+# After shutdown_grace_s, requests still running are answered 503 / UNAVAILABLE; this long is left for
+# those answers to go out before the servers cancel what remains.
+SHUTDOWN_MARGIN_S = 3.0
 
 
 class _Server(uvicorn.Server):
@@ -80,7 +85,10 @@ class Gateway:
         http = _Server(uvicorn.Config(
             connections.wrap(create_app(settings, runtime=self.runtime)), http=connections.protocol,
             timeout_keep_alive=settings.http_keepalive_timeout_s, log_config=None, lifespan="on",
-            access_log=settings.log_level == "debug", timeout_graceful_shutdown=max(settings.shutdown_grace_s, 0.1)))
+            access_log=settings.log_level == "debug",
+            # uvicorn cancels what is left after this, answering a plain-text 500; the runtime answers
+            # it first, with JSON 503s, once shutdown_grace_s is over (Runtime.drain)
+            timeout_graceful_shutdown=settings.shutdown_grace_s + SHUTDOWN_MARGIN_S))
         grpc_server = GrpcServer(settings, service=self.runtime.service, metrics=self.runtime.metrics)
         try:
             self.grpc_port = await grpc_server.start()
@@ -104,10 +112,12 @@ class Gateway:
             stop.cancel()
         finally:
             log.info("shutting down: draining in-flight requests (up to %g s)", settings.shutdown_grace_s)
-            self.runtime.begin_shutdown()
-            http.should_exit = True
-            await asyncio.gather(grpc_server.stop(grace_s=settings.shutdown_grace_s), http_task,
-                                 return_exceptions=True)
+            self.runtime.begin_shutdown()  # new requests: 503 / UNAVAILABLE
+            http.should_exit = True        # both servers stop accepting; kept-alive connections close
+            grpc_stopping = asyncio.create_task(grpc_server.stop(grace_s=settings.shutdown_grace_s
+                                                                 + SHUTDOWN_MARGIN_S))
+            await self.runtime.drain(grace_s=settings.shutdown_grace_s, margin_s=SHUTDOWN_MARGIN_S)
+            await asyncio.gather(grpc_stopping, http_task, return_exceptions=True)
             await self.runtime.close()
             sock.close()
             if install_signal_handlers:

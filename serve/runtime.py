@@ -3,6 +3,7 @@ readiness."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 import sys
@@ -19,6 +20,7 @@ from serve.settings import Settings
 
 log = logging.getLogger(__name__)
 _CALIBRATION_TILE = 64  # LR tile side of the start-up measurement of a super-resolution model
+_DRAIN_POLL_S = 0.05
 
 
 class Runtime:
@@ -102,6 +104,22 @@ class Runtime:
         self._stopping = True
         self.service.begin_shutdown()
         self.metrics.ready.set(0)
+
+    async def drain(self, *, grace_s: float, margin_s: float) -> None:
+        """Waits up to ``grace_s`` for admitted requests to finish; then answers the rest 503 /
+        UNAVAILABLE (:meth:`GatewayService.abort_in_flight`) and gives them ``margin_s`` to go out."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + grace_s
+        while self.service.in_flight() and loop.time() < until:
+            await asyncio.sleep(_DRAIN_POLL_S)
+        if not self.service.in_flight():
+            return
+        log.warning("%d request(s) still running after shutdown_grace_s (%g s): answering them 503",
+                    self.service.in_flight(), grace_s)
+        self.service.abort_in_flight()
+        until = loop.time() + margin_s
+        while self.service.in_flight() and loop.time() < until:
+            await asyncio.sleep(_DRAIN_POLL_S)
 
     async def close(self) -> None:
         self.begin_shutdown()

@@ -104,10 +104,24 @@ class GatewayService:
     def __init__(self, *, backend: Backend, settings: Settings, admission: Admission) -> None:
         self._backend, self._settings, self._admission = backend, settings, admission
         self._stopping = False
+        self._running: set[asyncio.Timeout] = set()  # the deadlines of admitted requests
+        self._aborted = False
 
     def begin_shutdown(self) -> None:
         """New requests get :class:`NotReady` from now on; admitted ones go on."""
         self._stopping = True
+
+    def in_flight(self) -> int:
+        """Requests admitted and not finished."""
+        return len(self._running)
+
+    def abort_in_flight(self) -> None:
+        """Ends every admitted request now with :class:`NotReady` (the end of a shutdown's grace):
+        each stops at its next await, as at its deadline."""
+        self._aborted = True
+        now = asyncio.get_running_loop().time()
+        for deadline in list(self._running):
+            deadline.reschedule(now)
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -422,9 +436,16 @@ class GatewayService:
         """Runs the block under the request's deadline: past it, the work stops at its next await (the
         next batch or tile) and the request ends with :class:`DeadlineExceeded`."""
         try:
-            async with asyncio.timeout_at(limit.at):
-                yield
+            async with asyncio.timeout_at(limit.at) as deadline:
+                self._running.add(deadline)
+                try:
+                    yield
+                finally:
+                    self._running.discard(deadline)
         except TimeoutError:
+            if self._aborted:
+                raise NotReady("the gateway shut down before this request finished (shutdown_grace_s); "
+                               "retry on another replica", model=mv.name) from None
             raise DeadlineExceeded(f"model {mv.name!r} did not answer within {limit.seconds:g} s "
                                    f"({limit.setting})", model=mv.name) from None
 

@@ -253,3 +253,39 @@ def test_truncated_generation_does_not_starve_other_clients(model_repo: Path) ->
 
         assert set(asyncio.run(load())) == {200}
     assert probe.worst < HEALTH_LIMIT_S
+
+
+def test_shutdown_answers_unfinished_work_503_and_exits_within_the_grace(slow_repo: Path) -> None:
+    """Upscales that need seconds are running (HTTP and gRPC) when the gateway is told to stop with a
+    0.5 s grace: they are answered JSON 503 / UNAVAILABLE (before: a plain-text 500, or a wait for the
+    abandoned work), and the gateway is gone within the grace and its margin."""
+    from serve.app import SHUTDOWN_MARGIN_S
+
+    settings = test_settings(slow_repo, shutdown_grace_s=0.5, upscale_timeout_s=120, ort_intra_op_threads=1)
+    image = _png(640, 640)
+    with running_gateway(settings) as gw:
+        async def main() -> tuple[httpx.Response, grpc.StatusCode, float]:
+            async with httpx.AsyncClient(base_url=gw.http_url, timeout=60) as http, \
+                    grpc.aio.insecure_channel(gw.grpc_target) as channel:
+                over_http = asyncio.ensure_future(http.post(
+                    "/upscale?model=slow", content=image, headers={"Content-Type": "image/png"}))
+                over_grpc = asyncio.ensure_future(pb_grpc.GatewayStub(channel).Upscale(
+                    pb.UpscaleRequest(model="slow", image=pb.Image(data=image)), timeout=60))
+                while gw.gateway.runtime.service.in_flight() < 2:
+                    await asyncio.sleep(0.01)
+                stopping = time.monotonic()
+                gw.gateway.request_stop()
+                response = await over_http
+                try:
+                    await over_grpc
+                    code = grpc.StatusCode.OK
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                return response, code, stopping
+
+        response, code, stopping = asyncio.run(main())
+    stopped = time.monotonic() - stopping
+    assert response.status_code == 503 and response.json()["error"]["code"] == "not_ready"
+    assert "shutdown_grace_s" in response.json()["error"]["message"]
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert stopped < 0.5 + SHUTDOWN_MARGIN_S + 2
