@@ -1,7 +1,8 @@
 """``ganserve`` command: dispatches each subcommand to the half of the project that owns it.
 
-The training commands import PyTorch; ``serve`` must not. So the owning module is imported only
-when its subcommand runs.
+Each subcommand is a module with a ``main(argv) -> int`` (the training ones in ``training/commands/``),
+registered in :data:`COMMANDS`. The training commands import PyTorch; ``serve`` must not. So the owning
+module is imported (by name) only when its subcommand runs.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ import sys
 
 from ganserve.errors import UsageError
 
-# subcommand -> (module with a ``main(argv) -> int``, one-line help)
+# subcommand -> (module with a ``main(argv) -> int``, argv without the subcommand; one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("training.cli", "train a generator family (dcgan, ...) from a preset and overrides"),
-    "export": ("training.cli", "export a checkpoint's EMA generator to ONNX + Triton config"),
-    "evaluate": ("training.cli", "quality metrics of a checkpoint or ONNX file (FID/KID; SR: PSNR/SSIM)"),
-    "train-classifier": ("training.cli", "train the MNIST classifier whose features the metrics use"),
-    "train-text-encoder": ("training.cli", "pre-train the text-to-image text encoder (joint embedding)"),
-    "train-attribute-classifier": ("training.cli", "train the colour-MNIST digit/colour classifier (text2img metrics)"),
+    "train": ("training.commands.train", "train a generator family (dcgan, ...) from a preset and overrides"),
+    "export": ("training.commands.export", "export a checkpoint's EMA generator to ONNX + Triton config"),
+    "evaluate": ("training.commands.evaluate",
+                 "quality metrics of a checkpoint or ONNX file (FID/KID; SR: PSNR/SSIM; text-to-image)"),
+    "train-classifier": ("training.commands.train_classifier",
+                         "train the MNIST classifier whose features the metrics use"),
+    "train-text-encoder": ("training.commands.train_text_encoder",
+                           "pre-train the text-to-image text encoder (joint embedding)"),
+    "train-attribute-classifier": ("training.commands.train_attribute_classifier",
+                                   "train the colour-MNIST digit/colour classifier (text2img metrics)"),
     "serve": ("serve.cli", "run the HTTP + gRPC gateway over a model repository"),
     "triton-cpu": ("serve.triton_cpu", "run a real Triton server without a GPU on a CPU copy of a repository"),
 }
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
               f"install the '{extra}' extra (pip install 'ganserve[{extra}]')", file=sys.stderr)
         return 2
     try:
-        return int(module.main([name, *rest]) or 0)
+        return int(module.main(rest) or 0)
     except UsageError as exc:
         print(f"ganserve {name}: error: {exc}", file=sys.stderr)
         return 2

@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     if model is None:
         if {"-h", "--help"} & set(argv):
             for kind, evaluator in EVALUATORS.items():
-                print(f"== a {kind} model ==\n{parser(evaluator).format_help()}")
+                print(f"== {kind} models ==\n{parser(evaluator).format_help()}")
             return 0
         raise UsageError("evaluate needs a model: a checkpoint .pt or an .onnx file (ganserve evaluate MODEL ...)")
     evaluator = evaluator_for(model_kind(model))
