@@ -123,8 +123,8 @@ class Settings(BaseSettings):
                                  "client reconnects when it needs to)")
     grpc_max_connection_age_s: float = Field(
         1800.0, gt=0, description="a gRPC connection is closed (GOAWAY) after this long, its calls in "
-                                  "progress given request_timeout_s to finish: clients reconnect and "
-                                  "spread over replicas added since")
+                                  "progress left to run to their deadline (request_timeout_s, "
+                                  "upscale_timeout_s): clients reconnect and spread over replicas added since")
 
     # --- process ----------------------------------------------------------------------------------
     shutdown_grace_s: float = Field(

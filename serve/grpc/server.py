@@ -34,10 +34,11 @@ class GrpcServer:
             # (gRPC's default: 120 s).
             ("grpc.max_allowed_incoming_connections", settings.grpc_max_connections),
             ("grpc.server_handshake_timeout_ms", round(settings.http_header_timeout_s * 1000)),
-            # Idle and old connections get GOAWAY; in-flight calls of an old one may finish.
+            # Idle and old connections get GOAWAY; the calls of an old one may run to their deadline.
             ("grpc.max_connection_idle_ms", round(settings.grpc_max_connection_idle_s * 1000)),
             ("grpc.max_connection_age_ms", round(settings.grpc_max_connection_age_s * 1000)),
-            ("grpc.max_connection_age_grace_ms", round(settings.request_timeout_s * 1000)),
+            ("grpc.max_connection_age_grace_ms",
+             round(max(settings.request_timeout_s, settings.upscale_timeout_s) * 1000)),
             # No cap on HTTP/2 streams per connection: a client's cancelled and expired calls still
             # count as streams until both ends have closed them, and a storm of them made grpc refuse
             # new ones (RST_STREAM REFUSED_STREAM, seen as UNAVAILABLE). maximum_concurrent_rpcs
