@@ -280,6 +280,8 @@ def test_chart_defaults_are_the_gateway_defaults():
         name = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
         assert name in fields, f"gateway.settings.{key}: no such gateway setting"
         assert fields[name].default == value, f"gateway.settings.{key}: {value} != gateway default {fields[name].default}"
+    budget = yaml.safe_load((CHART / "values.yaml").read_text())["gateway"]["memoryBudgetMB"]
+    assert budget == fields["memory_budget_mb"].default, "gateway.memoryBudgetMB != the gateway's memory_budget_mb"
 
 
 def test_gateway_connection_settings(render):
