@@ -1,7 +1,7 @@
 """The one training loop for every family.
 
 Per generator step: ``d_steps`` discriminator updates, then one generator update, then the EMA.
-Everything family-specific is behind :class:`training.families.Family`; everything observational
+Everything family-specific is behind :class:`training.families.base.Family`; everything observational
 (progress, logs, samples, curves, checkpoints, failure detection) is a callback.
 
 Runs on CPU, one GPU, or many processes under ``torchrun`` (DistributedDataParallel; rank 0 alone
@@ -25,12 +25,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ganserve.errors import UsageError
-from training.checkpoint import CHECKPOINT_VERSION, initial_generator_weights, read_checkpoint
+from training.checkpoint import (
+    CHECKPOINT_VERSION,
+    checkpoint_config,
+    initial_generator_weights,
+    read_checkpoint,
+)
 from training.config import RunConfig
 from training.data.images import ImageSet
 from training.data.sampler import BatchSampler
 from training.ema import EMA
-from training.families import Family, config_from_dict, get_family, validate
+from training.families import Family, get_family, validate
 from training.losses import build_loss, gradient_penalty
 
 
@@ -165,7 +170,7 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         ckpt = read_checkpoint(path)
-        if config_from_dict(ckpt["config"]).model != self.cfg.model:  # older configs lack new fields
+        if checkpoint_config(ckpt).model != self.cfg.model:  # older configs lack new fields
             raise UsageError(f"checkpoint {path} was made with a different model config; "
                              "resume with the same preset/overrides")
         self.G.load_state_dict(ckpt["G"])

@@ -2,7 +2,8 @@
 
 One card layout for every kind: a title and summary, how to reproduce, the training facts, then a
 quality section. The parts that differ per model kind (summary, evaluate command, quality table, the
-quality target) come from a :class:`CardSection` registered under the kind in ``ganserve.kind``.
+quality target) come from a :class:`CardSection` registered under the model's kind (its family's
+``kind``, the ONNX ``ganserve.kind``); a text-to-image export gets one card per model of its ensemble.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ganserve.errors import UsageError
-from training.checkpoint import read_checkpoint
-from training.families import config_from_dict, get_family
+from training.checkpoint import checkpoint_config, read_checkpoint
+from training.data.captions import COLOUR_NAMES, DIGIT_WORDS, HELDOUT_COMBOS, HELDOUT_TEMPLATES
+from training.families import get_family
+from training.files import torch_load
 
 
 def _train_commands(meta: dict) -> str:
@@ -148,9 +151,9 @@ def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result
     """Write the card; ``notes`` (markdown) goes in a final "Notes" section, e.g. why a target was missed."""
     ckpt = read_checkpoint(checkpoint)
     meta, cfg = ckpt.get("meta", {}), ckpt["config"]
-    kind = get_family(config_from_dict(cfg)).export_spec().kind
+    kind = get_family(checkpoint_config(ckpt)).kind
     try:
-        section = CARDS[kind](ckpt, config_from_dict(cfg).to_dict(), json.loads(Path(metrics_path).read_text()),
+        section = CARDS[kind](ckpt, checkpoint_config(ckpt).to_dict(), json.loads(Path(metrics_path).read_text()),
                               str(checkpoint))
     except KeyError:
         raise UsageError(f"no model card layout for kind {kind!r}; known: {', '.join(CARDS)}") from None
@@ -199,20 +202,18 @@ def write_model_cards(checkpoint: str | Path, *, metrics_path: str | Path, resul
     """The cards of everything one export wrote: one card for a one-model family; for a text-to-image
     export, the full card in the ensemble's folder and a short one in each step's folder."""
     ckpt = read_checkpoint(checkpoint)
-    if ckpt["config"]["model"]["family"] != "gan-int-cls":
+    if get_family(checkpoint_config(ckpt)).kind != "text-conditional":
         return [write_model_card(checkpoint, metrics_path=metrics_path, result=results[name], notes=notes)]
     return _text2img_cards(ckpt, str(checkpoint), json.loads(Path(metrics_path).read_text()), results, name, notes)
 
 
 def _text2img_cards(ckpt: dict, checkpoint: str, report: dict, results: dict, name: str,
                     notes: str | None) -> list[Path]:
-    meta, cfg = ckpt.get("meta", {}), config_from_dict(ckpt["config"]).to_dict()
+    meta, cfg = ckpt.get("meta", {}), checkpoint_config(ckpt).to_dict()
     m, t = cfg["model"], cfg["train"]
     encoder_file = t.get("text_encoder") or "ENCODER.pt"
     enc: dict = {}
     if Path(encoder_file).is_file():
-        from training.files import torch_load
-
         enc = torch_load(encoder_file, what="text encoder", expected="ganserve train-text-encoder output")
     enc_cmd = enc.get("meta", {}).get("argv", f"ganserve train-text-encoder --data DIR --out {encoder_file}")
     groups = report["groups"]
@@ -321,12 +322,8 @@ ONNX opset 17, {sizes.get(part, 0):.2f} MB, max abs diff vs PyTorch {diffs.get(p
 
 
 def _heldout_names() -> list[tuple[str, str]]:
-    from training.data.captions import COLOUR_NAMES, DIGIT_WORDS, HELDOUT_COMBOS
-
     return [(DIGIT_WORDS[d], COLOUR_NAMES[c]) for d, c in sorted(HELDOUT_COMBOS)]
 
 
 def _heldout_templates() -> tuple[str, ...]:
-    from training.data.captions import HELDOUT_TEMPLATES
-
     return HELDOUT_TEMPLATES

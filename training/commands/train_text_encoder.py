@@ -14,7 +14,7 @@ from training.presets import preset
 
 def main(argv: list[str]) -> int:
     p = UsageParser(prog="ganserve train-text-encoder",
-                description="Pre-train the char-CNN-RNN text encoder with the joint image-text embedding.")
+                    description="Pre-train the char-CNN-RNN text encoder with the joint image-text embedding.")
     p.add_argument("--preset", default="text2img-colour-mnist", help="a gan-int-cls preset (data and model)")
     p.add_argument("--data", help="data folder (colour-mnist: the MNIST IDX files)")
     p.add_argument("--out", required=True, help="where to write the encoder (.pt)")
