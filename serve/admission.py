@@ -10,9 +10,9 @@ other models and other processes is part of it); :meth:`Admission.calibrate` see
 
 A request is admitted when all of these hold, checked in this order:
 
-1. its own estimated time fits its deadline (else :class:`DeadlineExceeded` at once: waiting would
-   not help);
-2. the model's backlog plus its own time fits its deadline (else :class:`QueueFull`, 429 /
+1. its own estimated time fits its deadline, less a margin for the estimate's error (``HEADROOM``;
+   else :class:`DeadlineExceeded` at once: waiting would not help);
+2. the model's backlog plus its own time fits there too (else :class:`QueueFull`, 429 /
    ``RESOURCE_EXHAUSTED``, with ``Retry-After`` = the seconds until enough of the backlog is done);
 3. the model's work in flight stays within its budget (``max_queue_depth`` images per generator,
    ``upscale_max_inflight_pixels`` per super-resolution model);
@@ -37,6 +37,9 @@ from serve.repository import ModelVersion, Repository
 from serve.settings import Settings
 
 _DECAY = 0.8   # weight of the past in the throughput average, per completed request
+# Share of a deadline that admitted work may be estimated to fill; the rest absorbs the estimate's
+# error (other processes on the CPU, the model's speed on other inputs).
+HEADROOM = 0.8
 MIB = 1024 * 1024
 
 
@@ -194,18 +197,19 @@ class Admission:
     def _check(self, model: str, load: _Load, *, units: float, own: float, nbytes: int,
                deadline_s: float, deadline_setting: str) -> None:
         unit, rate = load.unit, load.seconds_per_unit
-        if own > deadline_s:
+        usable = deadline_s * HEADROOM
+        if own > usable:
             raise DeadlineExceeded(
                 f"this request is {units:.0f} {unit} of work for model {model!r}, an estimated "
-                f"{own:.1f} s at its measured {_rate(rate, unit)}; the deadline is {deadline_s:.1f} s "
-                f"({deadline_setting}): ask for less", model=model)
+                f"{own:.1f} s at its measured {_rate(rate, unit)}, past {HEADROOM:.0%} of its deadline of "
+                f"{deadline_s:.1f} s ({deadline_setting}): ask for less", model=model)
         backlog = load.estimate(load.units)
-        if load.units > 0 and backlog + own > deadline_s:
+        if load.units > 0 and backlog + own > usable:
             raise QueueFull(
                 f"model {model!r} has an estimated {backlog:.1f} s of work queued; with this request's "
-                f"{own:.1f} s it would not finish within its deadline of {deadline_s:.1f} s "
+                f"{own:.1f} s it would not finish well within its deadline of {deadline_s:.1f} s "
                 f"({deadline_setting}); retry later", model=model,
-                retry_after_s=_seconds(backlog + own - deadline_s))
+                retry_after_s=_seconds(backlog + own - usable))
         if load.units > 0 and load.units + units > load.budget:
             excess = load.units + units - load.budget
             raise QueueFull(

@@ -8,6 +8,7 @@ composing models' schedulers, so concurrent requests still batch per step model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from serve.settings import Settings
 
 log = logging.getLogger(__name__)
 _PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+_CLOSE_WAIT_S = 5.0  # on close, how long a running batch may take to finish
 
 
 @dataclass
@@ -161,9 +163,13 @@ class OnnxRuntimeBackend:
         self._ready = False
         for instance in self._instances.values():
             await instance.batcher.close()
-            # Not waiting here: a batch still running (bounded: max_batch_values) finishes in its
-            # thread, which the interpreter joins at exit; the event loop must stay free meanwhile.
             instance.executor.shutdown(wait=False, cancel_futures=True)
+        # A batch still running (bounded: max_batch_values) finishes in its thread: wait for it off
+        # the event loop, so that its result never arrives at a closed loop; give up after a while.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(
+                asyncio.to_thread(i.executor.shutdown, wait=True) for i in self._instances.values())),
+                _CLOSE_WAIT_S)
         self._instances.clear()
         self._ensembles.clear()
 

@@ -122,9 +122,9 @@ def test_grpc_deadline_and_cancel_storm_never_hangs(model_repo: Path, batching: 
 
 
 def test_upscale_storm_is_admitted_or_refused_early(slow_repo: Path) -> None:
-    """24 concurrent 256x256 upscales against a 4 s upscale deadline: the ones that fit run and
-    succeed, the rest are refused at once with 429 and a Retry-After; none runs to a 504."""
-    settings = test_settings(slow_repo, upscale_timeout_s=4, ort_intra_op_threads=1)
+    """24 concurrent 256x256 upscales (~1 s each) against an 8 s upscale deadline: the ones that fit
+    run and succeed, the rest are refused at once with 429 and a Retry-After; none runs to a 504."""
+    settings = test_settings(slow_repo, upscale_timeout_s=8, ort_intra_op_threads=1)
     image = _png(256, 256)
     with running_gateway(settings) as gw, HealthProbe(gw.http_url) as probe:
         async def storm() -> list[tuple[int, float, httpx.Response]]:

@@ -33,10 +33,11 @@ def test_an_unknown_model_is_not_ready_yet() -> None:
 def test_a_request_that_alone_exceeds_its_deadline_is_refused_naming_estimate_and_limit() -> None:
     admission, _ = _admission()
     admission.calibrate("gen", units=1, seconds=0.5)
-    with pytest.raises(DeadlineExceeded) as refused:
-        admission.admit("gen", units=10, nbytes=0, deadline_s=2, deadline_setting="request_timeout_s")
+    admission.admit("gen", units=3, nbytes=0, deadline_s=2, deadline_setting="request_timeout_s").release()
+    with pytest.raises(DeadlineExceeded) as refused:  # 1.75 s: past 80% of the 2 s deadline
+        admission.admit("gen", units=3.5, nbytes=0, deadline_s=2, deadline_setting="request_timeout_s")
     message = refused.value.message
-    assert "estimated 5.0 s" in message and "2.0 s (request_timeout_s)" in message and "2 images/s" in message
+    assert "estimated 1.8 s" in message and "2.0 s (request_timeout_s)" in message and "2 images/s" in message
     assert admission.backlog_s() == 0 and admission.refused == 1
 
 
@@ -44,11 +45,11 @@ def test_backlog_past_the_deadline_is_429_with_retry_after_from_the_backlog() ->
     admission, _ = _admission()
     admission.calibrate("gen", units=1, seconds=1.0)
     first = admission.admit("gen", units=6, nbytes=0, deadline_s=10, deadline_setting="request_timeout_s")
-    with pytest.raises(QueueFull) as refused:  # 6 s queued + 7 s of its own > 10 s
-        admission.admit("gen", units=7, nbytes=0, deadline_s=10, deadline_setting="request_timeout_s")
+    with pytest.raises(QueueFull) as refused:  # 6 s queued + 5 s of its own > 80% of 10 s
+        admission.admit("gen", units=5, nbytes=0, deadline_s=10, deadline_setting="request_timeout_s")
     assert refused.value.retry_after_s == 3 and "6.0 s of work queued" in refused.value.message
     first.release()
-    admission.admit("gen", units=7, nbytes=0, deadline_s=10, deadline_setting="request_timeout_s").release()
+    admission.admit("gen", units=5, nbytes=0, deadline_s=10, deadline_setting="request_timeout_s").release()
 
 
 def test_the_model_budget_and_the_gateway_budget() -> None:
@@ -86,7 +87,7 @@ def test_resize_reprices_and_keeps_the_old_price_when_refused() -> None:
     admission.calibrate("gen", units=1, seconds=1.0)
     ticket = admission.admit("gen", units=0, nbytes=10 * MIB, deadline_s=5, deadline_setting="x")
     with pytest.raises(DeadlineExceeded):
-        admission.resize(ticket, units=9, nbytes=20 * MIB, deadline_s=5, deadline_setting="x")
+        admission.resize(ticket, units=4.5, nbytes=20 * MIB, deadline_s=5, deadline_setting="x")
     assert (admission.backlog_s(), admission.bytes_in_flight) == (0, 10 * MIB)
     admission.resize(ticket, units=3, nbytes=20 * MIB, deadline_s=5, deadline_setting="x")
     assert (admission.backlog_s(), admission.bytes_in_flight) == (3.0, 20 * MIB)
