@@ -452,7 +452,7 @@ class _NearestBackend:
         return {"sr": lr.repeat(scale, axis=2).repeat(scale, axis=3)}
 
 
-def _service(tmp_path, **settings):
+def _service(tmp_path, backend_class=None, **settings):
     from serve_helpers import test_settings
 
     from serve.admission import Admission
@@ -460,7 +460,7 @@ def _service(tmp_path, **settings):
     from serve.service import GatewayService
 
     root = _tiles_repo(tmp_path)
-    backend = _NearestBackend(load_repository(root))
+    backend = (backend_class or _NearestBackend)(load_repository(root))
     options = test_settings(root, **settings)
     admission = Admission.from_settings(options)
     admission.add_models(backend.repository, options)
@@ -517,3 +517,29 @@ def test_memory_beyond_the_output_does_not_grow_with_the_image(tmp_path) -> None
     small, large = beyond_output(64), beyond_output(512)
     assert large < small + 256 * 1024, (small, large)
     assert large < 0.2 * (1024 * 1024 * 3 * 4), large  # far below one whole float32 output
+
+
+def test_a_cancelled_upscale_stops_at_its_next_tile_batch(tmp_path) -> None:
+    """A client gone (its handler cancelled) or a deadline passed: no backend call starts afterwards,
+    beyond the one already in flight (the next batch is inferred while the last is pasted)."""
+
+    class SlowBackend(_NearestBackend):
+        async def infer(self, model: str, version: int, inputs: dict) -> dict:
+            await asyncio.sleep(0.05)
+            return await super().infer(model, version, inputs)
+
+    service, slow = _service(tmp_path, SlowBackend, max_pixels=512 * 512, upscale_tile_batch=1)
+
+    async def main() -> tuple[int, int]:
+        task = asyncio.ensure_future(service.upscale(image=_image_bytes((200, 200)), model="dyn", tile_size=16))
+        while len(slow.batches) < 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        at_cancel = len(slow.batches)
+        await asyncio.sleep(0.5)  # ten more tiles' time
+        return at_cancel, len(slow.batches)
+
+    at_cancel, later = asyncio.run(main())
+    assert later <= at_cancel + 1 and service._admission.bytes_in_flight == 0
