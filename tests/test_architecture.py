@@ -104,6 +104,15 @@ def test_argparse_is_imported_only_by_commands_and_entry_points():
     assert argparse_importers(ROOT) == []
 
 
+def test_only_the_entry_point_reaches_the_training_commands():
+    """``training/commands/`` is the top floor: nothing else imports it (``ganserve/cli.py`` loads its
+    modules by name, from its table)."""
+    graph = import_graph(ROOT)
+    importers = {name for name, targets in graph.items() for t in targets
+                 if t.startswith("training.commands") and not name.startswith("training.commands")}
+    assert importers == set()
+
+
 def test_the_checks_see_function_local_and_relative_imports(tmp_path):
     """The detector itself, on a made-up package: a cycle closed by a function-local relative import, and
     argparse imported inside a function."""

@@ -68,12 +68,18 @@ def initial_generator_weights(path: str | Path, G: nn.Module) -> dict[str, torch
     return state
 
 
-def model_kind(path: str | Path) -> str:
-    """The kind of the model in a checkpoint (its family's :attr:`Family.kind`) or an ONNX file (its
-    ``ganserve.kind`` metadata): ``unconditional``, ``super-resolution``, ``text-conditional``, ..."""
+def model_file(path: str | Path) -> Path:
+    """``path``, which the user gave as a model to measure: :class:`UsageError` if there is no such file."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"model {path} does not exist (expected a checkpoint .pt or an .onnx file)")
+    return path
+
+
+def model_kind(path: str | Path) -> str:
+    """The kind of the model in a checkpoint (its family's :attr:`Family.kind`) or an ONNX file (its
+    ``ganserve.kind`` metadata): ``unconditional``, ``super-resolution``, ``text-conditional``, ..."""
+    path = model_file(path)
     if path.suffix == ".onnx":
         import onnx
 

@@ -8,18 +8,13 @@ from pathlib import Path
 
 import torch
 
-from ganserve.usage import UsageParser
+from training.commands.train_classifier import classifier_parser
 from training.metrics.classifiers import ATTRIBUTES_ASSET, sha256, train_attribute_classifier
 
 
 def main(argv: list[str]) -> int:
-    p = UsageParser(prog="ganserve train-attribute-classifier",
-                    description="Train the colour-MNIST digit/colour classifier used by the text-to-image metrics.")
-    p.add_argument("--data", required=True, help="MNIST folder")
-    p.add_argument("--out", default=str(ATTRIBUTES_ASSET))
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    args = classifier_parser("ganserve train-attribute-classifier", "Train the colour-MNIST digit/colour classifier "
+                             "used by the text-to-image metrics.", out=ATTRIBUTES_ASSET, epochs=2).parse_args(argv)
     started = time.perf_counter()
     net, digit_acc, colour_acc = train_attribute_classifier(args.data, epochs=args.epochs, seed=args.seed)
     out = Path(args.out)

@@ -11,13 +11,19 @@ from ganserve.usage import UsageParser
 from training.metrics.classifiers import MNIST_ASSET, sha256, train_classifier
 
 
-def main(argv: list[str]) -> int:
-    p = UsageParser(prog="ganserve train-classifier", description="Train the MNIST feature classifier.")
+def classifier_parser(prog: str, description: str, *, out: Path, epochs: int) -> UsageParser:
+    """The options of both measuring classifiers' commands (``out``: the pinned asset they rebuild)."""
+    p = UsageParser(prog=prog, description=description)
     p.add_argument("--data", required=True, help="MNIST folder")
-    p.add_argument("--out", default=str(MNIST_ASSET))
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--out", default=str(out))
+    p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = classifier_parser("ganserve train-classifier", "Train the MNIST feature classifier.", out=MNIST_ASSET,
+                             epochs=3).parse_args(argv)
     started = time.perf_counter()
     net, acc = train_classifier(args.data, epochs=args.epochs, seed=args.seed)
     out = Path(args.out)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ganserve.errors import UsageError
-from training.checkpoint import load_generator
+from training.checkpoint import load_generator, model_file
 from training.config import DataConfig
 from training.data.sr import bicubic_resize, load_sr_images, make_pair
 from training.files import onnx_session
@@ -151,9 +151,7 @@ def to_uint8_image(x: np.ndarray) -> np.ndarray:
 def load_upscaler(model_path: str | Path) -> tuple[Upscaler, int, tuple[int, int]]:
     """(upscale function, scale, (tile size, tile overlap)) from a super-resolution checkpoint (its EMA
     generator) or ONNX file."""
-    path = Path(model_path)
-    if not path.is_file():
-        raise UsageError(f"model {path} does not exist (expected a checkpoint .pt or an .onnx file)")
+    path = model_file(model_path)
     if path.suffix == ".onnx":
         session, meta = onnx_session(path, kind="super-resolution")
         scale = int(meta["ganserve.scale"])

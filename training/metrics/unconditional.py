@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ganserve.errors import UsageError
-from training.checkpoint import load_generator
+from training.checkpoint import load_generator, model_file
 from training.data.images import load_mnist, to_uint8, to_unit_range
 from training.files import onnx_session
 from training.metrics.classifiers import load_classifier
@@ -88,9 +88,7 @@ def reference_reports(data: str | Path, *, samples: int, real: np.ndarray) -> li
 def generate(model_path: str | Path, *, samples: int, seed: int = 0, batch: int = 500) -> torch.Tensor:
     """uint8 [N, 1, 28, 28] samples from a checkpoint (EMA generator) or an ONNX file, quantised to
     uint8 exactly as the gateway does."""
-    path = Path(model_path)
-    if not path.is_file():
-        raise UsageError(f"model {path} does not exist (expected a checkpoint .pt or an .onnx file)")
+    path = model_file(model_path)
     if path.suffix == ".onnx":
         session, meta = onnx_session(path, kind="unconditional")
         latent = int(meta["ganserve.latent_dim"])
