@@ -42,38 +42,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnxruntime as ort
-from harness import cpu_seconds, gateway
+from harness import cpu_seconds, gateway, peak_rss_mib, reset_peak, rss_mib
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "srresnet"
 SCALE = 4
 MIB = 1024 * 1024
-
-
-def _status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def rss_mib(pid: int) -> float:
-    return _status_kib(pid, "VmRSS") / 1024
-
-
-def peak_rss_mib(pid: int) -> float:
-    return _status_kib(pid, "VmHWM") / 1024
-
-
-def reset_peak(pid: int) -> bool:
-    """Resets the process's peak RSS (VmHWM) to its current RSS; False where the kernel refuses."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    # A working reset leaves VmHWM at (about) the current RSS.
-    return _status_kib(pid, "VmHWM") <= _status_kib(pid, "VmRSS") + 4096
 
 
 def synthetic_png(size: int, *, seed: int = 0) -> bytes:

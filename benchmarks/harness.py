@@ -1,4 +1,5 @@
-"""What the gateway benchmarks share: free ports, and a real ``ganserve serve`` process to load."""
+"""What the gateway benchmarks share: free ports, a real ``ganserve serve`` process to load, and its
+CPU time and memory (Linux /proc)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,30 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, all threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def rss_mib(pid: int) -> float:
+    """The process's resident memory now (VmRSS), MiB."""
+    return _status_kib(pid, "VmRSS") / 1024
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM) since it started or since reset_peak, MiB."""
+    return _status_kib(pid, "VmHWM") / 1024
+
+
+def reset_peak(pid: int) -> bool:
+    """Resets the process's peak RSS (VmHWM) to its current RSS; False where the kernel refuses."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    # A working reset leaves VmHWM at (about) the current RSS.
+    return _status_kib(pid, "VmHWM") <= _status_kib(pid, "VmRSS") + 4096
