@@ -76,9 +76,9 @@ def test_shipped_text2img_follows_held_out_prompts():
     import torch
 
     from ganserve import text
-    from training.metrics.classifiers import classify, load_attribute_classifier
     from training.data.captions import heldout_prompts, seen_combos
     from training.data.images import to_uint8
+    from training.metrics.classifiers import classify, load_attribute_classifier
 
     enc = ort.InferenceSession(str(REPO / "text2img_encoder" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     gen = ort.InferenceSession(str(REPO / "text2img_generator" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
