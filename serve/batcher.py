@@ -11,13 +11,20 @@ cannot change a result beyond what the runtime itself does for a different batch
 
 A request that is cancelled (its deadline passed, its client went away) leaves the queue at once:
 its rows that have not run yet never run, and a batch whose requests are all gone is not run.
+
+Queued rows run earliest deadline first (the deadline of the request being served,
+:data:`serve.backends.base.REQUEST_DEADLINE`; arrival order among equal ones and for requests
+without one). So the tiles of several concurrent upscales do not share the model round-robin, all
+finishing late together: the oldest finishes first, and each in about its own time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import bisect
+import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from serve.backends.base import REQUEST_DEADLINE
 from serve.errors import NotReady, QueueFull
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,7 @@ class _Pending:
     rows: int
     key: tuple  # per-row shapes and dtypes: only equal keys are merged
     future: asyncio.Future[Tensors]
+    order: tuple[float, int]  # (deadline, arrival): the queue's order
     enqueued: float = field(default_factory=time.perf_counter)
     taken: int = 0   # rows handed to batches
     parts: list[tuple[int, Tensors]] = field(default_factory=list)  # (first row, outputs)
@@ -75,7 +84,8 @@ class MicroBatcher:
         self._max_batch, self._delay, self._max_depth = max_batch_size, max_queue_delay_s, max_queue_depth
         self._merge, self._observer = merge, observer
         self._max_values = max_batch_values
-        self._queue: collections.deque[_Pending] = collections.deque()
+        self._queue: list[_Pending] = []  # sorted by _Pending.order
+        self._arrivals = itertools.count()
         self._depth = 0  # rows queued and not yet handed to a batch
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -115,10 +125,11 @@ class MicroBatcher:
             raise QueueFull(f"model {self._name!r} has {self._depth} images queued; the limit is "
                             f"{self._max_depth} (max_queue_depth); retry shortly", model=self._name)
         key = tuple(sorted((k, a.shape[1:], a.dtype.str) for k, a in inputs.items()))
-        pending = _Pending(inputs=inputs, rows=n, key=key,
-                           future=asyncio.get_running_loop().create_future())
+        deadline = REQUEST_DEADLINE.get()
+        pending = _Pending(inputs=inputs, rows=n, key=key, future=asyncio.get_running_loop().create_future(),
+                           order=(math.inf if deadline is None else deadline, next(self._arrivals)))
         pending.future.add_done_callback(lambda _: self._forget(pending))
-        self._queue.append(pending)
+        bisect.insort(self._queue, pending, key=lambda p: p.order)
         self._set_depth(self._depth + n)
         self._arrived.set()
         return await pending.future

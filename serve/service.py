@@ -21,7 +21,7 @@ import numpy as np
 from ganserve.text import is_blank
 from serve import images, seeds, tiling
 from serve.admission import Admission, Ticket
-from serve.backends.base import Backend
+from serve.backends.base import REQUEST_DEADLINE, Backend
 from serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
 from serve.images import ImageFormat
 from serve.repository import TOKENIZERS, ModelKind, ModelVersion, Repository
@@ -438,9 +438,11 @@ class GatewayService:
         try:
             async with asyncio.timeout_at(limit.at) as deadline:
                 self._running.add(deadline)
+                ordered = REQUEST_DEADLINE.set(limit.at)  # the backend may run work in deadline order
                 try:
                     yield
                 finally:
+                    REQUEST_DEADLINE.reset(ordered)
                     self._running.discard(deadline)
         except TimeoutError:
             if self._aborted:

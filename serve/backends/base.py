@@ -5,6 +5,7 @@ A backend knows models and tensors, nothing of HTTP, gRPC, seeds or images.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -12,6 +13,9 @@ import numpy as np
 from serve.repository import Repository
 
 Tensors = dict[str, np.ndarray]
+# When the request being served must be done (event-loop time), set by the service for the request's
+# whole context: a backend may run work in deadline order (the embedded batcher does). None: no deadline.
+REQUEST_DEADLINE: ContextVar[float | None] = ContextVar("ganserve_request_deadline", default=None)
 
 
 @runtime_checkable

@@ -297,3 +297,35 @@ def test_random_cancellations_and_deadlines_never_stall_the_loop(merge: bool, de
     depths = asyncio.run(asyncio.wait_for(main(), 60))
     assert depths[-1] == 0
     assert max(lags) < 0.25, f"the event loop stalled for {max(lags):.3f} s"
+
+
+def test_queued_rows_run_earliest_deadline_first() -> None:
+    """Requests queued behind a running batch run in the order of their deadlines (arrival order
+    among equal ones, and after all that have one when they have none)."""
+    from serve.backends.base import REQUEST_DEADLINE
+
+    model = FakeModel()
+    model.gate.clear()
+    order: list[float] = []
+
+    async def submit(value: float, deadline: float | None) -> None:
+        REQUEST_DEADLINE.set(deadline)  # this task's own context
+        result = await batcher_ref[0].submit(_x(value))
+        order.append(float(result["y"][0, 0]) / 2)
+
+    batcher_ref: list[MicroBatcher] = []
+
+    async def body(batcher: MicroBatcher):
+        batcher_ref.append(batcher)
+        first = asyncio.ensure_future(submit(0, None))
+        await asyncio.sleep(0.05)  # the first batch holds the model
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        rest = [asyncio.ensure_future(submit(v, d)) for v, d in
+                [(1, None), (2, now + 30), (3, now + 5), (4, now + 30), (5, now + 1)]]
+        await asyncio.sleep(0.05)
+        model.gate.set()
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(_with_batcher(model, body, max_batch_size=1))
+    assert order == [0, 5, 3, 2, 4, 1]
