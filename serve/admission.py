@@ -53,7 +53,8 @@ class _Load:
     units: float = 0.0             # admitted and not finished
     seconds_per_unit: float | None = None
     busy_mark: float = 0.0         # last time busy time was counted (while units > 0)
-    busy: float = 0.0              # decayed sums: busy seconds and units completed in them
+    busy_new: float = 0.0          # busy seconds since work was last reported done
+    busy: float = 0.0              # decayed sums: busy seconds and units done in them
     done: float = 0.0
 
     def estimate(self, units: float) -> float:
@@ -61,7 +62,7 @@ class _Load:
 
     def count_busy(self, now: float) -> None:
         if self.units > 0:
-            self.busy += now - self.busy_mark
+            self.busy_new += now - self.busy_mark
         self.busy_mark = now
 
 
@@ -71,7 +72,7 @@ class Ticket:
 
     admission: Admission
     model: str
-    units: float
+    units: float                   # work not done yet
     seconds: float
     nbytes: int
     released: bool = False
@@ -235,18 +236,36 @@ class Admission:
                 f"leaves for requests; retry later", model=model,
                 retry_after_s=_seconds(total * min(free_share, 1.0)))
 
+    def progress(self, ticket: Ticket, units: float) -> float:
+        """``units`` of an admitted request's work are done (a batch of tiles): they leave the
+        backlog and count for throughput at once. Returns the seconds its remaining work is
+        estimated to take at the throughput measured now."""
+        load = self._loads[ticket.model]
+        units = min(units, ticket.units)
+        load.count_busy(self._clock())
+        load.units = max(0.0, load.units - units)
+        ticket.units -= units
+        _count_done(load, units)
+        return load.estimate(ticket.units)
+
     def _release(self, ticket: Ticket, *, completed: bool) -> None:
         load = self._loads[ticket.model]
-        now = self._clock()
-        load.count_busy(now)
+        load.count_busy(self._clock())
         load.units = max(0.0, load.units - ticket.units)
         self.bytes_in_flight -= ticket.nbytes
-        if completed and ticket.units > 0:
-            load.busy *= _DECAY
-            load.done *= _DECAY
-            load.done += ticket.units
-            if load.busy > 0:
-                load.seconds_per_unit = load.busy / load.done
+        if completed:
+            _count_done(load, ticket.units)
+
+
+def _count_done(load: _Load, units: float) -> None:
+    """Throughput: busy seconds over units done, both decayed per event so recent work counts most."""
+    if units <= 0:
+        return
+    load.busy = load.busy * _DECAY + load.busy_new
+    load.done = load.done * _DECAY + units
+    load.busy_new = 0.0
+    if load.busy > 0:
+        load.seconds_per_unit = load.busy / load.done
 
 
 def _rate(seconds_per_unit: float | None, unit: str) -> str:

@@ -257,7 +257,7 @@ class GatewayService:
                 # drops alpha) RGB + a padding byte, the layout Pillow's encoder can read without a copy.
                 channels = 4 if fmt == "jpeg" or alpha is not None else 3
                 out = np.empty((height * mv.scale, width * mv.scale, channels), dtype=np.uint8)
-                await self._super_resolve(mv, rgb, out, tile=tile, overlap=overlap)
+                await self._super_resolve(mv, rgb, out, tile=tile, overlap=overlap, ticket=ticket, limit=limit)
                 text = _provenance(mv, seed=None, truncation=None)
                 if tile is not None:
                     text |= {"ganserve.tile_size": str(tile), "ganserve.tile_overlap": str(overlap)}
@@ -373,10 +373,15 @@ class GatewayService:
         return max(1, min(self._settings.upscale_tile_batch, mv.max_batch_size, by_pixels))
 
     async def _super_resolve(self, mv: ModelVersion, rgb: np.ndarray, out: np.ndarray, *, tile: int | None,
-                             overlap: int) -> None:
+                             overlap: int, ticket: Ticket, limit: _Limit) -> None:
         """``uint8 [h, w, 3]`` -> ``out[:, :, :3]`` (``uint8 [s*h, s*w, >= 3]``): whole, or tile by tile,
         a batch of tiles per backend call (so other requests interleave, and memory stays bounded).
-        The next batch is inferred while the last one is quantised into ``out``."""
+        The next batch is inferred while the last one is quantised into ``out``.
+
+        Each batch done is reported to admission (it leaves the backlog and measures throughput); when
+        the work left can no longer finish before the deadline at the throughput measured now (the
+        CPU got busier than when the request was admitted), the request ends at once with
+        :class:`DeadlineExceeded` instead of burning the rest of its deadline."""
         in_range = mv.input_range or mv.value_range
         if tile is None:
             lr = images.to_model_input(rgb, input_range=in_range)[None]
@@ -405,6 +410,12 @@ class GatewayService:
                                                               value_range=mv.value_range),
                     size=sr.size)
                 del sr
+                left_s = self._admission.progress(ticket, len(places) * tile * tile)
+                if following is not None and left_s > limit.remaining():
+                    raise DeadlineExceeded(
+                        f"model {mv.name!r} stopped this upscale early: its remaining tiles need an estimated "
+                        f"{left_s:.1f} s at the throughput measured now, {limit.remaining():.1f} s are left "
+                        f"({limit.setting}); the gateway is busier than when it was admitted", model=mv.name)
                 places = following
         finally:
             if pending is not None:  # an error (or the deadline) stopped the loop

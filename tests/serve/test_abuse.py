@@ -123,7 +123,8 @@ def test_grpc_deadline_and_cancel_storm_never_hangs(model_repo: Path, batching: 
 
 def test_upscale_storm_is_admitted_or_refused_early(slow_repo: Path) -> None:
     """24 concurrent 256x256 upscales (~1 s each) against an 8 s upscale deadline: the ones that fit
-    run and succeed, the rest are refused at once with 429 and a Retry-After; none runs to a 504."""
+    run and succeed, the rest are refused at once with 429 and a Retry-After; none runs to its deadline
+    (on a CPU that turns much busier than measured, one may be stopped early with a 504)."""
     settings = test_settings(slow_repo, upscale_timeout_s=8, ort_intra_op_threads=1)
     image = _png(256, 256)
     with running_gateway(settings) as gw, HealthProbe(gw.http_url) as probe:
@@ -139,11 +140,13 @@ def test_upscale_storm_is_admitted_or_refused_early(slow_repo: Path) -> None:
 
         results = asyncio.run(storm())
     statuses = sorted(status for status, _, _ in results)
-    assert set(statuses) == {200, 429}, statuses
+    assert {200, 429} <= set(statuses) <= {200, 429, 504}, statuses
     for status, seconds, response in results:
         if status == 429:
             assert int(response.headers["retry-after"]) >= 1 and response.json()["error"]["code"] == "queue_full"
             assert seconds < 2.0  # refused on arrival, not after work
+        elif status == 504:  # only when the CPU got much busier than measured: stopped early, not at 8 s
+            assert "stopped this upscale early" in response.json()["error"]["message"] and seconds < 7.5
         else:
             assert Image.open(io.BytesIO(response.content)).size == (512, 512)
     assert probe.worst < HEALTH_LIMIT_S

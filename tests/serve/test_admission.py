@@ -109,7 +109,7 @@ def test_throughput_is_busy_time_per_unit_completed() -> None:
     clock.now += 1
     b.release(completed=True)
     rate = admission.seconds_per_unit("gen")
-    assert rate == pytest.approx(((1 + 2) * 0.8 + 1) * 0.8 / (5 * 0.8 + 5))  # decayed: ~4 s for 10 images
+    assert rate == pytest.approx((3 * 0.8 + 1) / (5 * 0.8 + 5))  # decayed sums: ~4 s for 10 images
     clock.now += 100  # idle time is not busy time
     with admission.admit("gen", units=5, nbytes=0, deadline_s=1000, deadline_setting="x"):
         clock.now += 50  # a slow one: the estimate follows
@@ -119,3 +119,15 @@ def test_throughput_is_busy_time_per_unit_completed() -> None:
     clock.now += 1000
     failed.release(completed=False)
     assert admission.seconds_per_unit("gen") == before and admission.backlog_s() == 0
+
+
+def test_progress_leaves_the_backlog_and_measures_throughput_at_once() -> None:
+    admission, clock = _admission()
+    admission.calibrate("gen", units=1, seconds=1.0)
+    ticket = admission.admit("gen", units=10, nbytes=0, deadline_s=100, deadline_setting="x")
+    clock.now += 4  # 2 units took 4 s: the CPU got busier than the start-up measure
+    left = admission.progress(ticket, 2)
+    assert admission.seconds_per_unit("gen") == pytest.approx(2.0)
+    assert left == pytest.approx(8 * 2.0) and admission.backlog_s() == pytest.approx(16.0)
+    ticket.release(completed=False)  # stopped: what was done counted, the rest leaves the backlog
+    assert admission.backlog_s() == 0
