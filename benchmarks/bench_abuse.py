@@ -58,6 +58,7 @@ import random
 import resource
 import signal
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -383,6 +384,7 @@ class Bench:
         hwm_reset = reset_peak(self.pid)
         gateway_cpu, client_cpu = cpu_seconds(self.pid), own_cpu_seconds()
         rss_before = rss_mib(self.pid)
+        started_at, load = time.strftime("%H:%M:%S"), os.getloadavg()[0]
         storm.start = time.monotonic()
         try:
             run_async(asyncio.wait_for(body(storm), bound_s))
@@ -391,6 +393,7 @@ class Bench:
         storm.end = time.monotonic()
         alive = Path(f"/proc/{self.pid}/status").exists() and after_check
         figures = {
+            "started_at": started_at, "load_average_1min": round(load, 2),
             "gateway_cpu_s": round(cpu_seconds(self.pid) - gateway_cpu, 1) if alive else None,
             "client_cpu_s": round(own_cpu_seconds() - client_cpu, 1),
             "rss_before_mib": round(rss_before, 1),
@@ -779,6 +782,15 @@ def wait_exit(pid: int, since: float, bound_s: float) -> tuple[float | None, int
     return None, None
 
 
+def git_commit() -> str:
+    """HEAD, and "+ changes" when serve/ or model_repository/ differ from it (what the gateway ran)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "serve", "model_repository")
+    return git("rev-parse", "--short", "HEAD") + (" + changes in serve/ or model_repository/" if dirty else "")
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -868,15 +880,15 @@ def fmt(value: Any, unit: str = "") -> str:
 
 
 def storms_table(storms: list[dict]) -> str:
-    lines = [("| storm | s | RSS before / peak / after MiB | admission MiB / backlog s (peak) "
+    lines = [("| storm | start (load) | s | RSS before / peak / after MiB | admission MiB / backlog s (peak) "
               "| /healthz p50 / p99 / max ms (fails) | fresh conn. fails | gRPC health p99 ms (fails) "
               "| gateway / client CPU s | still serves |"),
-             "| --- | ---: | --- | --- | --- | ---: | --- | --- | --- |"]
+             "| --- | --- | ---: | --- | --- | --- | ---: | --- | --- | --- |"]
     for s in storms:
         h, f, g = s["healthz"], s["healthz_fresh_connection"], s["grpc_health"]
         serves = s["still_serves"]
         lines.append(
-            f"| {s['name']} | {s['seconds']} | {s['rss_before_mib']} / {fmt(s['rss_peak_mib'])} / "
+            f"| {s['name']} | {s['started_at']} ({s['load_average_1min']}) | {s['seconds']} | {s['rss_before_mib']} / {fmt(s['rss_peak_mib'])} / "
             f"{fmt(s['rss_after_mib'])} | {fmt(s['admission_memory_peak_mib'])} / {fmt(s['admission_backlog_peak_s'])} "
             f"| {fmt(h['p50_ms'])} / {fmt(h['p99_ms'])} / {fmt(h['max_ms'])} ({h['failures']}/{h['n']}) "
             f"| {f['failures']}/{f['n']} | {fmt(g['p99_ms'])} ({g['failures']}/{g['n']}) "
@@ -951,7 +963,7 @@ def main() -> None:
                    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
                    f"Python {platform.python_version()}, onnxruntime {ort.__version__}",
         "load_average_at_start": os.getloadavg(), "command": " ".join(["python", *sys.argv]),
-        "gateway": "default settings", "plan": asdict(plan), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "gateway": "default settings", "commit": git_commit(), "plan": asdict(plan), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     with gateway(args.model_repository) as (url, grpc_target, pid):
         monitor = Monitor(url, grpc_target, pid)
@@ -967,7 +979,8 @@ def main() -> None:
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps(report) + "\n")
-    print(f"\n{report['machine']}; load average {report['load_average_at_start']} at the start\n")
+    print(f"\n{report['machine']}; gateway at {report['commit']}; load average "
+          f"{report['load_average_at_start']} at the start\n")
     print(storms_table(bench.storms))
     for storm in bench.storms:
         print("\n" + groups_table(storm))
