@@ -15,7 +15,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Only what the gateway distribution needs (training/ is left out: the image carries no PyTorch code).
+# Only what the gateway distribution needs (training/ is left out: the image carries no PyTorch code;
+# .dockerignore keeps out the development tools in ganserve/dev/).
 COPY pyproject.toml README.md ./
 COPY ganserve/ ganserve/
 COPY serve/ serve/

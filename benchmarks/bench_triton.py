@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_triton.py --triton-url HOST:8001   # an existing (GPU) Triton
 
 Without --triton-url it starts the real Triton server bundled in nvidia-pytriton on a CPU copy of the
-repository (serve/triton_cpu.py: python-backend models running the same ONNX files with ONNX Runtime).
+repository (ganserve/dev/triton_cpu.py: python-backend models running the same ONNX files with ONNX Runtime).
 The same model (dcgan, one image per request) is asked for:
   direct   tritonclient.grpc(.aio) -> Triton: z in, float image out;
   gateway  gRPC Generate / HTTP POST /generate (raw PNG) -> gateway (`ganserve serve --backend triton`,
@@ -35,7 +35,7 @@ from bench_gateway import MODEL, _load, _run, latency, percentiles, throughput, 
 from harness import gateway
 from synthetic_models import write_dcgan_like
 
-from serve.triton_cpu import LocalTriton, derive_cpu_repository
+from ganserve.dev.triton_cpu import LocalTriton, derive_cpu_repository
 
 
 def _z(seed: int) -> np.ndarray:

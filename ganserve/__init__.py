@@ -1,6 +1,7 @@
 """ganserve: train GAN generators, export them for Triton, serve them over HTTP and gRPC.
 
-This package holds only what both halves share and the ``ganserve`` command dispatcher.
+This package holds only what both halves share, the ``ganserve`` command dispatcher and the
+development tools (``ganserve.dev``, left out of the gateway image).
 ``training`` (PyTorch) and ``serve`` (no PyTorch) never import each other.
 """
 

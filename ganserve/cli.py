@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-attribute-classifier": ("training.commands.train_attribute_classifier",
                                    "train the colour-MNIST digit/colour classifier (text2img metrics)"),
     "serve": ("serve.cli", "run the HTTP + gRPC gateway over a model repository"),
-    "triton-cpu": ("serve.triton_cpu", "run a real Triton server without a GPU on a CPU copy of a repository"),
+    "triton-cpu": ("ganserve.dev.triton_cpu", "run a real Triton server without a GPU on a CPU copy of a repository"),
 }
 
 

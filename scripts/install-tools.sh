@@ -10,7 +10,7 @@
 #                                    --no-deps (it pins numpy<2; only its bundled binary is used);
 #   ./.venv-triton                                   the Python the Triton python-backend models run in:
 #                                    numpy<2 (the bundled stub returns empty outputs with NumPy 2) and
-#                                    onnxruntime (serve/triton_cpu.py, ../shared/guides/triton-cpu.md).
+#                                    onnxruntime (ganserve/dev/triton_cpu.py, ../shared/guides/triton-cpu.md).
 # Idempotent: a tool already at the pinned version is left alone. Any failed download or unpack
 # stops the script with a non-zero status (set -e) and a message naming what failed.
 # Needs: npm, unzip (or python3), and ./.venv (scripts/bootstrap.sh makes it).

@@ -180,6 +180,7 @@ def test_dockerignore_sends_only_what_the_build_copies():
         assert not _ignored(source.rstrip("/") + ("/x.py" if source.endswith("/") else ""), patterns), \
             f"{source} is excluded by .dockerignore"
     for heavy in (".venv/bin/python", "runs/x/ckpt.pt", "tools/bin/helm", ".git/HEAD", "training/loop.py",
+                  "ganserve/dev/triton_cpu.py", "ganserve/dev/triton_python_model.py",
                   "tests/deploy/test_dockerfile.py", "serve/__pycache__/app.cpython-311.pyc"):
         assert _ignored(heavy, patterns), f"{heavy} would be sent to the build"
 

@@ -1,6 +1,6 @@
 """The chart's gateway configuration, run for real: the GANSERVE_* environment `helm template` renders
 for the gateway Deployment starts a `ganserve serve` process that serves the shipped models through a
-real Triton server (the CPU one of serve/triton_cpu.py, standing in for the chart's GPU Triton; only
+real Triton server (the CPU one of ganserve/dev/triton_cpu.py, standing in for the chart's GPU Triton; only
 the Triton address and the repository path are changed, as the cluster's DNS and volume would)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ SHIPPED = REPO / "model_repository"
 
 
 def test_the_rendered_gateway_serves_through_a_real_triton(render, tmp_path: Path) -> None:
-    triton_cpu = pytest.importorskip("serve.triton_cpu", reason="the serve extra is not installed")
+    triton_cpu = pytest.importorskip("ganserve.dev.triton_cpu", reason="tritonclient is not installed")
     if not (SHIPPED / "dcgan" / "1" / "model.onnx").is_file():
         pytest.skip("model_repository/dcgan is not shipped")
     env = {k: v for k, v in env_of(container(render().named("Deployment", GATEWAY))).items()

@@ -1,6 +1,6 @@
 """The gateway in front of a REAL Triton Inference Server (no mock): the ``tritonserver`` binary from
 the ``nvidia-pytriton`` wheel, on a CPU repository derived from ``model_repository/`` by
-``serve.triton_cpu`` (python-backend models running the same ONNX files). Every endpoint goes
+``ganserve.dev.triton_cpu`` (python-backend models running the same ONNX files). Every endpoint goes
 gateway -> Triton over gRPC and is compared with the embedded backend; Triton is stopped and
 restarted under the gateway to check its errors, readiness and recovery.
 
@@ -33,9 +33,9 @@ from serve_helpers import (
     test_settings,
 )
 
+from ganserve.dev.triton_cpu import PYTHON_MODEL, LocalTriton, TritonNotInstalled, derive_cpu_repository
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
-from serve.triton_cpu import LocalTriton, TritonNotInstalled, derive_cpu_repository
 
 SHIPPED = Path(__file__).resolve().parents[2] / "model_repository"
 TIMEOUT = 60
@@ -155,7 +155,8 @@ def test_the_cpu_repository_keeps_everything_but_the_backend(tmp_path: Path, gat
         assert derived.parameters["onnx_file"].string_value == "model.onnx"
         for field in ("input", "output", "max_batch_size", "dynamic_batching", "version_policy", "name"):
             assert getattr(derived, field) == getattr(original, field), field
-        assert (out / name / "1" / "model.py").is_file()
+        assert derived.parameters["intra_op_threads"].string_value == "1"
+        assert (out / name / "1" / "model.py").read_bytes() == PYTHON_MODEL.read_bytes()
         assert (out / name / "1" / "model.onnx").read_bytes() == (gateway_repo / name / "1" / "model.onnx").read_bytes()
 
 
