@@ -16,15 +16,18 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Only what the gateway distribution needs (training/ is left out: the image carries no PyTorch code;
-# .dockerignore keeps out the development tools in ganserve/dev/).
-COPY pyproject.toml README.md ./
+# .dockerignore keeps out the development tools in ganserve/dev/). setup.py installs the folders that
+# are there under the one name ganserve: ganserve/ and serve/ (as ganserve.serve).
+COPY pyproject.toml setup.py README.md ./
 COPY ganserve/ ganserve/
 COPY serve/ serve/
 # The project itself is installed from source (nothing to pin); its dependencies' ranges are in
-# pyproject.toml. The check after it fails the build if anything pulled in PyTorch.
+# pyproject.toml. The checks after it fail the build if anything pulled in PyTorch, or if the installed
+# package cannot import the gateway (-I: the installed ganserve, not the source folder in /src).
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[serve]" \
-    && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+    && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
+    && python -I -c "import ganserve.serve.app, ganserve.serve.cli"
 
 # ---- runtime: the virtualenv and the models, nothing else ------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

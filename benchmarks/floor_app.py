@@ -22,8 +22,8 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 app = FastAPI()
 _IMAGE = bytes(1000)  # about a 28x28 generated PNG with its text chunks

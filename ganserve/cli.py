@@ -1,8 +1,8 @@
 """``ganserve`` command: dispatches each subcommand to the half of the project that owns it.
 
 Each subcommand is a module with a ``main(argv) -> int`` (the training ones in ``training/commands/``),
-registered in :data:`COMMANDS`. The training commands import PyTorch; ``serve`` must not. So the owning
-module is imported (by name) only when its subcommand runs.
+registered in :data:`COMMANDS`. The training commands import PyTorch; ``ganserve.serve`` must not. So
+the owning module is imported (by name) only when its subcommand runs.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from ganserve.errors import UsageError
 
 # subcommand -> (module with a ``main(argv) -> int``, argv without the subcommand; one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("training.commands.train", "train a generator family (dcgan, ...) from a preset and overrides"),
-    "export": ("training.commands.export", "export a checkpoint's EMA generator to ONNX + Triton config"),
-    "evaluate": ("training.commands.evaluate",
+    "train": ("ganserve.training.commands.train", "train a generator family (dcgan, ...) from a preset and overrides"),
+    "export": ("ganserve.training.commands.export", "export a checkpoint's EMA generator to ONNX + Triton config"),
+    "evaluate": ("ganserve.training.commands.evaluate",
                  "quality metrics of a checkpoint or ONNX file (FID/KID; SR: PSNR/SSIM; text-to-image)"),
-    "train-classifier": ("training.commands.train_classifier",
+    "train-classifier": ("ganserve.training.commands.train_classifier",
                          "train the MNIST classifier whose features the metrics use"),
-    "train-text-encoder": ("training.commands.train_text_encoder",
+    "train-text-encoder": ("ganserve.training.commands.train_text_encoder",
                            "pre-train the text-to-image text encoder (joint embedding)"),
-    "train-attribute-classifier": ("training.commands.train_attribute_classifier",
+    "train-attribute-classifier": ("ganserve.training.commands.train_attribute_classifier",
                                    "train the colour-MNIST digit/colour classifier (text2img metrics)"),
-    "serve": ("serve.cli", "run the HTTP + gRPC gateway over a model repository"),
+    "serve": ("ganserve.serve.cli", "run the HTTP + gRPC gateway over a model repository"),
     "triton-cpu": ("ganserve.dev.triton_cpu", "run a real Triton server without a GPU on a CPU copy of a repository"),
 }
 

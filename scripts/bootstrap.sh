@@ -11,7 +11,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 
 # Skip the install when the project metadata is unchanged and the wanted extras are already in.
 stamp=.venv/.ganserve-installed
-digest="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
+digest="$(cat pyproject.toml setup.py scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
 installed=""
 if [ -f "$stamp" ] && [ "$(head -n1 "$stamp")" = "$digest" ]; then
     installed="$(sed -n 2p "$stamp")"

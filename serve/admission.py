@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
-from serve.errors import DeadlineExceeded, NotReady, PayloadTooLarge, QueueFull
-from serve.repository import ModelVersion, Repository
-from serve.settings import Settings
+from ganserve.serve.errors import DeadlineExceeded, NotReady, PayloadTooLarge, QueueFull
+from ganserve.serve.repository import ModelVersion, Repository
+from ganserve.serve.settings import Settings
 
 _DECAY = 0.8   # weight of the past in the throughput average, per completed request
 # Share of a deadline that admitted work may be estimated to fill; the rest absorbs the estimate's

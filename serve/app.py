@@ -18,13 +18,12 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
-
-from serve.descriptors import ensure_descriptor_limit
-from serve.grpc.server import GrpcServer
-from serve.http import create_app
-from serve.http.connections import HttpConnections
-from serve.runtime import Runtime
-from serve.settings import Settings
+from ganserve.serve.descriptors import ensure_descriptor_limit
+from ganserve.serve.grpc.server import GrpcServer
+from ganserve.serve.http import create_app
+from ganserve.serve.http.connections import HttpConnections
+from ganserve.serve.runtime import Runtime
+from ganserve.serve.settings import Settings
 
 log = logging.getLogger(__name__)
 _READINESS_POLL_S = 0.25  # how often gRPC health is brought in line with the gateway's readiness

@@ -13,7 +13,7 @@ A request that is cancelled (its deadline passed, its client went away) leaves t
 its rows that have not run yet never run, and a batch whose requests are all gone is not run.
 
 Queued rows run earliest deadline first (the deadline of the request being served,
-:data:`serve.backends.base.REQUEST_DEADLINE`; arrival order among equal ones and for requests
+:data:`ganserve.serve.backends.base.REQUEST_DEADLINE`; arrival order among equal ones and for requests
 without one). So the tiles of several concurrent upscales do not share the model round-robin, all
 finishing late together: the oldest finishes first, and each in about its own time.
 """
@@ -31,9 +31,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from serve.backends.base import REQUEST_DEADLINE
-from serve.errors import NotReady, QueueFull
+from ganserve.serve.backends.base import REQUEST_DEADLINE
+from ganserve.serve.errors import NotReady, QueueFull
 
 log = logging.getLogger(__name__)
 

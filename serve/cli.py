@@ -1,4 +1,4 @@
-"""``ganserve serve``: options generated from :class:`serve.settings.Settings`, so every setting is
+"""``ganserve serve``: options generated from :class:`ganserve.serve.settings.Settings`, so every setting is
 both ``--some-option`` and ``GANSERVE_SOME_OPTION`` (an option given on the command line wins)."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import types
 import typing
 from pathlib import Path
 
+from ganserve.serve.settings import Settings
 from pydantic import ValidationError
 
 from ganserve.errors import UsageError
 from ganserve.usage import UsageParser as _Parser
-from serve.settings import Settings
 
 
 def _option_type(annotation: object) -> tuple[type, tuple[str, ...] | None]:
@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
                          f"(--model-repository / GANSERVE_MODEL_REPOSITORY)")
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from serve.app import serve  # imported late: --help and usage errors stay fast
+    from ganserve.serve.app import serve  # imported late: --help and usage errors stay fast
 
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from serve.settings import Settings
+from ganserve.serve.settings import Settings
 
 log = logging.getLogger(__name__)
 HEADROOM = 256  # descriptors besides connections and uploads

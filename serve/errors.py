@@ -1,7 +1,7 @@
 """Failures a client can cause, one type each.
 
-The service raises these; each adapter maps them exactly once: :data:`serve.http.errors.HTTP_STATUS`
-and :data:`serve.grpc.servicer.GRPC_CODE`. Every type carries a stable machine-readable ``code``
+The service raises these; each adapter maps them exactly once: :data:`ganserve.serve.http.errors.HTTP_STATUS`
+and :data:`ganserve.serve.grpc.servicer.GRPC_CODE`. Every type carries a stable machine-readable ``code``
 (the ``error.code`` of an HTTP error body, the ``ganserve-error-code`` trailer of a gRPC status).
 """
 

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from ganserve.serve.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
 from PIL import ExifTags, Image, ImageFile, PngImagePlugin, UnidentifiedImageError
-
-from serve.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 ImageFormat = Literal["png", "jpeg", "gif", "apng"]

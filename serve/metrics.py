@@ -1,7 +1,7 @@
 """Prometheus metrics of one gateway, in a registry of its own (never the global default one).
 
 Label values are bounded: ``model`` is a loaded model's name or empty (an unknown model named by a
-client is never a label), ``outcome`` is ``ok`` or a :class:`serve.errors.ServiceError` code.
+client is never a label), ``outcome`` is ``ok`` or a :class:`ganserve.serve.errors.ServiceError` code.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ganserve.serve.errors import ServiceError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from serve.errors import ServiceError
-
 if TYPE_CHECKING:
-    from serve.admission import Admission
+    from ganserve.serve.admission import Admission
 
 _LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

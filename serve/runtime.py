@@ -10,13 +10,12 @@ import sys
 import time
 
 import numpy as np
-
-from serve.admission import MIB, Admission
-from serve.backends import Backend, create_backend
-from serve.metrics import Metrics
-from serve.repository import ModelVersion
-from serve.service import GatewayService
-from serve.settings import Settings
+from ganserve.serve.admission import MIB, Admission
+from ganserve.serve.backends import Backend, create_backend
+from ganserve.serve.metrics import Metrics
+from ganserve.serve.repository import ModelVersion
+from ganserve.serve.service import GatewayService
+from ganserve.serve.settings import Settings
 
 log = logging.getLogger(__name__)
 _CALIBRATION_TILE = 64  # LR tile side of the start-up measurement of a super-resolution model

@@ -1,7 +1,7 @@
 """The gateway's operations, shared by the HTTP and gRPC adapters: validation, model resolution,
 seeds -> z, inference through the backend, image encoding and decoding.
 
-Failures a client can cause are raised as :mod:`serve.errors` types; each adapter maps them once.
+Failures a client can cause are raised as :mod:`ganserve.serve.errors` types; each adapter maps them once.
 Nothing here knows about HTTP or gRPC.
 """
 
@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+from ganserve.serve import images, seeds, tiling
+from ganserve.serve.admission import Admission, Ticket
+from ganserve.serve.backends.base import REQUEST_DEADLINE, Backend
+from ganserve.serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
+from ganserve.serve.images import ImageFormat
+from ganserve.serve.repository import TOKENIZERS, ModelKind, ModelVersion, Repository
+from ganserve.serve.settings import Settings
 
 from ganserve.text import is_blank
-from serve import images, seeds, tiling
-from serve.admission import Admission, Ticket
-from serve.backends.base import REQUEST_DEADLINE, Backend
-from serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
-from serve.images import ImageFormat
-from serve.repository import TOKENIZERS, ModelKind, ModelVersion, Repository
-from serve.settings import Settings
 
 DEFAULT_FRAMES = 8
 DEFAULT_FRAME_DURATION_MS = 100
@@ -435,7 +435,7 @@ class GatewayService:
     @contextlib.contextmanager
     def _admit(self, mv: ModelVersion, *, units: float, nbytes: int,
                timeout_s: float | None) -> Iterator[tuple[Ticket, _Limit]]:
-        """Prices the request (:mod:`serve.admission`: refused at once when over a budget or
+        """Prices the request (:mod:`ganserve.serve.admission`: refused at once when over a budget or
         estimated past its deadline) and holds its reservation while the block runs."""
         limit = self._limit(mv, timeout_s)
         with self._admission.admit(mv.name, units=units, nbytes=nbytes, deadline_s=limit.seconds,

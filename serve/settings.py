@@ -1,7 +1,7 @@
 """Gateway settings: one validated object, read from ``GANSERVE_*`` environment variables.
 
 Every field is also a ``ganserve serve`` option (``model_repository`` -> ``--model-repository``),
-generated from this class by :mod:`serve.cli`. The names are a public interface (the Helm chart sets
+generated from this class by :mod:`ganserve.serve.cli`. The names are a public interface (the Helm chart sets
 them): rename nothing.
 """
 

@@ -19,8 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from serve import images
+from ganserve.serve import images
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def plan(height: int, width: int, *, tile: int, overlap: int) -> Layout:
 def cut(image: np.ndarray, places: Sequence[Place], *, tile: int,
         input_range: tuple[float, float]) -> np.ndarray:
     """Some tiles of ``uint8 [h, w, C]`` -> ``float32 [n, C, tile, tile]`` in ``input_range``
-    (:func:`serve.images.to_model_input`); a tile past the image's edge (only when the image is
+    (:func:`ganserve.serve.images.to_model_input`); a tile past the image's edge (only when the image is
     smaller than a tile) is edge-padded."""
     h, w, channels = image.shape
     out = np.empty((len(places), channels, tile, tile), dtype=np.float32)
@@ -108,7 +107,7 @@ def paste(outputs: np.ndarray, places: Sequence[Place], layout: Layout, out: np.
           value_range: tuple[float, float]) -> None:
     """Upscaled tiles ``[n, C, s*tile, s*tile]`` -> their owned regions of ``out`` (the output image,
     ``uint8 [s*h, s*w, >= C]``; channels past ``C`` are left alone), quantised on the way
-    (:func:`serve.images.quantize_into`)."""
+    (:func:`ganserve.serve.images.quantize_into`)."""
     if len(outputs) != len(places):
         raise ValueError(f"expected {len(places)} tiles, got {len(outputs)}")
     channels = outputs.shape[1]

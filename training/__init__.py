@@ -1,4 +1,5 @@
 """ganserve training: GAN generator families in PyTorch, one training loop, ONNX export.
 
-Never imported by ``serve``: the only hand-off is ``model_repository/``.
+Installed as ``ganserve.training``. Never imported by ``ganserve.serve``: the only hand-off is
+``model_repository/``.
 """

@@ -1,5 +1,5 @@
 """Observability for the training loop: progress bar, JSONL log, sample grids, loss curves,
-checkpoints and failure detection. Each is a :class:`training.loop.Callback`, run on rank 0 only."""
+checkpoints and failure detection. Each is a :class:`ganserve.training.loop.Callback`, run on rank 0 only."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from training.data.images import to_uint8
-from training.loop import Callback, Trainer, TrainingFailure
+from ganserve.training.data.images import to_uint8
+from ganserve.training.loop import Callback, Trainer, TrainingFailure
 
 
 # ---------------------------------------------------------------- images

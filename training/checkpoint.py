@@ -4,7 +4,7 @@ tell a model's kind.
 A checkpoint is a versioned dict (``torch.save``, read back with ``weights_only``): ``version``,
 ``step``, ``wall_time``, ``meta`` (command, machine, commit, data), ``config`` (the run's config as a
 dict), the state dicts of ``G``, ``D``, ``ema`` and both optimisers, the random states and the
-sampler's position. :class:`training.loop.Trainer` writes it; everything else reads it through here.
+sampler's position. :class:`ganserve.training.loop.Trainer` writes it; everything else reads it through here.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from ganserve.training.config import RunConfig
+from ganserve.training.ema import EMA
+from ganserve.training.families import Family, config_from_dict, get_family
+from ganserve.training.files import torch_load
 from torch import nn
 
 from ganserve.errors import UsageError
-from training.config import RunConfig
-from training.ema import EMA
-from training.families import Family, config_from_dict, get_family
-from training.files import torch_load
 
 CHECKPOINT_VERSION = 1
 

@@ -41,7 +41,7 @@ class DataConfig:
 class ModelConfig:
     """What every family's model has; each family's config extends it."""
 
-    family: str = "dcgan"        # registry name, see training.families
+    family: str = "dcgan"        # registry name, see ganserve.training.families
     image_size: int = 28         # output side (DCGAN: 4*2^k or 7*2^k). Super-resolution: the side of
     #                              the HR training crops (D's input); LR crops are image_size / scale
     channels: int = 1            # 1 (grey) or 3 (RGB)
@@ -85,7 +85,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig
-    model: ModelConfig           # the family's own subclass (training.families.<family>)
+    model: ModelConfig           # the family's own subclass (ganserve.training.families.<family>)
     train: TrainConfig           # idem
 
     def to_dict(self) -> dict:
@@ -135,7 +135,7 @@ def _coerce(raw: str, typ: typing.Any, key: str) -> typing.Any:
 
 def override_fields(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply ``section.field=value`` overrides, e.g. ``train.lr_d=4e-4``, to the fields of ``cfg``'s own
-    section classes. (``model.family=...`` changes those classes: see ``training.families.apply_overrides``.)"""
+    section classes. (``model.family=...`` changes those classes: see ``ganserve.training.families.apply_overrides``.)"""
     sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     for item in overrides:
         key, sep, raw = item.partition("=")

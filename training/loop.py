@@ -1,7 +1,7 @@
 """The one training loop for every family.
 
 Per generator step: ``d_steps`` discriminator updates, then one generator update, then the EMA.
-Everything family-specific is behind :class:`training.families.base.Family`; everything observational
+Everything family-specific is behind :class:`ganserve.training.families.base.Family`; everything observational
 (progress, logs, samples, curves, checkpoints, failure detection) is a callback.
 
 Runs on CPU, one GPU, or many processes under ``torchrun`` (DistributedDataParallel; rank 0 alone
@@ -21,22 +21,22 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
-
-from ganserve.errors import UsageError
-from training.checkpoint import (
+from ganserve.training.checkpoint import (
     CHECKPOINT_VERSION,
     checkpoint_config,
     initial_generator_weights,
     read_checkpoint,
 )
-from training.config import RunConfig
-from training.data.images import ImageSet
-from training.data.sampler import BatchSampler
-from training.ema import EMA
-from training.families import Family, get_family, validate
-from training.losses import build_loss, gradient_penalty
+from ganserve.training.config import RunConfig
+from ganserve.training.data.images import ImageSet
+from ganserve.training.data.sampler import BatchSampler
+from ganserve.training.ema import EMA
+from ganserve.training.families import Family, get_family, validate
+from ganserve.training.losses import build_loss, gradient_penalty
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ganserve.errors import UsageError
 
 
 class TrainingFailure(RuntimeError):

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+from ganserve.training.config import DataConfig, RunConfig, TrainConfig
+from ganserve.training.families.dcgan import DCGANModelConfig
+from ganserve.training.families.gan_int_cls import GANIntClsModelConfig, GANIntClsTrainConfig
+from ganserve.training.families.srgan import SRModelConfig, SRTrainConfig
+
 from ganserve.errors import UsageError
-from training.config import DataConfig, RunConfig, TrainConfig
-from training.families.dcgan import DCGANModelConfig
-from training.families.gan_int_cls import GANIntClsModelConfig, GANIntClsTrainConfig
-from training.families.srgan import SRModelConfig, SRTrainConfig
 
 PRESETS: dict[str, RunConfig] = {
     # DCGAN on full MNIST at its native 28x28.

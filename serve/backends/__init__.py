@@ -1,10 +1,10 @@
-"""Inference backends behind one interface (:class:`serve.backends.base.Backend`)."""
+"""Inference backends behind one interface (:class:`ganserve.serve.backends.base.Backend`)."""
 
 from __future__ import annotations
 
-from serve.backends.base import Backend, Tensors
-from serve.metrics import Metrics
-from serve.settings import Settings
+from ganserve.serve.backends.base import Backend, Tensors
+from ganserve.serve.metrics import Metrics
+from ganserve.serve.settings import Settings
 
 __all__ = ["Backend", "BackendNotAvailable", "Tensors", "create_backend"]
 
@@ -16,11 +16,11 @@ class BackendNotAvailable(Exception):
 def create_backend(settings: Settings, *, metrics: Metrics) -> Backend:
     """The backend named by ``settings.backend`` (not loaded yet: call ``await backend.load()``)."""
     if settings.backend == "onnxruntime":
-        from serve.backends.onnxruntime import OnnxRuntimeBackend
+        from ganserve.serve.backends.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(settings, metrics=metrics)
     if settings.backend == "triton":
-        from serve.backends.triton import TritonBackend
+        from ganserve.serve.backends.triton import TritonBackend
 
         return TritonBackend(settings, metrics=metrics)
     raise BackendNotAvailable(f"unknown backend {settings.backend!r}; valid: onnxruntime, triton")

@@ -9,8 +9,7 @@ from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-from serve.repository import Repository
+from ganserve.serve.repository import Repository
 
 Tensors = dict[str, np.ndarray]
 # When the request being served must be done (event-loop time), set by the service for the request's
@@ -40,8 +39,8 @@ class Backend(Protocol):
     async def infer(self, model: str, version: int, inputs: Tensors) -> Tensors:
         """Runs one request: every input is ``[n, ...]``; returns every output as ``[n, ...]``.
 
-        Raises :class:`serve.errors.ModelNotFound` for a model or version not loaded and
-        :class:`serve.errors.QueueFull` when the model's queue is full. May be cancelled (deadline).
+        Raises :class:`ganserve.serve.errors.ModelNotFound` for a model or version not loaded and
+        :class:`ganserve.serve.errors.QueueFull` when the model's queue is full. May be cancelled (deadline).
         """
 
     async def close(self) -> None:

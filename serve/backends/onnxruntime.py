@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
-
-from serve.backends.base import Tensors
-from serve.batcher import BatchObserver, MicroBatcher
-from serve.errors import ModelNotFound, NotReady
-from serve.metrics import Metrics
-from serve.repository import ModelVersion, Repository, load_repository
-from serve.settings import Settings
+from ganserve.serve.backends.base import Tensors
+from ganserve.serve.batcher import BatchObserver, MicroBatcher
+from ganserve.serve.errors import ModelNotFound, NotReady
+from ganserve.serve.metrics import Metrics
+from ganserve.serve.repository import ModelVersion, Repository, load_repository
+from ganserve.serve.settings import Settings
 
 log = logging.getLogger(__name__)
 _PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -82,7 +81,7 @@ class OnnxRuntimeBackend:
     def _open(self, mv: ModelVersion) -> _Instance:
         """Creates the session and warms it up (blocking) at the largest batch its batcher can merge,
         so that the runtime's working memory is at its peak before the gateway measures its own
-        footprint (serve.admission). A super-resolution batch is bounded by ``upscale_batch_pixels``
+        footprint (ganserve.serve.admission). A super-resolution batch is bounded by ``upscale_batch_pixels``
         whatever the requests' tile sizes, so this takes about a second, not minutes."""
         variable = any(d < 0 for t in mv.inputs for d in t.dims)
         max_values = 3 * self._settings.upscale_batch_pixels if mv.kind == "super-resolution" else None

@@ -23,15 +23,14 @@ import logging
 import time
 
 import numpy as np
+from ganserve.serve.backends.base import Tensors
+from ganserve.serve.errors import DeadlineExceeded, ModelNotFound, NotReady, QueueFull, UpstreamError
+from ganserve.serve.metrics import Metrics
+from ganserve.serve.repository import ModelVersion, Repository, TensorSpec, load_repository
+from ganserve.serve.settings import Settings
 from tritonclient.grpc import InferInput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
-
-from serve.backends.base import Tensors
-from serve.errors import DeadlineExceeded, ModelNotFound, NotReady, QueueFull, UpstreamError
-from serve.metrics import Metrics
-from serve.repository import ModelVersion, Repository, TensorSpec, load_repository
-from serve.settings import Settings
 
 log = logging.getLogger(__name__)
 _CHECK_TIMEOUT_S = 5.0  # one readiness or metadata call

@@ -1,1 +1,1 @@
-"""gRPC adapter: the ``ganserve.v1.Gateway`` service over :class:`serve.service.GatewayService`."""
+"""gRPC adapter: the ``ganserve.v1.Gateway`` service over :class:`ganserve.serve.service.GatewayService`."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 
 import grpc
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc.servicer import GatewayServicer, add_to_server
+from ganserve.serve.metrics import Metrics
+from ganserve.serve.service import GatewayService
+from ganserve.serve.settings import Settings
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from serve.grpc.servicer import GatewayServicer, add_to_server
-from serve.metrics import Metrics
-from serve.service import GatewayService
-from serve.settings import Settings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name  # "ganserve.v1.Gateway"

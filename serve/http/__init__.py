@@ -1,5 +1,5 @@
-"""HTTP adapter (FastAPI) over :class:`serve.service.GatewayService`."""
+"""HTTP adapter (FastAPI) over :class:`ganserve.serve.service.GatewayService`."""
 
-from serve.http.app import create_app
+from ganserve.serve.http.app import create_app
 
 __all__ = ["create_app"]

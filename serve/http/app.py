@@ -9,12 +9,11 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
-
-from serve.http.errors import install_error_handlers
-from serve.http.middleware import CancelOnDisconnect, JsonBodyLimit
-from serve.http.routes import router
-from serve.runtime import Runtime
-from serve.settings import Settings
+from ganserve.serve.http.errors import install_error_handlers
+from ganserve.serve.http.middleware import CancelOnDisconnect, JsonBodyLimit
+from ganserve.serve.http.routes import router
+from ganserve.serve.runtime import Runtime
+from ganserve.serve.settings import Settings
 
 log = logging.getLogger(__name__)
 DESCRIPTION = """Images from GAN generators served with ONNX Runtime (or Triton).

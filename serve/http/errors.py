@@ -9,10 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from ganserve.serve import errors
+from ganserve.serve.http.schemas import ErrorBody
 from starlette.exceptions import HTTPException
-
-from serve import errors
-from serve.http.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
 

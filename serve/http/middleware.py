@@ -11,9 +11,8 @@ import asyncio
 import contextlib
 import json
 
+from ganserve.serve.images import UPLOAD_MEDIA_TYPES
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from serve.images import UPLOAD_MEDIA_TYPES
 
 # Bodies these content types carry are uploads, limited by max_upload_bytes where they are read.
 _UPLOAD_TYPES = (*UPLOAD_MEDIA_TYPES, "multipart/form-data")
@@ -98,7 +97,7 @@ class JsonBodyLimit:
 class CancelOnDisconnect:
     """Cancels a request's handler when its client disconnects before the response is complete, so
     that its queued work is dropped and its running work stops at the next batch or tile
-    (:mod:`serve.batcher`, :meth:`serve.service.GatewayService.upscale`), instead of running on to
+    (:mod:`ganserve.serve.batcher`, :meth:`ganserve.serve.service.GatewayService.upscale`), instead of running on to
     its deadline for nobody.
 
     Once the app has read the whole body, a watcher waits on the connection (uvicorn's ``receive``

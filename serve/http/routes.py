@@ -7,17 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-
-from serve.errors import InvalidArgument
-from serve.http import schemas
-from serve.http.errors import ERROR_RESPONSES
-from serve.http.negotiation import prefers
-from serve.http.uploads import UPLOAD_FIELD, read_upload
-from serve.images import MEDIA_TYPES, UPLOAD_MEDIA_TYPES
-from serve.metrics import CONTENT_TYPE
-from serve.repository import ModelVersion
-from serve.runtime import Runtime
-from serve.service import EncodedImage
+from ganserve.serve.errors import InvalidArgument
+from ganserve.serve.http import schemas
+from ganserve.serve.http.errors import ERROR_RESPONSES
+from ganserve.serve.http.negotiation import prefers
+from ganserve.serve.http.uploads import UPLOAD_FIELD, read_upload
+from ganserve.serve.images import MEDIA_TYPES, UPLOAD_MEDIA_TYPES
+from ganserve.serve.metrics import CONTENT_TYPE
+from ganserve.serve.repository import ModelVersion
+from ganserve.serve.runtime import Runtime
+from ganserve.serve.service import EncodedImage
 
 
 def _runtime(request: Request) -> Runtime:

@@ -255,7 +255,7 @@ def test_gateway_settings_values(render):
 @pytest.mark.parametrize("values", [None, "embedded"], ids=["triton", "embedded"])
 def test_gateway_env_is_valid_gateway_settings(render, values, monkeypatch):
     """The rendered GANSERVE_* variables are settings the gateway knows, and it accepts their values."""
-    settings_module = pytest.importorskip("serve.settings", reason="the serve extra is not installed")
+    settings_module = pytest.importorskip("ganserve.serve.settings", reason="the serve extra is not installed")
     docs = render(values and ci(values))
     env = env_of(container(docs.named("Deployment", GATEWAY)))
     ours = {k: v for k, v in env.items() if k.startswith("GANSERVE_")}
@@ -273,7 +273,7 @@ def test_gateway_env_is_valid_gateway_settings(render, values, monkeypatch):
 
 def test_chart_defaults_are_the_gateway_defaults():
     """values.yaml's gateway.settings repeat the gateway's own defaults (no silent divergence)."""
-    settings_module = pytest.importorskip("serve.settings", reason="the serve extra is not installed")
+    settings_module = pytest.importorskip("ganserve.serve.settings", reason="the serve extra is not installed")
     values = yaml.safe_load((CHART / "values.yaml").read_text())["gateway"]["settings"]
     fields = settings_module.Settings.model_fields
     for key, value in values.items():

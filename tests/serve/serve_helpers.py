@@ -14,11 +14,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnx
+from ganserve.serve.app import Gateway
+from ganserve.serve.cli import event_loop_factory
+from ganserve.serve.settings import Settings
 from onnx import TensorProto, helper, numpy_helper
-
-from serve.app import Gateway
-from serve.cli import event_loop_factory
-from serve.settings import Settings
 
 OPSET = 17
 

@@ -16,6 +16,9 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+from ganserve.serve.admission import MIB
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from PIL import Image
 from serve_helpers import (
     RunningGateway,
@@ -24,10 +27,6 @@ from serve_helpers import (
     running_gateway,
     test_settings,
 )
-
-from serve.admission import MIB
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 HEALTH_LIMIT_S = 1.0
 
@@ -262,7 +261,7 @@ def test_shutdown_answers_unfinished_work_503_and_exits_within_the_grace(slow_re
     """Upscales that need seconds are running (HTTP and gRPC) when the gateway is told to stop with a
     0.5 s grace: they are answered JSON 503 / UNAVAILABLE (before: a plain-text 500, or a wait for the
     abandoned work), and the gateway is gone within the grace and its margin."""
-    from serve.app import SHUTDOWN_MARGIN_S
+    from ganserve.serve.app import SHUTDOWN_MARGIN_S
 
     settings = test_settings(slow_repo, shutdown_grace_s=0.5, upscale_timeout_s=120, ort_intra_op_threads=1)
     image = _png(640, 640)

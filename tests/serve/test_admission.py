@@ -2,9 +2,8 @@
 backlog and the measured throughput, memory, and the throughput measurement itself."""
 
 import pytest
-
-from serve.admission import MIB, Admission, _Load
-from serve.errors import DeadlineExceeded, NotReady, PayloadTooLarge, QueueFull
+from ganserve.serve.admission import MIB, Admission, _Load
+from ganserve.serve.errors import DeadlineExceeded, NotReady, PayloadTooLarge, QueueFull
 
 
 class Clock:

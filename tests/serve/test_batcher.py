@@ -6,9 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
-from serve.batcher import BatchObserver, MicroBatcher
-from serve.errors import NotReady, QueueFull
+from ganserve.serve.batcher import BatchObserver, MicroBatcher
+from ganserve.serve.errors import NotReady, QueueFull
 
 
 class FakeModel:
@@ -302,7 +301,7 @@ def test_random_cancellations_and_deadlines_never_stall_the_loop(merge: bool, de
 def test_queued_rows_run_earliest_deadline_first() -> None:
     """Requests queued behind a running batch run in the order of their deadlines (arrival order
     among equal ones, and after all that have one when they have none)."""
-    from serve.backends.base import REQUEST_DEADLINE
+    from ganserve.serve.backends.base import REQUEST_DEADLINE
 
     model = FakeModel()
     model.gate.clear()

@@ -22,12 +22,11 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from ganserve.serve.http.connections import RateLimitedLog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from serve_helpers import RunningGateway, add_generator, running_gateway, test_settings
-
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
-from serve.http.connections import RateLimitedLog
 
 TIMEOUT = 0.5  # header, body and keep-alive timeouts of the `quick` gateway, seconds
 SLACK = 1.5    # how much later than its timeout a connection may close on a busy machine
@@ -184,7 +183,7 @@ def test_connections_over_the_cap_get_503_at_once_and_a_log_line(capped: Running
         for sock in held:  # each one answered: the gateway counts it (then it idles, kept alive)
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        with caplog.at_level(logging.WARNING, logger="serve.http.connections"):
+        with caplog.at_level(logging.WARNING, logger="ganserve.serve.http.connections"):
             with connect(port) as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
                 response, closed_after = read_until_closed(sock, within=3)
@@ -196,7 +195,7 @@ def test_connections_over_the_cap_get_503_at_once_and_a_log_line(capped: Running
     assert_error(response, 503, "too_many_connections", "max_connections")
     assert parse(response)[1]["retry-after"] == "1"
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "too_many_connections"
-    lines = [r for r in caplog.records if r.name == "serve.http.connections"]
+    lines = [r for r in caplog.records if r.name == "ganserve.serve.http.connections"]
     assert len(lines) == 1, "one line per 10 s, however many are refused"
     assert lines[0].levelno == logging.WARNING and "max_connections" in lines[0].getMessage()
     deadline = time.monotonic() + 3  # once the held connections are gone, requests are served again
@@ -212,7 +211,7 @@ def test_a_run_of_refusals_is_logged_once_then_counted(caplog) -> None:
             refused.event("refused: %d open", 4)
         await asyncio.sleep(0.5)  # one summary, then quiet: no more lines
 
-    with caplog.at_level(logging.WARNING, logger="serve.http.connections"):
+    with caplog.at_level(logging.WARNING, logger="ganserve.serve.http.connections"):
         asyncio.run(main())
     assert [r.getMessage() for r in caplog.records] == ["refused: 4 open", "refused: 4 open (4 more in the last 0.2 s)"]
 
@@ -274,8 +273,8 @@ def _descriptor_limit_after_start(soft: int, hard: int) -> subprocess.CompletedP
         import logging, resource
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
         resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))
-        from serve.descriptors import ensure_descriptor_limit
-        from serve.settings import Settings
+        from ganserve.serve.descriptors import ensure_descriptor_limit
+        from ganserve.serve.settings import Settings
         limit = ensure_descriptor_limit(Settings(max_connections=100, grpc_max_connections=10))
         print("needed", limit.needed, "soft", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     """)

@@ -4,10 +4,9 @@ import io
 
 import numpy as np
 import pytest
+from ganserve.serve import images
+from ganserve.serve.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
 from PIL import Image
-
-from serve import images
-from serve.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
 
 
 def _png(width: int, height: int, mode: str = "RGB") -> bytes:

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from serve import seeds
+from ganserve.serve import seeds
 
 
 def test_latent_is_the_documented_generator() -> None:

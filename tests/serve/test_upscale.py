@@ -10,11 +10,10 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from PIL import Image
 from serve_helpers import RunningGateway
-
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 
 def _image_bytes(size: tuple[int, int], mode: str = "RGB", fmt: str = "PNG") -> bytes:
@@ -127,9 +126,8 @@ def test_tiles_are_stitched_exactly(full_gateway: RunningGateway, size: tuple[in
 
 
 def test_untiled_model_takes_the_whole_image(tmp_path) -> None:
+    from ganserve.serve.runtime import Runtime
     from serve_helpers import add_super_resolution, test_settings
-
-    from serve.runtime import Runtime
 
     add_super_resolution(tmp_path, "whole", scale=3)
     source = _image_bytes((9, 11))
@@ -216,8 +214,7 @@ def _nearest(source: bytes, scale: int) -> np.ndarray:
 def _blur_whole(source: bytes, model_dir) -> np.ndarray:
     """The blur model on the whole image at once, quantised as the gateway does."""
     import onnxruntime as ort
-
-    from serve import images
+    from ganserve.serve import images
 
     pixels = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
     session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"))
@@ -337,7 +334,7 @@ def test_grpc_invalid_tiling_is_invalid_argument(tiles_gateway: RunningGateway, 
 
 
 def test_alpha_is_written_into_the_same_output(tiles_gateway: RunningGateway) -> None:
-    from serve import images
+    from ganserve.serve import images
 
     source = _image_bytes((37, 29), "RGBA")
     r = _raw(tiles_gateway, source, model="dyn", tile_size=8, tile_overlap=2)
@@ -349,7 +346,7 @@ def test_alpha_is_written_into_the_same_output(tiles_gateway: RunningGateway) ->
 
 
 def test_jpeg_output_with_tiles(tiles_gateway: RunningGateway) -> None:
-    from serve import images
+    from ganserve.serve import images
 
     source = _image_bytes((37, 29), "RGBA")
     r = _upscale(tiles_gateway, content=source, params={"model": "dyn", "format": "jpeg"},
@@ -374,7 +371,7 @@ def test_tile_limits_must_be_in_order(tmp_path) -> None:
 @pytest.mark.parametrize(("h", "w", "tile", "overlap"), [
     (1, 1, 8, 0), (7, 30, 8, 3), (64, 64, 16, 4), (65, 17, 16, 7), (100, 3, 9, 4), (33, 33, 32, 0)])
 def test_every_output_pixel_is_owned_by_exactly_one_tile(h, w, tile, overlap) -> None:
-    from serve import tiling
+    from ganserve.serve import tiling
 
     layout = tiling.plan(h, w, tile=tile, overlap=overlap)
     owners = np.zeros((h, w), int)
@@ -389,7 +386,7 @@ def test_every_output_pixel_is_owned_by_exactly_one_tile(h, w, tile, overlap) ->
 def test_paste_writes_each_batch_straight_into_the_uint8_output() -> None:
     """Batches are cut lazily from the uint8 image and pasted (quantised) into one preallocated uint8
     output, batch by batch; channels past the model's (alpha) are left alone."""
-    from serve import images, tiling
+    from ganserve.serve import images, tiling
 
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (23, 41, 3), dtype=np.uint8)
@@ -411,7 +408,7 @@ def test_paste_writes_each_batch_straight_into_the_uint8_output() -> None:
 @pytest.mark.parametrize("size", [(37, 53), (150, 131)])  # small: unfiltered; larger: filtered rows
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_streamed_png_round_trips(channels: int, size: tuple[int, int]) -> None:
-    from serve import images
+    from ganserve.serve import images
 
     rng = np.random.default_rng(channels)
     smooth = np.cumsum(rng.integers(-3, 4, (*size, channels)), axis=1) + 128
@@ -427,7 +424,7 @@ def test_streamed_png_round_trips(channels: int, size: tuple[int, int]) -> None:
 
 
 def test_streamed_alpha_equals_a_whole_bicubic_resize() -> None:
-    from serve import images
+    from ganserve.serve import images
 
     alpha = np.random.default_rng(5).integers(0, 256, (70, 23), dtype=np.uint8)
     for rows in (1, 16, 64, 100):
@@ -453,11 +450,10 @@ class _NearestBackend:
 
 
 def _service(tmp_path, backend_class=None, **settings):
+    from ganserve.serve.admission import Admission
+    from ganserve.serve.repository import load_repository
+    from ganserve.serve.service import GatewayService
     from serve_helpers import test_settings
-
-    from serve.admission import Admission
-    from serve.repository import load_repository
-    from serve.service import GatewayService
 
     root = _tiles_repo(tmp_path)
     backend = (backend_class or _NearestBackend)(load_repository(root))
@@ -480,7 +476,7 @@ def test_tiles_go_to_the_backend_a_bounded_batch_at_a_time(tmp_path, tile, tile_
     source = _image_bytes((150, 110))
     result = asyncio.run(service.upscale(image=source, model="dyn", tile_size=tile, tile_overlap=2))
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(result.image.data))), _nearest(source, 2))
-    from serve import tiling
+    from ganserve.serve import tiling
 
     count = tiling.plan(110, 150, tile=tile, overlap=2).count
     assert [b[0] for b in backend.batches] == [per_call] * (count // per_call) + (

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from ganserve.training.callbacks import default_callbacks
+from ganserve.training.data.captions import load_colour_mnist
+from ganserve.training.export import export_checkpoint
+from ganserve.training.families import apply_overrides, get_family
+from ganserve.training.families.gan_int_cls import pretrain, save_encoder
+from ganserve.training.loop import Trainer
+from ganserve.training.presets import preset
 
 from tests.training.helpers import MNIST, sr_config, write_photos
-from training.callbacks import default_callbacks
-from training.data.captions import load_colour_mnist
-from training.export import export_checkpoint
-from training.families import apply_overrides, get_family
-from training.families.gan_int_cls import pretrain, save_encoder
-from training.loop import Trainer
-from training.presets import preset
 
 torch.set_num_threads(1)  # tests are small; one thread each keeps the 2-core CI machine responsive
 

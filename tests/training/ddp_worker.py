@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 import torch
-
-from training.families import apply_overrides
-from training.loop import Trainer
-from training.presets import preset
+from ganserve.training.families import apply_overrides
+from ganserve.training.loop import Trainer
+from ganserve.training.presets import preset
 
 out = Path(sys.argv[1])
 torch.set_num_threads(1)

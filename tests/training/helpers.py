@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.families import apply_overrides, validate
-from training.presets import preset
+from ganserve.training.families import apply_overrides, validate
+from ganserve.training.presets import preset
 
 ROOT = Path(__file__).resolve().parents[2]
 MNIST = ROOT.parent / "shared" / "data" / "mnist"

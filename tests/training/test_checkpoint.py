@@ -1,13 +1,13 @@
-"""training.checkpoint: the one way to read a checkpoint, rebuild its generator and tell its kind."""
+"""ganserve.training.checkpoint: the one way to read a checkpoint, rebuild its generator and tell its kind."""
 
 import pytest
 import torch
+from ganserve.training.checkpoint import load_generator, model_kind, read_checkpoint
+from ganserve.training.export import export_checkpoint
+from ganserve.training.loop import Trainer
 
 from ganserve.errors import UsageError
 from tests.training.helpers import tiny_config
-from training.checkpoint import load_generator, model_kind, read_checkpoint
-from training.export import export_checkpoint
-from training.loop import Trainer
 
 
 def test_missing_or_foreign_checkpoint(tmp_path):

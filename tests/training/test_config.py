@@ -1,15 +1,15 @@
-"""training.config (the schema), training.presets and the family-aware config steps in
-training.families: overrides, family switching, saved configs old and new."""
+"""ganserve.training.config (the schema), ganserve.training.presets and the family-aware config steps in
+ganserve.training.families: overrides, family switching, saved configs old and new."""
 
 import pytest
+from ganserve.training.config import DataConfig, RunConfig, TrainConfig
+from ganserve.training.families import apply_overrides, config_from_dict, validate
+from ganserve.training.families.dcgan import DCGANModelConfig
+from ganserve.training.families.gan_int_cls import GANIntClsModelConfig, GANIntClsTrainConfig
+from ganserve.training.families.srgan import SRModelConfig, SRTrainConfig
+from ganserve.training.presets import PRESETS, preset
 
 from ganserve.errors import UsageError
-from training.config import DataConfig, RunConfig, TrainConfig
-from training.families import apply_overrides, config_from_dict, validate
-from training.families.dcgan import DCGANModelConfig
-from training.families.gan_int_cls import GANIntClsModelConfig, GANIntClsTrainConfig
-from training.families.srgan import SRModelConfig, SRTrainConfig
-from training.presets import PRESETS, preset
 
 # a config dict as saved before each family had its own config classes: one flat "model" and one flat
 # "train" section holding every family's fields (the defaults of that time)

@@ -1,4 +1,4 @@
-"""training.export: checkpoint -> ONNX + config.pbtxt, for each family (DCGAN; SRResNet with dynamic h/w and
+"""ganserve.training.export: checkpoint -> ONNX + config.pbtxt, for each family (DCGAN; SRResNet with dynamic h/w and
 the --fixed-tile layout; GAN-INT-CLS as encoder, generator and ensemble), with the parity check."""
 
 import numpy as np
@@ -6,6 +6,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from ganserve.training.checkpoint import load_generator
+from ganserve.training.export import PARITY_TOLERANCE, export_checkpoint, read_config
+from ganserve.training.loop import Trainer
 from google.protobuf import text_format
 from PIL import Image
 from tritonclient.grpc import model_config_pb2 as mc
@@ -13,9 +16,6 @@ from tritonclient.grpc import model_config_pb2 as mc
 from ganserve import text
 from ganserve.errors import UsageError
 from tests.training.helpers import tiny_config
-from training.checkpoint import load_generator
-from training.export import PARITY_TOLERANCE, export_checkpoint, read_config
-from training.loop import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +93,8 @@ def test_bad_version_is_a_usage_error(exported):
 def test_export_writes_encoder_generator_and_ensemble(t2i_run):
     import onnx
     import onnxruntime as ort
-
-    from training.checkpoint import load_generator
-    from training.export import PARITY_TOLERANCE, export_checkpoint_parts, read_config
+    from ganserve.training.checkpoint import load_generator
+    from ganserve.training.export import PARITY_TOLERANCE, export_checkpoint_parts, read_config
 
     tmp, _ = t2i_run
     ckpt = tmp / "run" / "checkpoint.pt"
@@ -181,9 +180,9 @@ def test_fixed_tile_export_fixes_the_shape_and_the_gateway_keeps_to_it(sr_export
     import asyncio
     import io
 
-    from serve.errors import InvalidArgument
-    from serve.runtime import Runtime
-    from serve.settings import Settings
+    from ganserve.serve.errors import InvalidArgument
+    from ganserve.serve.runtime import Runtime
+    from ganserve.serve.settings import Settings
 
     ckpt, dynamic = sr_exported
     fixed = export_checkpoint(ckpt, repository=tmp_path, name="srresnet", max_batch_size=8, fixed_tile=True)
@@ -212,8 +211,8 @@ def test_fixed_tile_export_fixes_the_shape_and_the_gateway_keeps_to_it(sr_export
 
 
 def test_fixed_tile_is_for_super_resolution_only():
-    from training.export import with_fixed_tile
-    from training.families.base import ExportSpec
+    from ganserve.training.export import with_fixed_tile
+    from ganserve.training.families.base import ExportSpec
 
     with pytest.raises(UsageError, match="super-resolution"):
         with_fixed_tile(ExportSpec(kind="unconditional", inputs={"z": ("batch", 4)}, outputs={}, metadata={}))

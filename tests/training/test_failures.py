@@ -4,10 +4,10 @@ import warnings
 
 import pytest
 import torch
+from ganserve.training.callbacks import FailureDetector, SampleGrid, default_callbacks
+from ganserve.training.loop import Trainer, TrainingFailure
 
 from tests.training.helpers import tiny_config
-from training.callbacks import FailureDetector, SampleGrid, default_callbacks
-from training.loop import Trainer, TrainingFailure
 
 
 def test_nan_in_generator_weights_is_detected_and_stops(tmp_path):

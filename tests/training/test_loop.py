@@ -2,11 +2,11 @@ import json
 
 import pytest
 import torch
+from ganserve.training.callbacks import default_callbacks
+from ganserve.training.checkpoint import read_checkpoint
+from ganserve.training.loop import Callback, Trainer
 
 from tests.training.helpers import tiny_config
-from training.callbacks import default_callbacks
-from training.checkpoint import read_checkpoint
-from training.loop import Callback, Trainer
 
 
 def params(module):

@@ -1,9 +1,10 @@
-"""training.model_card: the card written next to an export, from the checkpoint and its metrics."""
+"""ganserve.training.model_card: the card written next to an export, from the checkpoint and its metrics."""
 
 import json
 
+from ganserve.training.model_card import _train_commands, write_model_card
+
 from ganserve.cli import main
-from training.model_card import _train_commands, write_model_card
 
 
 def test_card_reproduce_block_lists_each_distinct_resume_command():

@@ -1,6 +1,6 @@
 """``ganserve evaluate MODEL [options]``: the quality metrics of the model's kind.
 
-The kind comes from the model itself (:func:`training.checkpoint.model_kind`: a checkpoint's family, an
+The kind comes from the model itself (:func:`ganserve.training.checkpoint.model_kind`: a checkpoint's family, an
 ONNX file's ``ganserve.kind``) and chooses one entry of :data:`EVALUATORS`, which holds that kind's
 options and report; ``ganserve evaluate MODEL --help`` lists the options for that model.
 """
@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ganserve.training.checkpoint import model_kind
+from ganserve.training.metrics import super_resolution, text_conditional, unconditional
+
 from ganserve.errors import UsageError
 from ganserve.usage import UsageParser
-from training.checkpoint import model_kind
-from training.metrics import super_resolution, text_conditional, unconditional
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from ganserve.training.callbacks import default_callbacks
+from ganserve.training.config import RunConfig
+from ganserve.training.families import apply_overrides, validate
+from ganserve.training.loop import Trainer
+from ganserve.training.presets import PRESETS, preset
+
 from ganserve.errors import UsageError
 from ganserve.usage import UsageParser
-from training.callbacks import default_callbacks
-from training.config import RunConfig
-from training.families import apply_overrides, validate
-from training.loop import Trainer
-from training.presets import PRESETS, preset
 
 
 def parser() -> UsageParser:

@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 
 import torch
-
-from training.commands.train_classifier import classifier_parser
-from training.metrics.classifiers import ATTRIBUTES_ASSET, sha256, train_attribute_classifier
+from ganserve.training.commands.train_classifier import classifier_parser
+from ganserve.training.metrics.classifiers import ATTRIBUTES_ASSET, sha256, train_attribute_classifier
 
 
 def main(argv: list[str]) -> int:

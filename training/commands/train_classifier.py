@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import torch
+from ganserve.training.metrics.classifiers import MNIST_ASSET, sha256, train_classifier
 
 from ganserve.usage import UsageParser
-from training.metrics.classifiers import MNIST_ASSET, sha256, train_classifier
 
 
 def classifier_parser(prog: str, description: str, *, out: Path, epochs: int) -> UsageParser:

@@ -23,10 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ganserve.training.data.images import (
+    IMAGE_SUFFIXES,
+    load_image,
+    load_mnist,
+    load_sklearn_digits,
+    resize_uint8,
+)
 
 from ganserve import text
 from ganserve.errors import UsageError
-from training.data.images import IMAGE_SUFFIXES, load_image, load_mnist, load_sklearn_digits, resize_uint8
 
 # name -> (RGB at full brightness, synonyms used in captions; the name itself comes first)
 COLOURS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {

@@ -7,7 +7,7 @@
 | `srgan`       | `super-resolution` | ``training/families/srgan.py`` (stage 2) |
 | `gan-int-cls` | `text-conditional` | ``training/families/gan_int_cls.py``     |
 
-A new family is a :class:`~training.families.base.Family` subclass in its own module, added to
+A new family is a :class:`~ganserve.training.families.base.Family` subclass in its own module, added to
 :data:`FAMILIES` below. Each family owns its config classes (``model_config``, ``train_config``), so
 ``--set model.scale=2`` or ``--set train.text_encoder=...`` exist only for the families that have them;
 :func:`apply_overrides` switches those classes when ``model.family`` changes, and :func:`config_from_dict`
@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from ganserve.training.config import RunConfig, override_fields, validate_shared
+from ganserve.training.families.base import Family
+from ganserve.training.families.dcgan import DCGANFamily
+from ganserve.training.families.gan_int_cls import GANIntClsFamily
+from ganserve.training.families.srgan import SRGANFamily, SRResNetFamily
+
 from ganserve.errors import UsageError
-from training.config import RunConfig, override_fields, validate_shared
-from training.families.base import Family
-from training.families.dcgan import DCGANFamily
-from training.families.gan_int_cls import GANIntClsFamily
-from training.families.srgan import SRGANFamily, SRResNetFamily
 
 FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (DCGANFamily, SRResNetFamily, SRGANFamily,
                                                                   GANIntClsFamily)}

@@ -1,7 +1,7 @@
 """The interface every generator family implements: what differs between DCGAN, GAN-INT-CLS and
 SRGAN, behind one class.
 
-The training loop (``training.loop``) is family-agnostic. A :class:`Family` knows its own config
+The training loop (``ganserve.training.loop``) is family-agnostic. A :class:`Family` knows its own config
 classes and how to validate them, how to build its networks and data, how to score a batch with the
 discriminator, the generator's loss, what to sample for the grid, and what its exported ONNX model
 looks like. Each family is one module of this package, registered in ``training/families/__init__.py``.
@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from ganserve.training.config import ModelConfig, RunConfig, TrainConfig
+from ganserve.training.data.images import ImageSet, load_dataset, to_unit_range
+from ganserve.training.ema import EMA
+from ganserve.training.losses import AdversarialLoss
 from torch import nn
-
-from training.config import ModelConfig, RunConfig, TrainConfig
-from training.data.images import ImageSet, load_dataset, to_unit_range
-from training.ema import EMA
-from training.losses import AdversarialLoss
 
 Critic = Callable[..., torch.Tensor]  # D with instance noise applied to its image input
 
@@ -70,7 +69,7 @@ class Family:
     @classmethod
     def validate_config(cls, cfg: RunConfig) -> None:
         """Reject impossible values of the family's own fields (:class:`UsageError`, one clear message);
-        the shared fields are checked by ``training.config.validate_shared``."""
+        the shared fields are checked by ``ganserve.training.config.validate_shared``."""
 
     # networks and data
     def build_generator(self) -> nn.Module:

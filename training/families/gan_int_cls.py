@@ -21,12 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from ganserve import text
-from ganserve.errors import UsageError
-from training.config import RunConfig, TrainConfig
-from training.data.captions import (
+from ganserve.training.config import RunConfig, TrainConfig
+from ganserve.training.data.captions import (
     N_COLOURS,
     N_DIGITS,
     CaptionedSet,
@@ -35,14 +31,18 @@ from training.data.captions import (
     load_captioned_folder,
     load_colour_mnist,
 )
-from training.data.images import to_unit_range
-from training.data.sampler import BatchSampler
-from training.families.base import DStepOut, ExportSpec, Family
-from training.families.dcgan import DCGANModelConfig, validate_dcgan_model
-from training.files import torch_load
-from training.losses import joint_embedding_loss
-from training.models.gan_int_cls import ConditionalDiscriminator, TextToImageGenerator
-from training.models.text_encoder import ImageEncoder, TextEncoder, TextEncoderConfig
+from ganserve.training.data.images import to_unit_range
+from ganserve.training.data.sampler import BatchSampler
+from ganserve.training.families.base import DStepOut, ExportSpec, Family
+from ganserve.training.families.dcgan import DCGANModelConfig, validate_dcgan_model
+from ganserve.training.files import torch_load
+from ganserve.training.losses import joint_embedding_loss
+from ganserve.training.models.gan_int_cls import ConditionalDiscriminator, TextToImageGenerator
+from ganserve.training.models.text_encoder import ImageEncoder, TextEncoder, TextEncoderConfig
+from torch import nn
+
+from ganserve import text
+from ganserve.errors import UsageError
 
 ENCODER_VERSION = 1
 
@@ -267,7 +267,7 @@ class PretrainResult:
 
 def pretrain(data, cfg: TextEncoderConfig, *, steps: int = 1500, batch_size: int = 128, lr: float = 1e-3,
              seed: int = 0, log_every: int = 100, log=print) -> PretrainResult:
-    """Joint image-text embedding pre-training on a :class:`training.data.captions.CaptionedSet`."""
+    """Joint image-text embedding pre-training on a :class:`ganserve.training.data.captions.CaptionedSet`."""
     torch.manual_seed(seed)
     enc, img = TextEncoder(cfg), ImageEncoder(cfg.embedding_dim)
     probes = nn.ModuleDict({k: nn.Linear(cfg.embedding_dim, int(v.max()) + 1) for k, v in data.attributes.items()})

@@ -7,14 +7,20 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from ganserve.training.config import ModelConfig, RunConfig, TrainConfig
+from ganserve.training.data.sr import SRPatchSet, load_sr_dataset
+from ganserve.training.families.base import DStepOut, ExportSpec, Family
+from ganserve.training.losses import (
+    VGG19_LAYERS,
+    feature_matching_loss,
+    load_vgg19,
+    pixel_loss,
+    vgg_content_loss,
+)
+from ganserve.training.models.srgan import SRDiscriminator, SRResNet
 from torch import nn
 
 from ganserve.errors import UsageError
-from training.config import ModelConfig, RunConfig, TrainConfig
-from training.data.sr import SRPatchSet, load_sr_dataset
-from training.families.base import DStepOut, ExportSpec, Family
-from training.losses import VGG19_LAYERS, feature_matching_loss, load_vgg19, pixel_loss, vgg_content_loss
-from training.models.srgan import SRDiscriminator, SRResNet
 
 PIXEL_LOSSES = ("mse", "l1")
 CONTENT_LOSSES = ("pixel", "vgg", "feature-matching")

@@ -1,5 +1,5 @@
 """Quality of a text-to-image model on captioned colour MNIST, measured by ganserve's attribute
-classifier (``training.metrics.classifiers.AttributeClassifier``, sha256-pinned):
+classifier (``ganserve.training.metrics.classifiers.AttributeClassifier``, sha256-pinned):
 
 - **Attribute accuracy** on held-out prompts (phrasings never used in training): for every
   (digit, colour) combination, images generated from its prompts are classified; digit accuracy,
@@ -17,11 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from ganserve import text
-from ganserve.errors import UsageError
-from training.checkpoint import load_generator
-from training.data.captions import (
+from ganserve.training.checkpoint import load_generator
+from ganserve.training.data.captions import (
     HELDOUT_COMBOS,
     TRAIN_TEMPLATES,
     caption,
@@ -29,9 +26,12 @@ from training.data.captions import (
     render_combos,
     seen_combos,
 )
-from training.data.images import load_mnist, to_uint8
-from training.metrics.classifiers import classify, load_attribute_classifier
-from training.metrics.distances import fid
+from ganserve.training.data.images import load_mnist, to_uint8
+from ganserve.training.metrics.classifiers import classify, load_attribute_classifier
+from ganserve.training.metrics.distances import fid
+
+from ganserve import text
+from ganserve.errors import UsageError
 
 
 def generator_from(model_path: str | Path):

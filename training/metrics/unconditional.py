@@ -1,7 +1,7 @@
 """Offline quality metrics for MNIST-style generators, in the feature space of a classifier that
 ganserve trains itself (no Inception weights are available offline).
 
-- FID and KID (``training.metrics.distances``) between features of generated and real (MNIST test) images.
+- FID and KID (``ganserve.training.metrics.distances``) between features of generated and real (MNIST test) images.
 - Mode coverage: the classifier's predicted digit over the samples: classes covered (>= 1% share),
   the smallest class share and KL(predicted distribution || uniform).
 
@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ganserve.training.checkpoint import load_generator, model_file
+from ganserve.training.data.images import load_mnist, to_uint8, to_unit_range
+from ganserve.training.files import onnx_session
+from ganserve.training.metrics.classifiers import load_classifier
+from ganserve.training.metrics.distances import fid, kid
 
 from ganserve.errors import UsageError
-from training.checkpoint import load_generator, model_file
-from training.data.images import load_mnist, to_uint8, to_unit_range
-from training.files import onnx_session
-from training.metrics.classifiers import load_classifier
-from training.metrics.distances import fid, kid
 
 
 @torch.no_grad()

@@ -14,11 +14,10 @@ the export writes both (``text2img_encoder``, ``text2img_generator``).
 from __future__ import annotations
 
 import torch
+from ganserve.training.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganserve.training.models.layers import check_shape, dcgan_init_, maybe_sn, norm2d
+from ganserve.training.models.text_encoder import TextEncoder, TextEncoderConfig
 from torch import nn
-
-from training.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from training.models.layers import check_shape, dcgan_init_, maybe_sn, norm2d
-from training.models.text_encoder import TextEncoder, TextEncoderConfig
 
 
 def _compress(embedding_dim: int, proj_dim: int) -> nn.Sequential:

@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 
 import torch
+from ganserve.training.models.layers import check_shape
 from torch import nn
-
-from training.models.layers import check_shape
 
 
 class ResidualBlock(nn.Module):

@@ -1,6 +1,6 @@
 """The text encoder of the text-to-image models: a char-CNN-RNN (Reed et al. 2016, "Learning Deep
 Representations of Fine-Grained Visual Descriptions") over ``ganserve.text`` char-v1 ids, and the
-small image encoder it is pre-trained against (``training.families.gan_int_cls``).
+small image encoder it is pre-trained against (``ganserve.training.families.gan_int_cls``).
 
 Architecture (``tokens`` int64 [B, L] -> ``embedding`` float [B, E]):
 character embedding -> two temporal convolutions (ReLU, max-pool x2 each) -> a GRU over the L/4
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from ganserve.training.models.layers import check_shape
 from torch import nn
 
 from ganserve import text
 from ganserve.errors import UsageError
-from training.models.layers import check_shape
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,10 @@
-"""training.data.captions: captioned colour MNIST (held-out combinations and phrasings) and the
+"""ganserve.training.data.captions: captioned colour MNIST (held-out combinations and phrasings) and the
 captioned-folder layout."""
 
 import numpy as np
 import pytest
 import torch
-
-from ganserve import text
-from ganserve.errors import UsageError
-from training.data.captions import (
+from ganserve.training.data.captions import (
     HELDOUT_COMBOS,
     HELDOUT_TEMPLATES,
     N_COLOURS,
@@ -17,6 +14,9 @@ from training.data.captions import (
     load_captioned_folder,
     load_colour_mnist,
 )
+
+from ganserve import text
+from ganserve.errors import UsageError
 
 
 def test_colour_mnist_is_deterministic_and_seeded():

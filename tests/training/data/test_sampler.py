@@ -1,10 +1,10 @@
-"""training.data.sampler: the seeded, resumable, sharded batch sampler."""
+"""ganserve.training.data.sampler: the seeded, resumable, sharded batch sampler."""
 
 import pytest
 import torch
+from ganserve.training.data.sampler import BatchSampler
 
 from ganserve.errors import UsageError
-from training.data.sampler import BatchSampler
 
 
 def test_sampler_is_resumable_and_shards_disjointly():

@@ -1,12 +1,12 @@
-"""training.data.sr: the built-in photo set and aligned (LR, HR) crops."""
+"""ganserve.training.data.sr: the built-in photo set and aligned (LR, HR) crops."""
 
 import numpy as np
 import pytest
 import torch
+from ganserve.training.config import DataConfig
+from ganserve.training.data.sr import SR_BUILTIN_TEST, SR_BUILTIN_TRAIN, bicubic_resize, load_sr_dataset
 
 from ganserve.errors import UsageError
-from training.config import DataConfig
-from training.data.sr import SR_BUILTIN_TEST, SR_BUILTIN_TRAIN, bicubic_resize, load_sr_dataset
 
 
 def test_builtin_held_out_images_are_never_trained_on():

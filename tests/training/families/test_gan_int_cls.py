@@ -1,17 +1,17 @@
-"""training.families.gan_int_cls: GAN-INT-CLS's matching-aware loss and GAN-INT term, the need for a
+"""ganserve.training.families.gan_int_cls: GAN-INT-CLS's matching-aware loss and GAN-INT term, the need for a
 pre-trained text encoder, and training through the one loop."""
 
 import json
 
 import pytest
 import torch
+from ganserve.training.checkpoint import model_kind
+from ganserve.training.families import apply_overrides, validate
+from ganserve.training.families.gan_int_cls import mismatched_indices
+from ganserve.training.loop import Trainer
+from ganserve.training.presets import preset
 
 from ganserve.errors import UsageError
-from training.checkpoint import model_kind
-from training.families import apply_overrides, validate
-from training.families.gan_int_cls import mismatched_indices
-from training.loop import Trainer
-from training.presets import preset
 
 
 def test_mismatched_indices_pair_every_row_with_another_class():

@@ -1,16 +1,16 @@
-"""training.families.srgan: the super-resolution config checks, and the two stages (SRResNet, then
+"""ganserve.training.families.srgan: the super-resolution config checks, and the two stages (SRResNet, then
 SRGAN from its weights) through the one loop."""
 
 import pytest
 import torch
+from ganserve.training.checkpoint import model_kind, read_checkpoint
+from ganserve.training.families import apply_overrides, validate
+from ganserve.training.loop import Trainer
+from ganserve.training.losses import VGG19_LAYERS, VGG19Features, load_vgg19
+from ganserve.training.presets import preset
 
 from ganserve.errors import UsageError
 from tests.training.helpers import params, sr_config
-from training.checkpoint import model_kind, read_checkpoint
-from training.families import apply_overrides, validate
-from training.loop import Trainer
-from training.losses import VGG19_LAYERS, VGG19Features, load_vgg19
-from training.presets import preset
 
 
 @pytest.mark.parametrize("overrides,message", [

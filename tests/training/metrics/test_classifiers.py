@@ -1,10 +1,8 @@
-"""training.metrics.classifiers: the pinned measuring classifiers and the one trainer they share."""
+"""ganserve.training.metrics.classifiers: the pinned measuring classifiers and the one trainer they share."""
 
 import pytest
 import torch
-
-from ganserve.errors import UsageError
-from training.metrics.classifiers import (
+from ganserve.training.metrics.classifiers import (
     ATTRIBUTES_ASSET,
     ATTRIBUTES_SHA256,
     MNIST_ASSET,
@@ -17,6 +15,8 @@ from training.metrics.classifiers import (
     load_classifier,
     sha256,
 )
+
+from ganserve.errors import UsageError
 
 
 def test_classifier_is_pinned_by_checksum():

@@ -1,9 +1,8 @@
-"""training.metrics.distances: FID and KID between feature sets."""
+"""ganserve.training.metrics.distances: FID and KID between feature sets."""
 
 import numpy as np
 import pytest
-
-from training.metrics.distances import fid, kid
+from ganserve.training.metrics.distances import fid, kid
 
 
 def test_fid_is_zero_for_the_same_set_and_grows_with_a_mean_shift():

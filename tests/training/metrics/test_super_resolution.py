@@ -1,10 +1,9 @@
-"""training.metrics.super_resolution: Y-channel PSNR/SSIM conventions, the reference tiling, and the
+"""ganserve.training.metrics.super_resolution: Y-channel PSNR/SSIM conventions, the reference tiling, and the
 evaluation of a checkpoint and of its ONNX export next to bicubic."""
 
 import numpy as np
 import pytest
-
-from training.metrics.super_resolution import (
+from ganserve.training.metrics.super_resolution import (
     evaluate,
     format_report,
     psnr_y,

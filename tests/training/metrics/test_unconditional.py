@@ -1,13 +1,17 @@
-"""training.metrics.unconditional: mode coverage, the reference transforms, and the MNIST feature
+"""ganserve.training.metrics.unconditional: mode coverage, the reference transforms, and the MNIST feature
 space that FID/KID are computed in."""
 
 import numpy as np
 import pytest
 import torch
-
-from training.data.images import load_mnist
-from training.metrics.distances import fid
-from training.metrics.unconditional import blur_3x3, features_and_predictions, mode_coverage, shift_one_pixel
+from ganserve.training.data.images import load_mnist
+from ganserve.training.metrics.distances import fid
+from ganserve.training.metrics.unconditional import (
+    blur_3x3,
+    features_and_predictions,
+    mode_coverage,
+    shift_one_pixel,
+)
 
 
 def test_mode_coverage():

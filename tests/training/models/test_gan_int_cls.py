@@ -1,12 +1,12 @@
-"""training.models.gan_int_cls: the text-conditional generator (frozen encoder inside) and the
+"""ganserve.training.models.gan_int_cls: the text-conditional generator (frozen encoder inside) and the
 matching-aware discriminator."""
 
 import pytest
 import torch
+from ganserve.training.families import get_family
+from ganserve.training.presets import preset
 
 from ganserve import text
-from training.families import get_family
-from training.presets import preset
 
 
 def test_shapes():

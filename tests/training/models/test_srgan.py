@@ -1,10 +1,9 @@
-"""training.models.srgan: the SRResNet generator and the SRGAN discriminator (Ledig et al. 2017)."""
+"""ganserve.training.models.srgan: the SRResNet generator and the SRGAN discriminator (Ledig et al. 2017)."""
 
 import pytest
 import torch
+from ganserve.training.models.srgan import SRDiscriminator, SRResNet
 from torch import nn
-
-from training.models.srgan import SRDiscriminator, SRResNet
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
