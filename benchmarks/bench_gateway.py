@@ -36,10 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from harness import cpu_seconds, floor_app, gateway
 from synthetic_models import write_dcgan_like
+
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 MODEL = "dcgan"
 

@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from ganserve.training.callbacks import FailureDetector, JsonlLogger
 from ganserve.training.data.images import load_dataset, to_unit_range
 from ganserve.training.families import apply_overrides, get_family
 from ganserve.training.loop import Trainer, machine_description
 from ganserve.training.presets import preset
-from torch import nn
 
 
 def plain_dcgan(cfg, data, device, *, batch_size: int):

@@ -18,6 +18,7 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
+
 from ganserve.serve.descriptors import ensure_descriptor_limit
 from ganserve.serve.grpc.server import GrpcServer
 from ganserve.serve.http import create_app

@@ -31,6 +31,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from ganserve.serve.backends.base import REQUEST_DEADLINE
 from ganserve.serve.errors import NotReady, QueueFull
 

@@ -10,10 +10,10 @@ import types
 import typing
 from pathlib import Path
 
-from ganserve.serve.settings import Settings
 from pydantic import ValidationError
 
 from ganserve.errors import UsageError
+from ganserve.serve.settings import Settings
 from ganserve.usage import UsageParser as _Parser
 
 

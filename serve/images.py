@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from ganserve.serve.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
 from PIL import ExifTags, Image, ImageFile, PngImagePlugin, UnidentifiedImageError
+
+from ganserve.serve.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 ImageFormat = Literal["png", "jpeg", "gif", "apng"]

@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ganserve.serve.errors import ServiceError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ganserve.serve.errors import ServiceError
 
 if TYPE_CHECKING:
     from ganserve.serve.admission import Admission

@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+
 from ganserve.serve.admission import MIB, Admission
 from ganserve.serve.backends import Backend, create_backend
 from ganserve.serve.metrics import Metrics

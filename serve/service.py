@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+
 from ganserve.serve import images, seeds, tiling
 from ganserve.serve.admission import Admission, Ticket
 from ganserve.serve.backends.base import REQUEST_DEADLINE, Backend
@@ -24,7 +25,6 @@ from ganserve.serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFou
 from ganserve.serve.images import ImageFormat
 from ganserve.serve.repository import TOKENIZERS, ModelKind, ModelVersion, Repository
 from ganserve.serve.settings import Settings
-
 from ganserve.text import is_blank
 
 DEFAULT_FRAMES = 8

@@ -55,6 +55,7 @@ def test_model_directory_is_triton_valid(model_dir):
 def test_shipped_dcgan_draws_every_digit():
     import onnxruntime as ort
     import torch
+
     from ganserve.training.metrics.classifiers import load_classifier
 
     session = ort.InferenceSession(str(REPO / "dcgan" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -73,11 +74,11 @@ def test_shipped_text2img_follows_held_out_prompts():
     combinations, 3 images each; the card reports the full evaluation)."""
     import onnxruntime as ort
     import torch
+
+    from ganserve import text
     from ganserve.training.data.captions import heldout_prompts, seen_combos
     from ganserve.training.data.images import to_uint8
     from ganserve.training.metrics.classifiers import classify, load_attribute_classifier
-
-    from ganserve import text
 
     enc = ort.InferenceSession(str(REPO / "text2img_encoder" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     gen = ort.InferenceSession(str(REPO / "text2img_generator" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from ganserve.training.data.images import to_uint8
 from ganserve.training.loop import Callback, Trainer, TrainingFailure
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from ganserve.errors import UsageError
 from ganserve.training.config import RunConfig
 from ganserve.training.ema import EMA
 from ganserve.training.families import Family, config_from_dict, get_family
 from ganserve.training.files import torch_load
-from torch import nn
-
-from ganserve.errors import UsageError
 
 CHECKPOINT_VERSION = 1
 

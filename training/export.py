@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ganserve.training.checkpoint import load_generator
-from ganserve.training.families.base import ExportSpec
 from torch import nn
 
 from ganserve.errors import UsageError
+from ganserve.training.checkpoint import load_generator
+from ganserve.training.families.base import ExportSpec
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch, on a [-1, 1] output

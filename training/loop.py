@@ -21,6 +21,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import (
     CHECKPOINT_VERSION,
     checkpoint_config,
@@ -33,10 +37,6 @@ from ganserve.training.data.sampler import BatchSampler
 from ganserve.training.ema import EMA
 from ganserve.training.families import Family, get_family, validate
 from ganserve.training.losses import build_loss, gradient_penalty
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
-
-from ganserve.errors import UsageError
 
 
 class TrainingFailure(RuntimeError):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from ganserve.training.files import torch_load
 from torch import nn
 
 from ganserve.errors import UsageError
+from ganserve.training.files import torch_load
 
 
 class AdversarialLoss:

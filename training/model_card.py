@@ -14,12 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import checkpoint_config, read_checkpoint
 from ganserve.training.data.captions import COLOUR_NAMES, DIGIT_WORDS, HELDOUT_COMBOS, HELDOUT_TEMPLATES
 from ganserve.training.families import get_family
 from ganserve.training.files import torch_load
-
-from ganserve.errors import UsageError
 
 
 def _train_commands(meta: dict) -> str:

@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
+from ganserve.errors import UsageError
 from ganserve.training.config import DataConfig, RunConfig, TrainConfig
 from ganserve.training.families.dcgan import DCGANModelConfig
 from ganserve.training.families.gan_int_cls import GANIntClsModelConfig, GANIntClsTrainConfig
 from ganserve.training.families.srgan import SRModelConfig, SRTrainConfig
-
-from ganserve.errors import UsageError
 
 PRESETS: dict[str, RunConfig] = {
     # DCGAN on full MNIST at its native 28x28.

@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from ganserve.serve.repository import Repository
 
 Tensors = dict[str, np.ndarray]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
+
 from ganserve.serve.backends.base import Tensors
 from ganserve.serve.batcher import BatchObserver, MicroBatcher
 from ganserve.serve.errors import ModelNotFound, NotReady

@@ -23,14 +23,15 @@ import logging
 import time
 
 import numpy as np
+from tritonclient.grpc import InferInput
+from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
 from ganserve.serve.backends.base import Tensors
 from ganserve.serve.errors import DeadlineExceeded, ModelNotFound, NotReady, QueueFull, UpstreamError
 from ganserve.serve.metrics import Metrics
 from ganserve.serve.repository import ModelVersion, Repository, TensorSpec, load_repository
 from ganserve.serve.settings import Settings
-from tritonclient.grpc import InferInput
-from tritonclient.grpc.aio import InferenceServerClient
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 log = logging.getLogger(__name__)
 _CHECK_TIMEOUT_S = 5.0  # one readiness or metadata call

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc.servicer import GatewayServicer, add_to_server
 from ganserve.serve.metrics import Metrics
 from ganserve.serve.service import GatewayService
 from ganserve.serve.settings import Settings
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name  # "ganserve.v1.Gateway"

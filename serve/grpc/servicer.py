@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError, Message
+
 from ganserve.serve import errors
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from ganserve.serve.metrics import Metrics
 from ganserve.serve.repository import ModelVersion
 from ganserve.serve.service import EncodedImage, GatewayService
-from google.protobuf import message_factory
-from google.protobuf.message import DecodeError, Message
 
 # The one mapping from service errors to gRPC status codes.
 GRPC_CODE: dict[type[errors.ServiceError], grpc.StatusCode] = {

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+
 from ganserve.serve.http.errors import install_error_handlers
 from ganserve.serve.http.middleware import CancelOnDisconnect, JsonBodyLimit
 from ganserve.serve.http.routes import router

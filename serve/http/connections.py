@@ -29,9 +29,10 @@ import logging
 import weakref
 from typing import Any
 
-from ganserve.serve.settings import Settings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+from ganserve.serve.settings import Settings
 
 log = logging.getLogger(__name__)
 LOG_INTERVAL_S = 10.0  # after the first line of a run of refusals (or timeouts), one line this often

@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
 from ganserve.serve import errors
 from ganserve.serve.http.schemas import ErrorBody
-from starlette.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 

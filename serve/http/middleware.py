@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import json
 
-from ganserve.serve.images import UPLOAD_MEDIA_TYPES
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ganserve.serve.images import UPLOAD_MEDIA_TYPES
 
 # Bodies these content types carry are uploads, limited by max_upload_bytes where they are read.
 _UPLOAD_TYPES = (*UPLOAD_MEDIA_TYPES, "multipart/form-data")

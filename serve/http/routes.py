@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+
 from ganserve.serve.errors import InvalidArgument
 from ganserve.serve.http import schemas
 from ganserve.serve.http.errors import ERROR_RESPONSES

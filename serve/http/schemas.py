@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ganserve.serve.seeds import MIN_TRUNCATION
 from pydantic import BaseModel, ConfigDict, Field
+
+from ganserve.serve.seeds import MIN_TRUNCATION
 
 _REQUEST = ConfigDict(extra="forbid", strict=True)
 # Ranges are documented in the schema (the ones that depend on settings are filled in by

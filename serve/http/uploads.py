@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from ganserve.serve.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
-from ganserve.serve.images import UPLOAD_MEDIA_TYPES
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
+
+from ganserve.serve.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
+from ganserve.serve.images import UPLOAD_MEDIA_TYPES
 
 UPLOAD_FIELD = "image"  # the multipart field holding the file
 _MULTIPART_SLACK = 64 * 1024  # part headers and boundaries around the file

@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
+
 from ganserve.serve.app import Gateway
 from ganserve.serve.cli import event_loop_factory
 from ganserve.serve.settings import Settings
-from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 

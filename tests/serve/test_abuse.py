@@ -16,9 +16,6 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from ganserve.serve.admission import MIB
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from PIL import Image
 from serve_helpers import (
     RunningGateway,
@@ -27,6 +24,10 @@ from serve_helpers import (
     running_gateway,
     test_settings,
 )
+
+from ganserve.serve.admission import MIB
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 HEALTH_LIMIT_S = 1.0
 

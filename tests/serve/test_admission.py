@@ -2,6 +2,7 @@
 backlog and the measured throughput, memory, and the throughput measurement itself."""
 
 import pytest
+
 from ganserve.serve.admission import MIB, Admission, _Load
 from ganserve.serve.errors import DeadlineExceeded, NotReady, PayloadTooLarge, QueueFull
 

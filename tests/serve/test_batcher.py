@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+
 from ganserve.serve.batcher import BatchObserver, MicroBatcher
 from ganserve.serve.errors import NotReady, QueueFull
 

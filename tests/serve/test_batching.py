@@ -7,10 +7,11 @@ from pathlib import Path
 
 import grpc
 import httpx
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from serve_helpers import RunningGateway, running_gateway, test_settings
+
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 
 def _batch_histogram(gw: RunningGateway) -> tuple[float, float]:

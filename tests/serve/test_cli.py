@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
-from ganserve.serve.cli import build_parser, load_settings
-from ganserve.serve.settings import Settings
 
 from ganserve.cli import main as ganserve_main
 from ganserve.errors import UsageError
+from ganserve.serve.cli import build_parser, load_settings
+from ganserve.serve.settings import Settings
 
 
 def test_defaults_match_the_issue() -> None:

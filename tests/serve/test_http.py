@@ -6,10 +6,11 @@ import io
 import httpx
 import numpy as np
 import pytest
-from ganserve.serve import seeds
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from serve_helpers import RunningGateway
+
+from ganserve.serve import seeds
 
 
 def _post(gw: RunningGateway, path: str, body: dict | None = None, **kwargs) -> httpx.Response:

@@ -4,9 +4,10 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from ganserve.serve import images
 from ganserve.serve.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
-from PIL import Image
 
 
 def _png(width: int, height: int, mode: str = "RGB") -> bytes:

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ganserve.serve.repository import load_repository
 from serve_helpers import (
     add_generator,
     add_super_resolution,
@@ -12,6 +11,8 @@ from serve_helpers import (
     generator_config,
     write_config,
 )
+
+from ganserve.serve.repository import load_repository
 
 
 def test_standard_repository(tmp_path: Path) -> None:

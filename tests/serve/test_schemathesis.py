@@ -7,11 +7,12 @@ uvicorn serving generators and a super-resolution model.
 from pathlib import Path
 
 import schemathesis
-from ganserve.serve.http import create_app
-from ganserve.serve.settings import Settings
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from serve_helpers import RunningGateway
+
+from ganserve.serve.http import create_app
+from ganserve.serve.settings import Settings
 
 MAX_EXAMPLES = 15  # per operation and mode: a few seconds on an idle 2-core machine
 

@@ -13,11 +13,6 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from ganserve.serve import images, seeds
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
-from ganserve.serve.grpc.servicer import ERROR_CODE_KEY
-from ganserve.serve.repository import load_repository
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from serve_helpers import (
@@ -31,6 +26,11 @@ from serve_helpers import (
 )
 
 from ganserve import text
+from ganserve.serve import images, seeds
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from ganserve.serve.grpc.servicer import ERROR_CODE_KEY
+from ganserve.serve.repository import load_repository
 
 L, E, Z = 16, 6, 8  # add_text2img's defaults: max_tokens, embedding_dim, latent_dim
 

@@ -10,10 +10,11 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from PIL import Image
 from serve_helpers import RunningGateway
+
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 
 def _image_bytes(size: tuple[int, int], mode: str = "RGB", fmt: str = "PNG") -> bytes:
@@ -126,8 +127,9 @@ def test_tiles_are_stitched_exactly(full_gateway: RunningGateway, size: tuple[in
 
 
 def test_untiled_model_takes_the_whole_image(tmp_path) -> None:
-    from ganserve.serve.runtime import Runtime
     from serve_helpers import add_super_resolution, test_settings
+
+    from ganserve.serve.runtime import Runtime
 
     add_super_resolution(tmp_path, "whole", scale=3)
     source = _image_bytes((9, 11))
@@ -214,6 +216,7 @@ def _nearest(source: bytes, scale: int) -> np.ndarray:
 def _blur_whole(source: bytes, model_dir) -> np.ndarray:
     """The blur model on the whole image at once, quantised as the gateway does."""
     import onnxruntime as ort
+
     from ganserve.serve import images
 
     pixels = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
@@ -450,10 +453,11 @@ class _NearestBackend:
 
 
 def _service(tmp_path, backend_class=None, **settings):
+    from serve_helpers import test_settings
+
     from ganserve.serve.admission import Admission
     from ganserve.serve.repository import load_repository
     from ganserve.serve.service import GatewayService
-    from serve_helpers import test_settings
 
     root = _tiles_repo(tmp_path)
     backend = (backend_class or _NearestBackend)(load_repository(root))

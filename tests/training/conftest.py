@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from ganserve.training.callbacks import default_callbacks
 from ganserve.training.data.captions import load_colour_mnist
 from ganserve.training.export import export_checkpoint
@@ -14,7 +15,6 @@ from ganserve.training.families import apply_overrides, get_family
 from ganserve.training.families.gan_int_cls import pretrain, save_encoder
 from ganserve.training.loop import Trainer
 from ganserve.training.presets import preset
-
 from tests.training.helpers import MNIST, sr_config, write_photos
 
 torch.set_num_threads(1)  # tests are small; one thread each keeps the 2-core CI machine responsive

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import torch
+
 from ganserve.training.families import apply_overrides
 from ganserve.training.loop import Trainer
 from ganserve.training.presets import preset

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import load_generator, model_kind, read_checkpoint
 from ganserve.training.export import export_checkpoint
 from ganserve.training.loop import Trainer
-
-from ganserve.errors import UsageError
 from tests.training.helpers import tiny_config
 
 

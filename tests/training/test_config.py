@@ -2,14 +2,14 @@
 ganserve.training.families: overrides, family switching, saved configs old and new."""
 
 import pytest
+
+from ganserve.errors import UsageError
 from ganserve.training.config import DataConfig, RunConfig, TrainConfig
 from ganserve.training.families import apply_overrides, config_from_dict, validate
 from ganserve.training.families.dcgan import DCGANModelConfig
 from ganserve.training.families.gan_int_cls import GANIntClsModelConfig, GANIntClsTrainConfig
 from ganserve.training.families.srgan import SRModelConfig, SRTrainConfig
 from ganserve.training.presets import PRESETS, preset
-
-from ganserve.errors import UsageError
 
 # a config dict as saved before each family had its own config classes: one flat "model" and one flat
 # "train" section holding every family's fields (the defaults of that time)

@@ -6,15 +6,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from ganserve.training.checkpoint import load_generator
-from ganserve.training.export import PARITY_TOLERANCE, export_checkpoint, read_config
-from ganserve.training.loop import Trainer
 from google.protobuf import text_format
 from PIL import Image
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ganserve import text
 from ganserve.errors import UsageError
+from ganserve.training.checkpoint import load_generator
+from ganserve.training.export import PARITY_TOLERANCE, export_checkpoint, read_config
+from ganserve.training.loop import Trainer
 from tests.training.helpers import tiny_config
 
 
@@ -93,6 +93,7 @@ def test_bad_version_is_a_usage_error(exported):
 def test_export_writes_encoder_generator_and_ensemble(t2i_run):
     import onnx
     import onnxruntime as ort
+
     from ganserve.training.checkpoint import load_generator
     from ganserve.training.export import PARITY_TOLERANCE, export_checkpoint_parts, read_config
 

@@ -4,9 +4,9 @@ import warnings
 
 import pytest
 import torch
+
 from ganserve.training.callbacks import FailureDetector, SampleGrid, default_callbacks
 from ganserve.training.loop import Trainer, TrainingFailure
-
 from tests.training.helpers import tiny_config
 
 

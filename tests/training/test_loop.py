@@ -2,10 +2,10 @@ import json
 
 import pytest
 import torch
+
 from ganserve.training.callbacks import default_callbacks
 from ganserve.training.checkpoint import read_checkpoint
 from ganserve.training.loop import Callback, Trainer
-
 from tests.training.helpers import tiny_config
 
 

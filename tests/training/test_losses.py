@@ -1,8 +1,8 @@
 import pytest
 import torch
-from ganserve.training.losses import LOSS_REGISTRY, build_loss, gradient_penalty, joint_embedding_loss
 
 from ganserve.errors import UsageError
+from ganserve.training.losses import LOSS_REGISTRY, build_loss, gradient_penalty, joint_embedding_loss
 
 
 @pytest.mark.parametrize("name", sorted(LOSS_REGISTRY))

@@ -2,9 +2,8 @@
 
 import json
 
-from ganserve.training.model_card import _train_commands, write_model_card
-
 from ganserve.cli import main
+from ganserve.training.model_card import _train_commands, write_model_card
 
 
 def test_card_reproduce_block_lists_each_distinct_resume_command():

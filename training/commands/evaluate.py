@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import model_kind
 from ganserve.training.metrics import super_resolution, text_conditional, unconditional
-
-from ganserve.errors import UsageError
 from ganserve.usage import UsageParser
 
 

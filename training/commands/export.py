@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import read_checkpoint
 from ganserve.training.export import PARITY_TOLERANCE, export_checkpoint_parts
 from ganserve.training.model_card import write_model_cards
-
-from ganserve.errors import UsageError
 from ganserve.usage import UsageParser
 
 

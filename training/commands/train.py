@@ -9,13 +9,12 @@ import shlex
 import sys
 from pathlib import Path
 
+from ganserve.errors import UsageError
 from ganserve.training.callbacks import default_callbacks
 from ganserve.training.config import RunConfig
 from ganserve.training.families import apply_overrides, validate
 from ganserve.training.loop import Trainer
 from ganserve.training.presets import PRESETS, preset
-
-from ganserve.errors import UsageError
 from ganserve.usage import UsageParser
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from ganserve.training.commands.train_classifier import classifier_parser
 from ganserve.training.metrics.classifiers import ATTRIBUTES_ASSET, sha256, train_attribute_classifier
 

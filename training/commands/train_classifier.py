@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import torch
-from ganserve.training.metrics.classifiers import MNIST_ASSET, sha256, train_classifier
 
+from ganserve.training.metrics.classifiers import MNIST_ASSET, sha256, train_classifier
 from ganserve.usage import UsageParser
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import shlex
 
+from ganserve.errors import UsageError
 from ganserve.training.families import apply_overrides, get_family, validate
 from ganserve.training.families.gan_int_cls import pretrain, save_encoder
 from ganserve.training.presets import preset
-
-from ganserve.errors import UsageError
 from ganserve.usage import UsageParser
 
 

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ganserve import text
+from ganserve.errors import UsageError
 from ganserve.training.data.images import (
     IMAGE_SUFFIXES,
     load_image,
@@ -30,9 +33,6 @@ from ganserve.training.data.images import (
     load_sklearn_digits,
     resize_uint8,
 )
-
-from ganserve import text
-from ganserve.errors import UsageError
 
 # name -> (RGB at full brightness, synonyms used in captions; the name itself comes first)
 COLOURS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ganserve.training.config import DataConfig
 
 from ganserve.errors import UsageError
+from ganserve.training.config import DataConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MNIST_FILES = {

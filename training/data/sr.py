@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ganserve.training.config import DataConfig
-from ganserve.training.data.images import IMAGE_SUFFIXES
 
 from ganserve.errors import UsageError
+from ganserve.training.config import DataConfig
+from ganserve.training.data.images import IMAGE_SUFFIXES
 
 # The offline photo set: scikit-image's bundled images (those that need no download) and
 # scikit-learn's two sample photos. The held-out ("test") images are never trained on.

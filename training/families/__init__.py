@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from ganserve.errors import UsageError
 from ganserve.training.config import RunConfig, override_fields, validate_shared
 from ganserve.training.families.base import Family
 from ganserve.training.families.dcgan import DCGANFamily
 from ganserve.training.families.gan_int_cls import GANIntClsFamily
 from ganserve.training.families.srgan import SRGANFamily, SRResNetFamily
-
-from ganserve.errors import UsageError
 
 FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (DCGANFamily, SRResNetFamily, SRGANFamily,
                                                                   GANIntClsFamily)}

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
+
 from ganserve.training.config import ModelConfig, RunConfig, TrainConfig
 from ganserve.training.data.images import ImageSet, load_dataset, to_unit_range
 from ganserve.training.ema import EMA
 from ganserve.training.losses import AdversarialLoss
-from torch import nn
 
 Critic = Callable[..., torch.Tensor]  # D with instance noise applied to its image input
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from ganserve.training.config import ModelConfig, RunConfig
-from ganserve.training.families.base import DStepOut, ExportSpec, Family
-from ganserve.training.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from torch import nn
 
 from ganserve.errors import UsageError
+from ganserve.training.config import ModelConfig, RunConfig
+from ganserve.training.families.base import DStepOut, ExportSpec, Family
+from ganserve.training.models.dcgan import DCGANDiscriminator, DCGANGenerator
 
 NORMS = ("batch", "layer", "none")
 

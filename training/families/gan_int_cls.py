@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ganserve import text
+from ganserve.errors import UsageError
 from ganserve.training.config import RunConfig, TrainConfig
 from ganserve.training.data.captions import (
     N_COLOURS,
@@ -39,10 +43,6 @@ from ganserve.training.files import torch_load
 from ganserve.training.losses import joint_embedding_loss
 from ganserve.training.models.gan_int_cls import ConditionalDiscriminator, TextToImageGenerator
 from ganserve.training.models.text_encoder import ImageEncoder, TextEncoder, TextEncoderConfig
-from torch import nn
-
-from ganserve import text
-from ganserve.errors import UsageError
 
 ENCODER_VERSION = 1
 

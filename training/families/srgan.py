@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ganserve.errors import UsageError
 from ganserve.training.config import ModelConfig, RunConfig, TrainConfig
 from ganserve.training.data.sr import SRPatchSet, load_sr_dataset
 from ganserve.training.families.base import DStepOut, ExportSpec, Family
@@ -18,9 +21,6 @@ from ganserve.training.losses import (
     vgg_content_loss,
 )
 from ganserve.training.models.srgan import SRDiscriminator, SRResNet
-from torch import nn
-
-from ganserve.errors import UsageError
 
 PIXEL_LOSSES = ("mse", "l1")
 CONTENT_LOSSES = ("pixel", "vgg", "feature-matching")

@@ -21,12 +21,12 @@ from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
-from ganserve.training.data.captions import N_COLOURS, N_DIGITS, load_colour_mnist
-from ganserve.training.data.images import load_mnist, to_unit_range
-from ganserve.training.data.sampler import BatchSampler
 from torch import nn
 
 from ganserve.errors import UsageError
+from ganserve.training.data.captions import N_COLOURS, N_DIGITS, load_colour_mnist
+from ganserve.training.data.images import load_mnist, to_unit_range
+from ganserve.training.data.sampler import BatchSampler
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MNIST_ASSET = ASSETS / "mnist_classifier.pt"

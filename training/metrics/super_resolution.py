@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import load_generator, model_file
 from ganserve.training.config import DataConfig
 from ganserve.training.data.sr import bicubic_resize, load_sr_images, make_pair
 from ganserve.training.files import onnx_session
-
-from ganserve.errors import UsageError
 
 
 def rgb_to_y(image: np.ndarray) -> np.ndarray:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ganserve import text
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import load_generator
 from ganserve.training.data.captions import (
     HELDOUT_COMBOS,
@@ -29,9 +32,6 @@ from ganserve.training.data.captions import (
 from ganserve.training.data.images import load_mnist, to_uint8
 from ganserve.training.metrics.classifiers import classify, load_attribute_classifier
 from ganserve.training.metrics.distances import fid
-
-from ganserve import text
-from ganserve.errors import UsageError
 
 
 def generator_from(model_path: str | Path):

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import load_generator, model_file
 from ganserve.training.data.images import load_mnist, to_uint8, to_unit_range
 from ganserve.training.files import onnx_session
 from ganserve.training.metrics.classifiers import load_classifier
 from ganserve.training.metrics.distances import fid, kid
-
-from ganserve.errors import UsageError
 
 
 @torch.no_grad()

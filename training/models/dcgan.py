@@ -12,8 +12,9 @@ supported. Widths double at every stage towards the low-resolution end.
 from __future__ import annotations
 
 import torch
-from ganserve.training.models.layers import check_shape, dcgan_base_size, dcgan_init_, maybe_sn, norm2d
 from torch import nn
+
+from ganserve.training.models.layers import check_shape, dcgan_base_size, dcgan_init_, maybe_sn, norm2d
 
 
 class DCGANGenerator(nn.Module):

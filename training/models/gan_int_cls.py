@@ -14,10 +14,11 @@ the export writes both (``text2img_encoder``, ``text2img_generator``).
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from ganserve.training.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganserve.training.models.layers import check_shape, dcgan_init_, maybe_sn, norm2d
 from ganserve.training.models.text_encoder import TextEncoder, TextEncoderConfig
-from torch import nn
 
 
 def _compress(embedding_dim: int, proj_dim: int) -> nn.Sequential:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 
 import torch
-from ganserve.training.models.layers import check_shape
 from torch import nn
+
+from ganserve.training.models.layers import check_shape
 
 
 class ResidualBlock(nn.Module):

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from ganserve.training.models.layers import check_shape
 from torch import nn
 
 from ganserve import text
 from ganserve.errors import UsageError
+from ganserve.training.models.layers import check_shape
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ captioned-folder layout."""
 import numpy as np
 import pytest
 import torch
+
+from ganserve import text
+from ganserve.errors import UsageError
 from ganserve.training.data.captions import (
     HELDOUT_COMBOS,
     HELDOUT_TEMPLATES,
@@ -14,9 +17,6 @@ from ganserve.training.data.captions import (
     load_captioned_folder,
     load_colour_mnist,
 )
-
-from ganserve import text
-from ganserve.errors import UsageError
 
 
 def test_colour_mnist_is_deterministic_and_seeded():

@@ -6,11 +6,11 @@ import struct
 import numpy as np
 import pytest
 import torch
-from ganserve.training.config import DataConfig
-from ganserve.training.data.images import load_dataset, load_image_folder, load_mnist, to_uint8, to_unit_range
 from PIL import Image
 
 from ganserve.errors import UsageError
+from ganserve.training.config import DataConfig
+from ganserve.training.data.images import load_dataset, load_image_folder, load_mnist, to_uint8, to_unit_range
 
 
 def write_idx(path, array, *, gz):

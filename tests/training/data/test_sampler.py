@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from ganserve.training.data.sampler import BatchSampler
 
 from ganserve.errors import UsageError
+from ganserve.training.data.sampler import BatchSampler
 
 
 def test_sampler_is_resumable_and_shards_disjointly():

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from ganserve.training.config import DataConfig
-from ganserve.training.data.sr import SR_BUILTIN_TEST, SR_BUILTIN_TRAIN, bicubic_resize, load_sr_dataset
 
 from ganserve.errors import UsageError
+from ganserve.training.config import DataConfig
+from ganserve.training.data.sr import SR_BUILTIN_TEST, SR_BUILTIN_TRAIN, bicubic_resize, load_sr_dataset
 
 
 def test_builtin_held_out_images_are_never_trained_on():

@@ -5,13 +5,13 @@ import json
 
 import pytest
 import torch
+
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import model_kind
 from ganserve.training.families import apply_overrides, validate
 from ganserve.training.families.gan_int_cls import mismatched_indices
 from ganserve.training.loop import Trainer
 from ganserve.training.presets import preset
-
-from ganserve.errors import UsageError
 
 
 def test_mismatched_indices_pair_every_row_with_another_class():

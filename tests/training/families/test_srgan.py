@@ -3,13 +3,13 @@ SRGAN from its weights) through the one loop."""
 
 import pytest
 import torch
+
+from ganserve.errors import UsageError
 from ganserve.training.checkpoint import model_kind, read_checkpoint
 from ganserve.training.families import apply_overrides, validate
 from ganserve.training.loop import Trainer
 from ganserve.training.losses import VGG19_LAYERS, VGG19Features, load_vgg19
 from ganserve.training.presets import preset
-
-from ganserve.errors import UsageError
 from tests.training.helpers import params, sr_config
 
 

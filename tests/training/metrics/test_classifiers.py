@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+
+from ganserve.errors import UsageError
 from ganserve.training.metrics.classifiers import (
     ATTRIBUTES_ASSET,
     ATTRIBUTES_SHA256,
@@ -15,8 +17,6 @@ from ganserve.training.metrics.classifiers import (
     load_classifier,
     sha256,
 )
-
-from ganserve.errors import UsageError
 
 
 def test_classifier_is_pinned_by_checksum():

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from ganserve.training.metrics.distances import fid, kid
 
 

@@ -3,6 +3,7 @@ evaluation of a checkpoint and of its ONNX export next to bicubic."""
 
 import numpy as np
 import pytest
+
 from ganserve.training.metrics.super_resolution import (
     evaluate,
     format_report,

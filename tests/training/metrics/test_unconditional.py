@@ -4,6 +4,7 @@ space that FID/KID are computed in."""
 import numpy as np
 import pytest
 import torch
+
 from ganserve.training.data.images import load_mnist
 from ganserve.training.metrics.distances import fid
 from ganserve.training.metrics.unconditional import (

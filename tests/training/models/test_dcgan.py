@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from ganserve.training.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from ganserve.training.models.layers import dcgan_base_size
 from torch import nn
 
 from ganserve.errors import UsageError
+from ganserve.training.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganserve.training.models.layers import dcgan_base_size
 
 
 @pytest.mark.parametrize("size,channels", [(8, 1), (16, 3), (28, 1), (32, 3), (56, 1), (64, 3)])

@@ -3,10 +3,10 @@ matching-aware discriminator."""
 
 import pytest
 import torch
-from ganserve.training.families import get_family
-from ganserve.training.presets import preset
 
 from ganserve import text
+from ganserve.training.families import get_family
+from ganserve.training.presets import preset
 
 
 def test_shapes():

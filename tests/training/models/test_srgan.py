@@ -2,8 +2,9 @@
 
 import pytest
 import torch
-from ganserve.training.models.srgan import SRDiscriminator, SRResNet
 from torch import nn
+
+from ganserve.training.models.srgan import SRDiscriminator, SRResNet
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

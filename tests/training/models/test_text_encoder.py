@@ -1,9 +1,9 @@
 """ganserve.training.models.text_encoder: the char-CNN-RNN text encoder takes any text."""
 
 import torch
-from ganserve.training.models.text_encoder import TextEncoder, TextEncoderConfig
 
 from ganserve import text
+from ganserve.training.models.text_encoder import TextEncoder, TextEncoderConfig
 
 
 def test_encoder_takes_any_text():
