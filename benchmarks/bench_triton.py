@@ -28,7 +28,6 @@ import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tc_aio
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_gateway import MODEL, _load, _run, latency, percentiles, throughput, timed

@@ -5,7 +5,7 @@ The low-resolution image is cut into ``T x T`` tiles whose neighbours overlap by
 (all the same shape, so the backend can also merge them with other requests' tiles), and each output
 pixel is taken from the tile that owns it: overlaps are split at their middle, so every pixel comes
 from a tile where it is at least ``overlap / 2`` pixels from the edge. The same scheme as the
-reference in ``training/sr_metrics.py`` (docs/model-contract.md, "Tiling").
+reference ``upscale_tiled`` in ``training/metrics/super_resolution.py`` (docs/model-contract.md, "Tiling").
 
 Memory: a :class:`Layout` is only the tiles' coordinates. :func:`cut` makes one batch of tiles at a
 time from the uint8 image, and :func:`paste` quantises a batch's outputs straight into the uint8

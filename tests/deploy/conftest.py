@@ -1,5 +1,5 @@
 """Fixtures of the deployment tests: the Helm chart rendered by the real `helm` (tools from
-scripts/install-tools.sh; see deploy_helpers.py for how they are found and when a missing one skips)."""
+scripts/install-tools.sh; see tests/deploy/helpers.py for how they are found and when a missing one skips)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from deploy_helpers import CHART, NAMESPACE, RELEASE, Rendered, load_manifests, require_tool, run_helm
+
+from tests.deploy.helpers import CHART, NAMESPACE, RELEASE, Rendered, load_manifests, require_tool, run_helm
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ import threading
 from fnmatch import fnmatch
 
 import yaml
-from deploy_helpers import CHART, REPO, require_tool
+
+from tests.deploy.helpers import CHART, REPO, require_tool
 
 DOCKERFILE = REPO / "Dockerfile"
 

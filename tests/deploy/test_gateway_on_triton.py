@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from deploy_helpers import REPO, container, env_of
+
+from tests.deploy.helpers import REPO, container, env_of
 
 GATEWAY = "gs-ganserve-gateway"
 SHIPPED = REPO / "model_repository"

@@ -9,7 +9,8 @@ import re
 
 import pytest
 import yaml
-from deploy_helpers import (
+
+from tests.deploy.helpers import (
     CHART,
     CI_VALUES,
     NAMESPACE,

@@ -6,7 +6,8 @@ import json
 
 import pytest
 import yaml
-from deploy_helpers import CHART, RELEASE, run_helm
+
+from tests.deploy.helpers import CHART, RELEASE, run_helm
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 

@@ -1,4 +1,5 @@
-"""Fixtures for the gateway tests: a tiny model repository and a real gateway serving it."""
+"""Fixtures for the gateway tests: a tiny model repository and a real gateway serving it (helpers are
+in ``tests.serve.helpers``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_helpers import RunningGateway, build_repository, running_gateway, test_settings
+
+from tests.serve.helpers import RunningGateway, build_repository, running_gateway, test_settings
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +27,7 @@ def gateway(model_repo: Path) -> Iterator[RunningGateway]:
 @pytest.fixture(scope="session")
 def full_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The standard repository plus a 2x super-resolution model ``sr2x`` on 16 x 16 tiles (overlap 4)."""
-    from serve_helpers import add_super_resolution
+    from tests.serve.helpers import add_super_resolution
 
     root = build_repository(tmp_path_factory.mktemp("full_repository"))
     add_super_resolution(root, "sr2x", scale=2, tile=16, overlap=4)

@@ -17,17 +17,17 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from serve_helpers import (
+
+from ganserve.serve.admission import MIB
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from tests.serve.helpers import (
     RunningGateway,
     add_slow_super_resolution,
     build_repository,
     running_gateway,
     test_settings,
 )
-
-from ganserve.serve.admission import MIB
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 HEALTH_LIMIT_S = 1.0
 

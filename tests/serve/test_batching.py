@@ -8,10 +8,10 @@ from pathlib import Path
 import grpc
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from serve_helpers import RunningGateway, running_gateway, test_settings
 
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from tests.serve.helpers import RunningGateway, running_gateway, test_settings
 
 
 def _batch_histogram(gw: RunningGateway) -> tuple[float, float]:

@@ -23,11 +23,11 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serve_helpers import RunningGateway, add_generator, running_gateway, test_settings
 
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from ganserve.serve.http.connections import RateLimitedLog
+from tests.serve.helpers import RunningGateway, add_generator, running_gateway, test_settings
 
 TIMEOUT = 0.5  # header, body and keep-alive timeouts of the `quick` gateway, seconds
 SLACK = 1.5    # how much later than its timeout a connection may close on a busy machine

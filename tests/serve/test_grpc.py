@@ -11,11 +11,11 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from serve_helpers import RunningGateway
 
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from ganserve.serve.grpc.servicer import ERROR_CODE_KEY
+from tests.serve.helpers import RunningGateway
 
 
 def _call(gw: RunningGateway, method: str, request, **kwargs):

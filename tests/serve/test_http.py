@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from serve_helpers import RunningGateway
 
 from ganserve.serve import seeds
+from tests.serve.helpers import RunningGateway
 
 
 def _post(gw: RunningGateway, path: str, body: dict | None = None, **kwargs) -> httpx.Response:

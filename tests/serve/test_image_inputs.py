@@ -17,12 +17,12 @@ import httpx
 import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageOps
-from serve_helpers import RunningGateway
 
 from ganserve.serve import images
 from ganserve.serve.errors import InvalidArgument, PayloadTooLarge, ServiceError
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from tests.serve.helpers import RunningGateway
 
 LIMITS = {"max_bytes": 10**7, "max_pixels": 10**7}
 

@@ -11,12 +11,12 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serve_helpers import RunningGateway, running_gateway, test_settings
 
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from ganserve.serve.http import create_app
 from ganserve.serve.runtime import Runtime
+from tests.serve.helpers import RunningGateway, running_gateway, test_settings
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_helpers import (
+
+from ganserve.serve.repository import load_repository
+from tests.serve.helpers import (
     add_generator,
     add_super_resolution,
     build_repository,
     generator_config,
     write_config,
 )
-
-from ganserve.serve.repository import load_repository
 
 
 def test_standard_repository(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from serve_helpers import RunningGateway
 
 from ganserve.serve.http import create_app
 from ganserve.serve.settings import Settings
+from tests.serve.helpers import RunningGateway
 
 MAX_EXAMPLES = 15  # per operation and mode: a few seconds on an idle 2-core machine
 

@@ -11,10 +11,10 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from serve_helpers import RunningGateway, running_gateway, test_settings
 
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from tests.serve.helpers import RunningGateway, running_gateway, test_settings
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 DCGAN = REPOSITORY / "dcgan" / "1" / "model.onnx"

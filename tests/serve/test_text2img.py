@@ -15,7 +15,14 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from serve_helpers import (
+
+from ganserve import text
+from ganserve.serve import images, seeds
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from ganserve.serve.grpc.servicer import ERROR_CODE_KEY
+from ganserve.serve.repository import load_repository
+from tests.serve.helpers import (
     RunningGateway,
     add_generator,
     add_text2img,
@@ -24,13 +31,6 @@ from serve_helpers import (
     text2img_ensemble_config,
     write_config,
 )
-
-from ganserve import text
-from ganserve.serve import images, seeds
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
-from ganserve.serve.grpc.servicer import ERROR_CODE_KEY
-from ganserve.serve.repository import load_repository
 
 L, E, Z = 16, 6, 8  # add_text2img's defaults: max_tokens, embedding_dim, latent_dim
 

@@ -24,7 +24,11 @@ import pytest
 import tritonclient.grpc as triton_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
-from serve_helpers import (
+
+from ganserve.dev.triton_cpu import PYTHON_MODEL, LocalTriton, TritonNotInstalled, derive_cpu_repository
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from tests.serve.helpers import (
     RunningGateway,
     add_generator,
     add_super_resolution,
@@ -32,10 +36,6 @@ from serve_helpers import (
     running_gateway,
     test_settings,
 )
-
-from ganserve.dev.triton_cpu import PYTHON_MODEL, LocalTriton, TritonNotInstalled, derive_cpu_repository
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 SHIPPED = Path(__file__).resolve().parents[2] / "model_repository"
 TIMEOUT = 60

@@ -11,10 +11,10 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from serve_helpers import RunningGateway
 
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from tests.serve.helpers import RunningGateway
 
 
 def _image_bytes(size: tuple[int, int], mode: str = "RGB", fmt: str = "PNG") -> bytes:
@@ -76,7 +76,7 @@ def test_upload_errors(full_gateway: RunningGateway, kwargs: dict, status: int, 
 def test_multipart_uploads_stay_in_memory(full_repo, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Starlette spools a multipart file part over 1 MiB to a temporary file (a small temp directory
     made concurrent uploads fail with 500); parts stay in memory: here temp files cannot be made."""
-    from serve_helpers import running_gateway, test_settings
+    from tests.serve.helpers import running_gateway, test_settings
 
     source = _image_bytes((8, 8))
     padded = source + b"\0" * (1536 * 1024)  # bytes after IEND: still the same PNG, 1.5 MiB
@@ -127,9 +127,8 @@ def test_tiles_are_stitched_exactly(full_gateway: RunningGateway, size: tuple[in
 
 
 def test_untiled_model_takes_the_whole_image(tmp_path) -> None:
-    from serve_helpers import add_super_resolution, test_settings
-
     from ganserve.serve.runtime import Runtime
+    from tests.serve.helpers import add_super_resolution, test_settings
 
     add_super_resolution(tmp_path, "whole", scale=3)
     source = _image_bytes((9, 11))
@@ -166,7 +165,8 @@ def _add_blur(root, name: str, *, tile: int, overlap: int) -> None:
     """x2 nearest neighbour, then a 3 x 3 box blur (zero padding): not pointwise, so a tile's outer
     output ring differs from a whole-image pass and only the overlap hides the seams."""
     from onnx import TensorProto, helper, numpy_helper
-    from serve_helpers import _save, write_config
+
+    from tests.serve.helpers import _save, write_config
 
     weights = np.full((3, 1, 3, 3), 1 / 9, np.float32)
     graph = helper.make_graph(
@@ -188,7 +188,7 @@ def _tiles_repo(root):
     """``dyn``: x2 nearest on 16 x 16 tiles (overlap 4) with dynamic config dims; ``blur``: x2 nearest
     + blur, same tiling; ``fixed``: x2 nearest whose config fixes 16 x 16 tiles; ``whole``: x3
     nearest, no tile size (whole images)."""
-    from serve_helpers import add_super_resolution, write_config
+    from tests.serve.helpers import add_super_resolution, write_config
 
     add_super_resolution(root, "dyn", scale=2, tile=16, overlap=4)
     write_config(root / "dyn", _dynamic_config("dyn"))
@@ -200,7 +200,7 @@ def _tiles_repo(root):
 
 @pytest.fixture(scope="module")
 def tiles_gateway(tmp_path_factory: pytest.TempPathFactory):
-    from serve_helpers import running_gateway, test_settings
+    from tests.serve.helpers import running_gateway, test_settings
 
     root = _tiles_repo(tmp_path_factory.mktemp("tiles_repository"))
     settings = test_settings(root, max_upload_bytes=256 * 1024, max_pixels=128 * 128,
@@ -363,7 +363,8 @@ def test_jpeg_output_with_tiles(tiles_gateway: RunningGateway) -> None:
 
 def test_tile_limits_must_be_in_order(tmp_path) -> None:
     from pydantic import ValidationError
-    from serve_helpers import test_settings
+
+    from tests.serve.helpers import test_settings
 
     with pytest.raises(ValidationError, match="upscale_min_tile_size"):
         test_settings(tmp_path, upscale_min_tile_size=64, upscale_max_tile_size=32)
@@ -453,11 +454,10 @@ class _NearestBackend:
 
 
 def _service(tmp_path, backend_class=None, **settings):
-    from serve_helpers import test_settings
-
     from ganserve.serve.admission import Admission
     from ganserve.serve.repository import load_repository
     from ganserve.serve.service import GatewayService
+    from tests.serve.helpers import test_settings
 
     root = _tiles_repo(tmp_path)
     backend = (backend_class or _NearestBackend)(load_repository(root))

@@ -16,7 +16,7 @@ def free_port() -> int:
 
 
 def torchrun(*args, timeout=240):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     return subprocess.run(check=False, args=[sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
