@@ -75,15 +75,14 @@ import onnxruntime as ort
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import cpu_seconds, gateway, peak_rss_mib, reset_peak, rss_mib
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
-from serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
+from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 
 MIB = 1024 * 1024
 SCALE = 4                       # srresnet is x4
