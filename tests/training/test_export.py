@@ -1,6 +1,8 @@
 """ganserve.training.export: checkpoint -> ONNX + config.pbtxt, for each family (DCGAN; SRResNet with dynamic h/w and
 the --fixed-tile layout; GAN-INT-CLS as encoder, generator and ensemble), with the parity check."""
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -108,6 +110,8 @@ def test_export_writes_encoder_generator_and_ensemble(t2i_run):
     gen_meta = {p.key: p.value for p in onnx.load(str(results["t2i_generator"].onnx_path)).metadata_props}
     assert enc_meta["ganserve.kind"] == "text-encoder" and enc_meta["ganserve.tokenizer"] == "char-v1"
     assert enc_meta["ganserve.max_tokens"] == "64" and enc_meta["ganserve.embedding_dim"] == "16"
+    vocabulary = json.loads(enc_meta["ganserve.vocabulary"])  # the colour sets' caption words
+    assert vocabulary["digit"]["7"] == ["seven", "7"] and "crimson" in vocabulary["colour"]["red"]
     assert gen_meta["ganserve.kind"] == "text-conditional-generator"
     for key in ("latent_dim", "value_range", "channels", "image_size", "embedding_dim", "training_steps",
                 "training_commit", "config", "training_data"):

@@ -95,6 +95,14 @@ HELDOUT_TEMPLATES = (
 )
 
 
+def vocabulary() -> dict[str, dict[str, list[str]]]:
+    """The words the captions of the colour sets use, per attribute and value: every digit as its word
+    and its numeral, every colour with its synonyms. Exported with the text encoder
+    (``ganserve.vocabulary``), so the gateway can say when a prompt names none of them."""
+    return {"digit": {str(d): [word, str(d)] for d, word in enumerate(DIGIT_WORDS)},
+            "colour": {name: list(synonyms) for name, (_, synonyms) in COLOURS.items()}}
+
+
 def combo_class(digit: int | np.ndarray, colour: int | np.ndarray):
     """(digit, colour) -> class id ``digit * N_COLOURS + colour``."""
     return digit * N_COLOURS + colour

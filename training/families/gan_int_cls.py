@@ -14,6 +14,7 @@ small auxiliary loss, which keeps the two factors linearly separable for unseen 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from ganserve.training.data.captions import (
     heldout_prompts,
     load_captioned_folder,
     load_colour_mnist,
+    vocabulary,
 )
 from ganserve.training.data.images import to_unit_range
 from ganserve.training.data.sampler import BatchSampler
@@ -247,9 +249,16 @@ class GANIntClsFamily(Family):
             inputs={"tokens": ("batch", m.max_tokens)},
             outputs={"embedding": ("batch", m.embedding_dim)},
             metadata={"ganserve.tokenizer": text.NAME, "ganserve.max_tokens": str(m.max_tokens),
-                      "ganserve.embedding_dim": str(m.embedding_dim)},
+                      "ganserve.embedding_dim": str(m.embedding_dim), **self._vocabulary()},
             int_inputs={"tokens": text.VOCAB_SIZE},
         )
+
+    def _vocabulary(self) -> dict[str, str]:
+        """``ganserve.vocabulary`` for data sets whose captions use a known set of words (the colour
+        sets); a captioned folder's free text has none."""
+        if self.cfg.data.name not in ("colour-mnist", "colour-digits"):
+            return {}
+        return {"ganserve.vocabulary": json.dumps(vocabulary(), sort_keys=True)}
 
     def export_parts(self, G):
         return [("_encoder", G.encoder, self.encoder_spec()), ("_generator", G.generator, self.export_spec())]
