@@ -11,6 +11,7 @@ it never stops the other models from loading (an ensemble whose step did not loa
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -95,6 +96,9 @@ class ModelVersion:
     tokenizer: str | None = None        # text: the tokenizer of the prompts (ganserve.text.NAME)
     max_tokens: int | None = None       # text: token ids per prompt (L)
     embedding_dim: int | None = None    # text: length of the text embedding (E)
+    # text: the words its training captions used, per attribute and value (ganserve.vocabulary), e.g.
+    # {"digit": {"7": ("seven", "7")}, "colour": {"red": ("red", "crimson")}}; None when not published
+    vocabulary: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None
     steps: tuple[EnsembleStep, ...] = ()  # an ensemble's steps, in an order that runs them; else empty
     # every ganserve.* entry, as stored (an ensemble: its generator's, plus the text entries of its
     # encoder, ganserve.kind = text-conditional and ganserve.steps = "model:version,...")
@@ -300,7 +304,8 @@ def _read_version(name: str, version: int, version_dir: Path, config: mc.ModelCo
             raise ModelLoadError("ONNX metadata ganserve.tokenizer is missing (e.g. 'char-v1')")
         _check_dims(spec["tokens"], (max_tokens,), key="ganserve.max_tokens")
         _check_dims(spec["embedding"], (embedding_dim,), key="ganserve.embedding_dim")
-        return ModelVersion(**common, tokenizer=tokenizer, max_tokens=max_tokens, embedding_dim=embedding_dim)
+        return ModelVersion(**common, tokenizer=tokenizer, max_tokens=max_tokens, embedding_dim=embedding_dim,
+                            vocabulary=_vocabulary(meta))
     if kind in ("unconditional", "text-conditional-generator"):
         latent_dim = _positive_int(meta, "ganserve.latent_dim")
         _check_dims(spec["z"], (latent_dim,), key="ganserve.latent_dim")
@@ -425,12 +430,33 @@ def _read_ensemble(name: str, version: int, version_dir: Path, config: mc.ModelC
         "ganserve.kind": "text-conditional", "ganserve.tokenizer": enc.tokenizer or "",
         "ganserve.max_tokens": str(enc.max_tokens), "ganserve.embedding_dim": str(enc.embedding_dim),
         "ganserve.steps": ",".join(f"{s.model}:{s.version}" for s in ordered)}
+    if "ganserve.vocabulary" in enc.metadata:
+        meta["ganserve.vocabulary"] = enc.metadata["ganserve.vocabulary"]
     return ModelVersion(
         name=name, version=version, path=version_dir, kind="text-conditional",
         max_batch_size=config.max_batch_size, inputs=inputs, outputs=outputs, value_range=gen.value_range,
         queue_delay_us=None, latent_dim=gen.latent_dim, channels=gen.channels, image_size=gen.image_size,
         tokenizer=enc.tokenizer, max_tokens=enc.max_tokens, embedding_dim=enc.embedding_dim,
-        steps=tuple(ordered), metadata=meta)
+        vocabulary=enc.vocabulary, steps=tuple(ordered), metadata=meta)
+
+
+def _vocabulary(meta: Mapping[str, str]) -> dict[str, dict[str, tuple[str, ...]]] | None:
+    """``ganserve.vocabulary``: JSON ``{attribute: {value: [words]}}``, or None when absent."""
+    raw = meta.get("ganserve.vocabulary")
+    if raw is None:
+        return None
+    try:
+        parsed = json.loads(raw)
+        vocabulary = {str(attribute): {str(value): tuple(str(w).lower() for w in words)
+                                       for value, words in values.items()}
+                      for attribute, values in parsed.items()}
+    except (ValueError, AttributeError, TypeError):
+        raise ModelLoadError("ONNX metadata ganserve.vocabulary is not JSON of the form "
+                             "{attribute: {value: [words]}}") from None
+    if not vocabulary or any(not values or any(not words for words in values.values())
+                             for values in vocabulary.values()):
+        raise ModelLoadError("ONNX metadata ganserve.vocabulary has an attribute or value without words")
+    return vocabulary
 
 
 def _same_tensor(a: TensorSpec, b: TensorSpec, *, what: str) -> None:

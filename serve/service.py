@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import math
+import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class GenerateResult:
     model: str
     version: int
     images: tuple[SeededImage, ...]
+    warnings: tuple[str, ...] = ()      # e.g. a prompt naming nothing the text model was trained on
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,8 @@ class GatewayService:
                 encoded = await _maybe_off_loop(encode, size=pixels.size)
         media_type = images.MEDIA_TYPES[fmt]
         return GenerateResult(model=mv.name, version=mv.version, images=tuple(
-            SeededImage(seed=s, image=EncodedImage(d, media_type)) for s, d in zip(image_seeds, encoded)))
+            SeededImage(seed=s, image=EncodedImage(d, media_type)) for s, d in zip(image_seeds, encoded)),
+            warnings=_vocabulary_warnings(mv, condition))
 
     async def interpolate(self, *, model: str | None = None, version: int | None = None,
                           seed_a: int | None = None, seed_b: int | None = None,
@@ -533,6 +536,31 @@ def _prompt(value: object, *, name: str, max_chars: int) -> str:
     if is_blank(value):
         raise InvalidArgument(f"{name} is empty or blank")
     return value
+
+
+def _vocabulary_warnings(mv: ModelVersion, condition: TextCondition | None) -> tuple[str, ...]:
+    """For a text model that publishes the words it was trained on (``ganserve.vocabulary``): one
+    warning per prompt and attribute (digit, colour, ...) that the prompt names no word of. The image
+    is still made; the warning says why it may show nothing recognisable."""
+    if condition is None or not mv.vocabulary:
+        return ()
+    warnings = []
+    for field, prompt in (("prompt", condition.prompt), ("prompt_b", condition.prompt_b)):
+        if prompt is None:
+            continue
+        for attribute, values in mv.vocabulary.items():
+            if not _words_pattern(tuple(w for words in values.values() for w in words)).search(prompt.lower()):
+                known = ", ".join(words[0] for words in values.values())
+                warnings.append(f"{field} names no {attribute} that model {mv.name!r} was trained on ({known}; "
+                                f"synonyms in GET /models); the image may show none")
+    return tuple(warnings)
+
+
+@functools.lru_cache(maxsize=64)
+def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    """Any of ``words`` as a whole word (not inside another word: "one" is not in "someone")."""
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
 
 
 def _format(value: str | None, *, allowed: Sequence[ImageFormat]) -> ImageFormat:

@@ -31,6 +31,7 @@ GRPC_CODE: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.UpstreamError: grpc.StatusCode.INTERNAL,
 }
 ERROR_CODE_KEY = "ganserve-error-code"  # trailing metadata: the same code as the HTTP error body
+WARNING_KEY = "ganserve-warning"        # trailing metadata, once per warning (the HTTP JSON's "warnings")
 _FORMATS = {pb.IMAGE_FORMAT_UNSPECIFIED: None, pb.IMAGE_FORMAT_PNG: "png", pb.IMAGE_FORMAT_JPEG: "jpeg",
             pb.IMAGE_FORMAT_GIF: "gif", pb.IMAGE_FORMAT_APNG: "apng"}
 
@@ -111,6 +112,8 @@ class GatewayServicer(pb_grpc.GatewayServicer):
             truncation=_optional(request, "truncation"), prompt=_optional(request, "prompt"),
             prompt_b=_optional(request, "prompt_b"), mix=_optional(request, "mix"),
             fmt=_format(request.format), timeout_s=_deadline(context))
+        if result.warnings:
+            context.set_trailing_metadata(tuple((WARNING_KEY, w) for w in result.warnings))
         return pb.GenerateResponse(model=result.model, version=result.version, images=[
             pb.GeneratedImage(seed=i.seed, image=_image(i.image)) for i in result.images])
 

@@ -59,12 +59,14 @@ async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
         tracker.model = result.model
     headers = {"X-Ganserve-Model": result.model, "X-Ganserve-Model-Version": str(result.version),
                "X-Ganserve-Seed": ",".join(str(i.seed) for i in result.images)}
+    if result.warnings:
+        headers["X-Ganserve-Warning"] = " | ".join(result.warnings)
     if raw:
         image = result.images[0].image
         return Response(image.data, media_type=image.media_type, headers=headers)
     return JSONResponse({"model": result.model, "version": result.version,
-                         "images": [{"seed": i.seed, **_b64(i.image)} for i in result.images]},
-                        headers=headers)
+                         "images": [{"seed": i.seed, **_b64(i.image)} for i in result.images],
+                         "warnings": list(result.warnings)}, headers=headers)
 
 
 @router.post("/interpolate", name="interpolate", summary="Walk the latent space between two seeds",
@@ -140,6 +142,8 @@ def _model_out(mv: ModelVersion) -> dict:
             "value_range": list(mv.value_range) if mv.value_range else None, "latent_dim": mv.latent_dim,
             "channels": mv.channels, "image_size": mv.image_size, "scale": mv.scale,
             "tokenizer": mv.tokenizer, "max_tokens": mv.max_tokens, "embedding_dim": mv.embedding_dim,
+            "vocabulary": {a: {v: list(w) for v, w in values.items()} for a, values in mv.vocabulary.items()}
+            if mv.vocabulary else None,
             "steps": [{"model": s.model, "version": s.version} for s in mv.steps], "metadata": dict(mv.metadata)}
 
 

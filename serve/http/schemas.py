@@ -74,6 +74,8 @@ class GenerateResponse(BaseModel):
     model: str
     version: int
     images: list[SeededImageOut]
+    warnings: list[str] = Field(description="e.g. a prompt naming no digit or colour the text model was trained on "
+                                            "(also in the X-Ganserve-Warning header); empty when none")
 
 
 class InterpolateResponse(BaseModel):
@@ -110,6 +112,9 @@ class ModelOut(BaseModel):
     tokenizer: str | None = Field(description="text models: the tokenizer the gateway runs on prompts")
     max_tokens: int | None = Field(description="text models: token ids per prompt (longer prompts are cut)")
     embedding_dim: int | None = Field(description="text models: length of the text embedding")
+    vocabulary: dict[str, dict[str, list[str]]] | None = Field(
+        description="text models: the words their training captions used, per attribute and value "
+                    "(e.g. digit 7: seven, 7); null when the model does not publish them")
     steps: list[ModelStepOut] = Field(description="an ensemble's steps in the order they run; else empty")
     metadata: dict[str, str]
 

@@ -137,7 +137,8 @@ ensemble_scheduling {{ step [
 
 def add_text2img(root: Path, name: str = "text2img", *, max_tokens: int = 16, embedding_dim: int = 6,
                  latent_dim: int = 8, channels: int = 3, size: int = 8, max_batch_size: int = 16,
-                 tokenizer: str = "char-v1", weight_seed: int = 0, ensemble: bool = True) -> None:
+                 tokenizer: str = "char-v1", weight_seed: int = 0, ensemble: bool = True,
+                 vocabulary: str | None = None) -> None:
     """``<name>_encoder``, ``<name>_generator`` and the ensemble ``<name>`` chaining them, with the
     contract's tensor names, types and metadata (docs/model-contract.md, "Text-conditional models").
 
@@ -163,7 +164,8 @@ def add_text2img(root: Path, name: str = "text2img", *, max_tokens: int = 16, em
               "ganserve.training_commit": "unknown"}
     _save(encoder, root / f"{name}_encoder" / "1" / "model.onnx", common | {
         "ganserve.kind": "text-encoder", "ganserve.tokenizer": tokenizer,
-        "ganserve.max_tokens": str(max_tokens), "ganserve.embedding_dim": str(embedding_dim)})
+        "ganserve.max_tokens": str(max_tokens), "ganserve.embedding_dim": str(embedding_dim)}
+        | ({} if vocabulary is None else {"ganserve.vocabulary": vocabulary}))
     write_config(root / f"{name}_encoder", f"""
 name: "{name}_encoder"
 backend: "onnxruntime"
