@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Create (or reuse) ./.venv and install ganserve with the extras in $GANSERVE_EXTRAS
-# (default: train,serve,dev). PyTorch 2.13.0 (CPU) goes in first when training is wanted: a bare
+# (default: train,serve,client,dev). PyTorch 2.13.0 (CPU) goes in first when training is wanted: a bare
 # `torch` requirement would otherwise pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${GANSERVE_EXTRAS:-train,serve,dev}"
+extras="${GANSERVE_EXTRAS:-train,serve,client,dev}"
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
