@@ -26,10 +26,11 @@ Nothing here blocks or awaits: the state is a few counters owned by the event lo
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 from ganserve.serve.errors import DeadlineExceeded, NotReady, PayloadTooLarge, QueueFull
@@ -51,6 +52,7 @@ class _Load:
     budget: int                    # most units in flight
     budget_setting: str            # the setting that sets ``budget`` (for messages)
     units: float = 0.0             # admitted and not finished
+    tickets: set[Ticket] = field(default_factory=set)  # admitted and not released
     seconds_per_unit: float | None = None
     busy_mark: float = 0.0         # last time busy time was counted (while units > 0)
     busy_new: float = 0.0          # busy seconds since work was last reported done
@@ -66,7 +68,7 @@ class _Load:
         self.busy_mark = now
 
 
-@dataclass
+@dataclass(eq=False)  # each reservation is its own (kept in sets)
 class Ticket:
     """An admitted request's reservation; :meth:`release` (or ``with``) gives it back."""
 
@@ -75,6 +77,7 @@ class Ticket:
     units: float                   # work not done yet
     seconds: float
     nbytes: int
+    order: tuple[float, int] = (math.inf, 0)  # (deadline, admission): the order the work is run in
     released: bool = False
 
     def __enter__(self) -> Self:
@@ -101,6 +104,7 @@ class Admission:
         self._footprint = 0
         self._clock = clock
         self._loads: dict[str, _Load] = {}
+        self._admitted = itertools.count()
         self.bytes_in_flight = 0
         self.refused = 0
 
@@ -154,9 +158,11 @@ class Admission:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    def admit(self, model: str, *, units: float, nbytes: int, deadline_s: float,
-              deadline_setting: str) -> Ticket:
-        """Reserves ``units`` of work on ``model`` and ``nbytes`` of memory, or raises."""
+    def admit(self, model: str, *, units: float, nbytes: int, deadline_s: float, deadline_setting: str,
+              deadline_at: float = math.inf) -> Ticket:
+        """Reserves ``units`` of work on ``model`` and ``nbytes`` of memory, or raises. ``deadline_at``
+        (any clock, the same for every request): work runs earliest deadline first
+        (:meth:`expected_s`)."""
         load = self._loads.get(model)
         if load is None:  # loaded but not measured yet (start-up)
             raise NotReady(f"model {model!r} is still warming up; retry shortly", model=model)
@@ -171,7 +177,9 @@ class Admission:
         load.count_busy(now)
         load.units += units
         self.bytes_in_flight += nbytes
-        return Ticket(self, model, units, own, nbytes)
+        ticket = Ticket(self, model, units, own, nbytes, order=(deadline_at, next(self._admitted)))
+        load.tickets.add(ticket)
+        return ticket
 
     def resize(self, ticket: Ticket, *, units: float, nbytes: int, deadline_s: float,
                deadline_setting: str) -> None:
@@ -236,22 +244,28 @@ class Admission:
                 f"leaves for requests; retry later", model=model,
                 retry_after_s=_seconds(total * min(free_share, 1.0)))
 
-    def progress(self, ticket: Ticket, units: float) -> float:
+    def progress(self, ticket: Ticket, units: float) -> None:
         """``units`` of an admitted request's work are done (a batch of tiles): they leave the
-        backlog and count for throughput at once. Returns the seconds its remaining work is
-        estimated to take at the throughput measured now."""
+        backlog and count for throughput at once."""
         load = self._loads[ticket.model]
         units = min(units, ticket.units)
         load.count_busy(self._clock())
         load.units = max(0.0, load.units - units)
         ticket.units -= units
         _count_done(load, units)
-        return load.estimate(ticket.units)
+
+    def expected_s(self, ticket: Ticket) -> float:
+        """Seconds until an admitted request is done, at the throughput measured now: its own work
+        left and the work of the requests run before it (earlier deadlines)."""
+        load = self._loads[ticket.model]
+        ahead = sum(t.units for t in load.tickets if t.order < ticket.order)
+        return load.estimate(ahead + ticket.units)
 
     def _release(self, ticket: Ticket, *, completed: bool) -> None:
         load = self._loads[ticket.model]
         load.count_busy(self._clock())
         load.units = max(0.0, load.units - ticket.units)
+        load.tickets.discard(ticket)
         self.bytes_in_flight -= ticket.nbytes
         if completed:
             _count_done(load, ticket.units)

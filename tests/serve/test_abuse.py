@@ -146,7 +146,7 @@ def test_upscale_storm_is_admitted_or_refused_early(slow_repo: Path) -> None:
             assert int(response.headers["retry-after"]) >= 1 and response.json()["error"]["code"] == "queue_full"
             assert seconds < 2.0  # refused on arrival, not after work
         elif status == 504:  # only when the CPU got much busier than measured: stopped early, not at 8 s
-            assert "stopped this upscale early" in response.json()["error"]["message"] and seconds < 7.5
+            assert "stopped this request early" in response.json()["error"]["message"] and seconds < 7.5
         else:
             assert Image.open(io.BytesIO(response.content)).size == (512, 512)
     assert probe.worst < HEALTH_LIMIT_S

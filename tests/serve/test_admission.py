@@ -125,9 +125,17 @@ def test_progress_leaves_the_backlog_and_measures_throughput_at_once() -> None:
     admission, clock = _admission()
     admission.calibrate("gen", units=1, seconds=1.0)
     ticket = admission.admit("gen", units=10, nbytes=0, deadline_s=100, deadline_setting="x")
+    later = admission.admit("gen", units=5, nbytes=0, deadline_s=100, deadline_setting="x", deadline_at=20)
+    sooner = admission.admit("gen", units=1, nbytes=0, deadline_s=100, deadline_setting="x", deadline_at=5)
     clock.now += 4  # 2 units took 4 s: the CPU got busier than the start-up measure
-    left = admission.progress(ticket, 2)
+    admission.progress(ticket, 2)
     assert admission.seconds_per_unit("gen") == pytest.approx(2.0)
-    assert left == pytest.approx(8 * 2.0) and admission.backlog_s() == pytest.approx(16.0)
-    ticket.release(completed=False)  # stopped: what was done counted, the rest leaves the backlog
+    assert admission.backlog_s() == pytest.approx((8 + 5 + 1) * 2.0)
+    # earliest deadline first: `later` waits for everything, `sooner` for nothing, `ticket` (no
+    # deadline) for both
+    assert admission.expected_s(sooner) == pytest.approx(2.0)
+    assert admission.expected_s(later) == pytest.approx((1 + 5) * 2.0)
+    assert admission.expected_s(ticket) == pytest.approx((1 + 5 + 8) * 2.0)
+    for t in (ticket, later, sooner):
+        t.release(completed=False)  # stopped: what was done counted, the rest leaves the backlog
     assert admission.backlog_s() == 0
