@@ -25,7 +25,7 @@ from ganserve.serve.backends.base import REQUEST_DEADLINE, Backend
 from ganserve.serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
 from ganserve.serve.images import ImageFormat
 from ganserve.serve.repository import TOKENIZERS, ModelKind, ModelVersion, Repository
-from ganserve.serve.settings import Settings
+from ganserve.serve.settings import Settings, parse_default_models
 from ganserve.text import is_blank
 
 DEFAULT_FRAMES = 8
@@ -105,6 +105,7 @@ class GatewayService:
 
     def __init__(self, *, backend: Backend, settings: Settings, admission: Admission) -> None:
         self._backend, self._settings, self._admission = backend, settings, admission
+        self._defaults = parse_default_models(settings.default_models)
         self._stopping = False
         self._running: set[asyncio.Timeout] = set()  # the deadlines of admitted requests
         self._aborted = False
@@ -133,6 +134,21 @@ class GatewayService:
     def repository(self) -> Repository:
         """Loaded models (every version) and load problems."""
         return self._backend.repository
+
+    def default_model(self, kind: ModelKind) -> str | None:
+        """The model a request of ``kind`` that names none gets: the only loaded one of the kind, or
+        the one ``default_models`` names for it (when loaded); None when it must name one."""
+        loaded = self._backend.repository.models
+        of_kind = sorted(name for name, vs in loaded.items() if vs[-1].kind == kind)
+        if len(of_kind) == 1:
+            return of_kind[0]
+        chosen = self._defaults.get(kind)
+        return chosen if chosen in of_kind else None
+
+    def is_default(self, mv: ModelVersion) -> bool:
+        """Whether ``mv`` is what a request of its kind that names no model (nor version) gets."""
+        versions = self._backend.repository.models.get(mv.name, ())
+        return bool(versions) and versions[-1] is mv and self.default_model(mv.kind) == mv.name
 
     # --- operations ---------------------------------------------------------------------------
 
@@ -295,10 +311,10 @@ class GatewayService:
                 hint = f" (text-conditional: {', '.join(text_models)}; they need a 'prompt')" \
                     if kind == "unconditional" and text_models else ""
                 raise ModelNotFound(f"no {kind} model is loaded{hint}")
-            if len(of_kind) > 1:
+            model = self.default_model(kind)
+            if model is None:
                 raise InvalidArgument(f"several {kind} models are loaded ({', '.join(of_kind)}); "
-                                      f"name one with 'model'")
-            model = of_kind[0]
+                                      f"name one with 'model' (or set default_models)")
         versions = loaded.get(model)
         if versions is None:
             shown = model if len(model) <= _MAX_NAME_IN_MESSAGE else model[:_MAX_NAME_IN_MESSAGE] + "..."
@@ -381,10 +397,11 @@ class GatewayService:
         a batch of tiles per backend call (so other requests interleave, and memory stays bounded).
         The next batch is inferred while the last one is quantised into ``out``.
 
-        Each batch done is reported to admission (it leaves the backlog and measures throughput); when
-        the work left can no longer finish before the deadline at the throughput measured now (the
-        CPU got busier than when the request was admitted), the request ends at once with
-        :class:`DeadlineExceeded` instead of burning the rest of its deadline."""
+        Each batch done is reported to admission (it leaves the backlog and measures throughput). After
+        each batch, and every ``_ON_TIME_CHECK_S`` while it waits for one, the request checks that its
+        work left, and the work run before it, can still finish before its deadline at the throughput
+        measured now; when not (the CPU got busier than when it was admitted) it ends at once with
+        :class:`DeadlineExceeded` instead of waiting or burning the rest of its deadline."""
         in_range = mv.input_range or mv.value_range
         if tile is None:
             lr = images.to_model_input(rgb, input_range=in_range)[None]
@@ -405,7 +422,9 @@ class GatewayService:
         pending: asyncio.Task[np.ndarray] | None = asyncio.ensure_future(infer(places))
         try:
             while pending is not None:
-                sr = await pending
+                while not (await asyncio.wait({pending}, timeout=_ON_TIME_CHECK_S))[0]:
+                    self._check_on_time(mv, ticket, limit)
+                sr = pending.result()
                 following = next(batches, None)
                 pending = None if following is None else asyncio.ensure_future(infer(following))
                 await _maybe_off_loop(
@@ -413,17 +432,23 @@ class GatewayService:
                                                               value_range=mv.value_range),
                     size=sr.size)
                 del sr
-                left_s = self._admission.progress(ticket, len(places) * tile * tile)
-                if following is not None and left_s > limit.remaining():
-                    raise DeadlineExceeded(
-                        f"model {mv.name!r} stopped this upscale early: its remaining tiles need an estimated "
-                        f"{left_s:.1f} s at the throughput measured now, {limit.remaining():.1f} s are left "
-                        f"({limit.setting}); the gateway is busier than when it was admitted", model=mv.name)
+                self._admission.progress(ticket, len(places) * tile * tile)
+                if following is not None:
+                    self._check_on_time(mv, ticket, limit)
                 places = following
         finally:
             if pending is not None:  # an error (or the deadline) stopped the loop
                 pending.cancel()
                 pending.add_done_callback(_retrieve)
+
+    def _check_on_time(self, mv: ModelVersion, ticket: Ticket, limit: _Limit) -> None:
+        """:class:`DeadlineExceeded` now if the request cannot finish in time at today's throughput."""
+        needed, left = self._admission.expected_s(ticket), limit.remaining()
+        if needed > left:
+            raise DeadlineExceeded(
+                f"model {mv.name!r} stopped this request early: it needs an estimated {needed:.1f} s more "
+                f"(its own work and the work before it, at the throughput measured now), {left:.1f} s are "
+                f"left ({limit.setting}); the gateway is busier than when it was admitted", model=mv.name)
 
     def _limit(self, mv: ModelVersion, timeout_s: float | None) -> _Limit:
         """A request's deadline: ``upscale_timeout_s`` or ``request_timeout_s``, or the client's own
@@ -442,7 +467,7 @@ class GatewayService:
         estimated past its deadline) and holds its reservation while the block runs."""
         limit = self._limit(mv, timeout_s)
         with self._admission.admit(mv.name, units=units, nbytes=nbytes, deadline_s=limit.seconds,
-                                   deadline_setting=limit.setting) as ticket:
+                                   deadline_setting=limit.setting, deadline_at=limit.at) as ticket:
             yield ticket, limit
 
     @contextlib.asynccontextmanager
@@ -599,6 +624,7 @@ def _quantize_rows(out: np.ndarray, x: np.ndarray, *, value_range: tuple[float, 
         images.quantize_into(out[y:y + rows], x[:, y:y + rows], value_range=value_range)
 
 
+_ON_TIME_CHECK_S = 0.5            # how often a waiting upscale checks it can still finish in time
 _UPLOAD_COPIES = 2                 # an upload's bytes: the body's chunks and the joined upload
 _DECODE_BYTES_PER_PIXEL = 32       # decoding: Pillow's image(s) and conversions (16-bit: decoded twice, widened)
 _RESPONSE_COPIES = 3               # an encoded image, and its copies in the response (base64, protobuf)

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["onnxruntime", "triton"]
+REQUEST_KINDS = ("unconditional", "text-conditional", "super-resolution")  # kinds a request can ask for
 _GRPC_TARGET_SCHEMES = ("dns", "ipv4", "ipv6", "unix", "unix-abstract")
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -68,6 +69,11 @@ class Settings(BaseSettings):
     upscale_max_inflight_pixels: int = Field(
         8 * 1024 * 1024, ge=1, description="LR pixels (tiles x tile_size^2, overlaps included) admitted "
                                            "at once per super-resolution model; beyond it 429")
+
+    default_models: str = Field(
+        "", description="the model a request that names none gets, per kind, when several models of the "
+                        "kind are loaded: 'KIND=MODEL,...', e.g. 'super-resolution=srresnet' (kinds: "
+                        "unconditional, text-conditional, super-resolution)")
 
     # --- text prompts -----------------------------------------------------------------------------
     max_prompt_chars: int = Field(
@@ -145,6 +151,12 @@ class Settings(BaseSettings):
                              f"gRPC endpoint), got {value!r}")
         return value
 
+    @field_validator("default_models")
+    @classmethod
+    def _kind_model_pairs(cls, value: str) -> str:
+        parse_default_models(value)
+        return value
+
     @model_validator(mode="after")
     def _queue_fits_one_request(self) -> Settings:
         largest = max(self.max_images_per_request, self.max_interpolation_frames)
@@ -160,3 +172,18 @@ class Settings(BaseSettings):
             raise ValueError(f"upscale_min_tile_size ({self.upscale_min_tile_size}) must be at most "
                              f"upscale_max_tile_size ({self.upscale_max_tile_size})")
         return self
+
+
+def parse_default_models(value: str) -> dict[str, str]:
+    """``"KIND=MODEL,..."`` -> {kind: model}; ValueError naming what is wrong."""
+    defaults: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        kind, sep, model = (x.strip() for x in part.partition("="))
+        if not sep or not model:
+            raise ValueError(f"expected KIND=MODEL, got {part!r}")
+        if kind not in REQUEST_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; kinds: {', '.join(REQUEST_KINDS)}")
+        if kind in defaults:
+            raise ValueError(f"kind {kind!r} is given twice")
+        defaults[kind] = model
+    return defaults

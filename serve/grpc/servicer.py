@@ -90,8 +90,9 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     return context.time_remaining()
 
 
-def model_message(mv: ModelVersion) -> pb.Model:
-    return pb.Model(name=mv.name, version=mv.version, kind=mv.kind, max_batch_size=mv.max_batch_size,
+def model_message(mv: ModelVersion, *, is_default: bool = False) -> pb.Model:
+    return pb.Model(name=mv.name, version=mv.version, kind=mv.kind, is_default=is_default,
+                    max_batch_size=mv.max_batch_size,
                     value_range=list(mv.value_range or ()), latent_dim=mv.latent_dim or 0,
                     channels=mv.channels or 0, image_size=mv.image_size or 0, scale=mv.scale or 0,
                     metadata=dict(mv.metadata), tokenizer=mv.tokenizer or "", max_tokens=mv.max_tokens or 0,
@@ -148,7 +149,8 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                          context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         repo = self._service.repository()
         return pb.ListModelsResponse(
-            models=[model_message(mv) for versions in repo.models.values() for mv in versions],
+            models=[model_message(mv, is_default=self._service.is_default(mv))
+                    for versions in repo.models.values() for mv in versions],
             problems=[pb.ModelProblem(model=p.model, version=p.version, message=p.message)
                       for p in repo.problems])
 

@@ -137,8 +137,9 @@ async def upscale(request: Request,
                         headers=headers)
 
 
-def _model_out(mv: ModelVersion) -> dict:
-    return {"name": mv.name, "version": mv.version, "kind": mv.kind, "max_batch_size": mv.max_batch_size,
+def _model_out(mv: ModelVersion, *, is_default: bool) -> dict:
+    return {"name": mv.name, "version": mv.version, "kind": mv.kind, "is_default": is_default,
+            "max_batch_size": mv.max_batch_size,
             "value_range": list(mv.value_range) if mv.value_range else None, "latent_dim": mv.latent_dim,
             "channels": mv.channels, "image_size": mv.image_size, "scale": mv.scale,
             "tokenizer": mv.tokenizer, "max_tokens": mv.max_tokens, "embedding_dim": mv.embedding_dim,
@@ -154,7 +155,8 @@ async def list_models(request: Request) -> JSONResponse:
     with runtime.metrics.track(protocol="http", endpoint="list_models"):
         repo = runtime.service.repository()
         return JSONResponse({
-            "models": [_model_out(mv) for versions in repo.models.values() for mv in versions],
+            "models": [_model_out(mv, is_default=runtime.service.is_default(mv))
+                       for versions in repo.models.values() for mv in versions],
             "problems": [{"model": p.model, "version": p.version, "message": p.message}
                          for p in repo.problems]})
 

@@ -103,6 +103,8 @@ class ModelOut(BaseModel):
     name: str
     version: int
     kind: str
+    is_default: bool = Field(description="what a request of this kind that names no model gets (the only "
+                                         "model of its kind, or the default_models setting's)")
     max_batch_size: int
     value_range: tuple[float, float] | None = Field(description="output pixel range; null for a text encoder")
     latent_dim: int | None

@@ -91,3 +91,4 @@ def test_a_malformed_vocabulary_is_a_load_problem(tmp_path: Path) -> None:
     repo = load_repository(tmp_path)
     assert "bad_encoder" not in repo.models
     assert any("ganserve.vocabulary" in p.message for p in repo.problems)
+

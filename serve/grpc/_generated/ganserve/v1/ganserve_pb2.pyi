@@ -137,7 +137,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("name", "version", "kind", "max_batch_size", "value_range", "latent_dim", "channels", "image_size", "scale", "metadata", "tokenizer", "max_tokens", "embedding_dim", "steps")
+    __slots__ = ("name", "version", "kind", "max_batch_size", "value_range", "latent_dim", "channels", "image_size", "scale", "metadata", "tokenizer", "max_tokens", "embedding_dim", "steps", "is_default")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +159,7 @@ class Model(_message.Message):
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     kind: str
@@ -173,7 +174,8 @@ class Model(_message.Message):
     max_tokens: int
     embedding_dim: int
     steps: _containers.RepeatedCompositeFieldContainer[ModelStep]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., kind: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., value_range: _Optional[_Iterable[float]] = ..., latent_dim: _Optional[int] = ..., channels: _Optional[int] = ..., image_size: _Optional[int] = ..., scale: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., tokenizer: _Optional[str] = ..., max_tokens: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[ModelStep, _Mapping]]] = ...) -> None: ...
+    is_default: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., kind: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., value_range: _Optional[_Iterable[float]] = ..., latent_dim: _Optional[int] = ..., channels: _Optional[int] = ..., image_size: _Optional[int] = ..., scale: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., tokenizer: _Optional[str] = ..., max_tokens: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[ModelStep, _Mapping]]] = ..., is_default: _Optional[bool] = ...) -> None: ...
 
 class ModelStep(_message.Message):
     __slots__ = ("model", "version")
