@@ -4,6 +4,7 @@ answer as a reply, failures as :mod:`ganserve.client.errors`."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 from typing import Any
 
@@ -53,9 +54,20 @@ def reply(response: httpx.Response, *, url: str) -> Reply:
                                    f"the gateway's JSON; is it a ganserve gateway?", code="bad_response") from None
 
 
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, in the system's words ("Connection refused", "Name or service not known"):
+    the first OS error in the chain of causes, else the exception's own message."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno) if cause.errno > 0 else str(cause.strerror)
+        cause = cause.__cause__ or cause.__context__
+    return re.sub(r"^\[Errno -?\d+\] ", "", str(exc)) or type(exc).__name__
+
+
 def failure(exc: httpx.TransportError, *, url: str, timeout: float | None) -> errors.GanserveError:
     """The error of a request that got no answer."""
-    reason = re.sub(r"^\[Errno -?\d+\] ", "", str(exc)) or type(exc).__name__
+    reason = _reason(exc)
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return errors.GatewayUnavailable(url, reason)
     if isinstance(exc, httpx.TimeoutException):
