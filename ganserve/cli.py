@@ -26,7 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                    "train the colour-MNIST digit/colour classifier (text2img metrics)"),
     "serve": ("ganserve.serve.cli", "run the HTTP + gRPC gateway over a model repository"),
     "triton-cpu": ("ganserve.dev.triton_cpu", "run a real Triton server without a GPU on a CPU copy of a repository"),
+    "generate": ("ganserve.client.commands.generate", "generate images with a running gateway, as files or a grid"),
+    "upscale": ("ganserve.client.commands.upscale",
+                "upscale image files or folders with a running gateway (several at once)"),
 }
+# the extra that installs what a subcommand needs, when it is not 'train'
+EXTRAS = {"serve": "serve", "generate": "client", "upscale": "client"}
 
 
 def _usage() -> str:
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        extra = "serve" if name == "serve" else "train"
+        extra = EXTRAS.get(name, "train")
         print(f"ganserve {name}: error: missing dependency {exc.name!r}; "
               f"install the '{extra}' extra (pip install 'ganserve[{extra}]')", file=sys.stderr)
         return 2
