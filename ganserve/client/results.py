@@ -22,7 +22,7 @@ _COMMENT_SPLIT = re.compile(r"; (?=ganserve\.[\w.]+=)")
 class ImageFile:
     """One image file as the gateway sent it."""
 
-    data: bytes        # the encoded file, byte for byte
+    data: bytes = field(repr=False)  # the encoded file, byte for byte
     media_type: str    # e.g. "image/png"
 
     @cached_property

@@ -97,8 +97,10 @@ def _write(images: list[GeneratedImage], target: Path, *, one_file: bool, as_gri
     first = images[0]
     if as_grid:
         grid([i.image for i in images]).save(target, format="PNG")
-        print(f"{target}  ({len(images)} images of {first.model} v{first.version}, seeds "
-              f"{', '.join(str(i.seed) for i in images)})")
+        seeds = [i.seed for i in images]
+        listed = (f"{seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+                  else ", ".join(map(str, seeds)))
+        print(f"{target}  ({len(images)} images of {first.model} v{first.version}, seeds {listed})")
         return
     for image in images:
         path = image.save(target if one_file else target / f"{image.seed}{image.extension}")
