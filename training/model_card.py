@@ -51,7 +51,7 @@ def _dcgan_card(ckpt: dict, cfg: dict, reports, checkpoint: str) -> CardSection:
     rows = "\n".join(
         f"| {r['source'] if r is not model else 'this model (EMA generator, uint8 output)'} | "
         f"{r['fid']:.2f} | {r['kid']:.0f} ± {r['kid_std']:.0f} | {r['classes_covered']} | "
-        f"{r['min_class_share']:.3f} | {r['kl_to_uniform']:.4f} |" for r in reports)
+        f"{r['min_class_share']:.3f} | {r['kl_to_uniform']:.4f} |" for r in reports if r.get("truncation") is None)
     return CardSection(
         title="DCGAN generator trained on MNIST",
         summary=f"""Unconditional DCGAN (Radford et al. 2015) generator, 28x28 grey digits, trained and exported by

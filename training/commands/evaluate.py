@@ -27,15 +27,21 @@ class Evaluator:
 
 
 def _unconditional_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="MNIST folder (the test split is the reference set)")
+    p.add_argument("--data", help="MNIST folder (the test split is the reference set); not needed for a model "
+                                  "of scikit-learn's 8x8 digits (the tiny presets), measured against those")
     p.add_argument("--samples", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first seed: images use seeds SEED .. SEED+SAMPLES-1")
     p.add_argument("--no-references", action="store_true", help="skip the real-data reference points")
+    p.add_argument("--truncation-curve", action="store_true",
+                   help="also measure at truncation t = " + ", ".join(
+                       f"{t:g}" for t in unconditional.TRUNCATIONS if t is not None) +
+                   " (the gateway's truncation, same seeds); one more generation and scoring per point")
 
 
 def _unconditional(args: argparse.Namespace) -> None:
+    truncations = tuple(t for t in unconditional.TRUNCATIONS if t is not None) if args.truncation_curve else ()
     reports = unconditional.evaluate(args.model, data=args.data, samples=args.samples, seed=args.seed,
-                                     references=not args.no_references)
+                                     references=not args.no_references, truncations=truncations)
     print(unconditional.format_reports(reports))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
