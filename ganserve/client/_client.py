@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -72,11 +73,24 @@ class _Base:
         return f"{type(self).__name__}({self.url!r})"
 
 
+def _signature(build: Callable[..., Any], *, awaitable: bool) -> inspect.Signature:
+    """The method's signature: ``self``, then the operation's parameters; it returns what the operation's
+    parser does (awaitable for the async client)."""
+    signature = inspect.signature(build)
+    returns = str(signature.return_annotation)
+    assert returns.startswith("Operation[") and returns.endswith("]"), returns
+    returns = returns.removeprefix("Operation[").removesuffix("]")
+    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    return signature.replace(parameters=[self, *signature.parameters.values()],
+                             return_annotation=f"Awaitable[{returns}]" if awaitable else returns)
+
+
 def _sync(build: Callable[P, ops.Operation[T]]) -> Callable[Concatenate[Client, P], T]:
     @functools.wraps(build)
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(build(*args, **kwargs))
 
+    method.__signature__ = _signature(build, awaitable=False)  # type: ignore[attr-defined]
     return method
 
 
@@ -85,6 +99,7 @@ def _async(build: Callable[P, ops.Operation[T]]) -> Callable[Concatenate[AsyncCl
     async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(build(*args, **kwargs))
 
+    method.__signature__ = _signature(build, awaitable=True)  # type: ignore[attr-defined]
     return method
 
 

@@ -4,13 +4,14 @@ models as the gateway's own HTTP answer."""
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 
 import httpx
 import pytest
 from PIL import Image
 
-from ganserve.client import Client, GeneratedImage, ImageFile, Models, UpscaledImage
+from ganserve.client import AsyncClient, Client, GeneratedImage, ImageFile, Models, UpscaledImage
 from ganserve.client._client import Retries, endpoint
 from ganserve.client.errors import ModelNotFound, NotReady, QueueFull
 from tests.client.helpers import MODES, PROTOCOLS, call, direct, direct_images, direct_upscale, png, url
@@ -111,6 +112,14 @@ def test_urls_and_protocols() -> None:
         Client("http://h:1", grpc=True)
     with Client("h:1", grpc=True) as client:
         assert (client.url, client.protocol) == ("grpc://h:1", "grpc")
+
+
+def test_the_methods_have_the_operations_signatures() -> None:
+    with Client("h:1", grpc=True) as client:
+        assert list(inspect.signature(client.generate).parameters)[:2] == ["n", "seed"]
+        assert inspect.signature(client.models).return_annotation == "Models"
+    assert list(inspect.signature(AsyncClient.upscale).parameters)[:2] == ["self", "image"]
+    assert inspect.signature(AsyncClient.interpolate).return_annotation == "Awaitable[Interpolation]"
 
 
 def test_retries_wait_as_the_gateway_says_and_give_up_when_told() -> None:
