@@ -54,7 +54,7 @@ def _image(image: pb.Image) -> Reply:
 def _model(m: pb.Model) -> Reply:
     """A ``Model`` message as ``GET /models`` lists it (fields that do not apply: None, not 0 or empty)."""
     return {"name": m.name, "version": m.version, "kind": m.kind, "max_batch_size": m.max_batch_size,
-            "is_default": getattr(m, "is_default", False),  # a field newer gateways have
+            "is_default": m.is_default,
             "value_range": list(m.value_range) or None, "latent_dim": m.latent_dim or None,
             "channels": m.channels or None, "image_size": m.image_size or None, "scale": m.scale or None,
             "tokenizer": m.tokenizer or None, "max_tokens": m.max_tokens or None,

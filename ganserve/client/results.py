@@ -103,7 +103,7 @@ class Model:
     version: int
     kind: str  # unconditional | text-conditional | super-resolution | text-encoder | text-conditional-generator
     max_batch_size: int
-    is_default: bool = False  # what a request of its kind that names no model gets (where the gateway says)
+    is_default: bool = False  # what a request of its kind that names no model gets
     value_range: tuple[float, float] | None = None
     latent_dim: int | None = None
     channels: int | None = None

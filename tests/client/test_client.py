@@ -96,7 +96,7 @@ def test_models_are_the_same_over_http_and_grpc(gateway: RunningGateway, mode: s
     assert (encoder.value_range, encoder.max_tokens, encoder.tokenizer) == (None, 16, "char-v1")
     (ensemble,) = over_http.named("text2img")
     assert [(s.model, s.version) for s in ensemble.steps] == [("text2img_encoder", 1), ("text2img_generator", 1)]
-    assert [m.version for m in over_http.named("tiny")] == [1, 2]
+    assert [(m.version, m.is_default) for m in over_http.named("tiny")] == [(1, False), (2, True)]
     assert over_http.named("sr2x")[0].scale == 2 and over_http.named("tiny")[0].scale is None
 
 
