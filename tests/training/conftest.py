@@ -15,7 +15,7 @@ from ganserve.training.families import apply_overrides, get_family
 from ganserve.training.families.gan_int_cls import pretrain, save_encoder
 from ganserve.training.loop import Trainer
 from ganserve.training.presets import preset
-from tests.training.helpers import MNIST, sr_config, write_photos
+from tests.training.helpers import MNIST, sr_config, tiny_config, write_photos
 
 torch.set_num_threads(1)  # tests are small; one thread each keeps the 2-core CI machine responsive
 
@@ -63,6 +63,16 @@ def sr_exported(sr_stage1, tmp_path_factory):
     _, ckpt = sr_stage1
     repo = tmp_path_factory.mktemp("repo")
     return ckpt, export_checkpoint(ckpt, repository=repo, name="srresnet", max_batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def dcgan_tiny(tmp_path_factory):
+    """A 5-step ``dcgan-digits-tiny`` run: its folder (``run/checkpoint.pt``)."""
+    tmp = tmp_path_factory.mktemp("dcgan-tiny")
+    trainer = Trainer(tiny_config("train.steps=5"), out_dir=tmp / "run")
+    trainer.fit()
+    trainer.save_checkpoint()
+    return tmp
 
 
 @pytest.fixture(scope="session")

@@ -16,16 +16,11 @@ from ganserve import text
 from ganserve.errors import UsageError
 from ganserve.training.checkpoint import load_generator
 from ganserve.training.export import PARITY_TOLERANCE, export_checkpoint, read_config
-from ganserve.training.loop import Trainer
-from tests.training.helpers import tiny_config
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("export")
-    trainer = Trainer(tiny_config("train.steps=5"), out_dir=tmp / "run")
-    trainer.fit()
-    trainer.save_checkpoint()
+def exported(dcgan_tiny):
+    tmp = dcgan_tiny
     result = export_checkpoint(tmp / "run" / "checkpoint.pt", repository=tmp / "repo", name="tiny", version=3,
                                max_batch_size=32, queue_delay_us=500)
     return tmp, result

@@ -102,8 +102,8 @@ class Report:
     source: str
     samples: int
     fid: float
-    kid: float
-    kid_std: float
+    kid: float | None       # None on the truncation curve's points (KID is the slow part)
+    kid_std: float | None
     classes_covered: int
     min_class_share: float
     kl_to_uniform: float
@@ -116,7 +116,7 @@ class Report:
 
 def score(images: torch.Tensor, real: np.ndarray, *, source: str, truncation: float | None = None) -> Report:
     feats, probs = features_and_probabilities(images)
-    k, k_std = kid(feats, real)
+    k, k_std = kid(feats, real) if truncation is None else (None, None)
     pixels, features = diversity(images, feats)
     return Report(source=source, samples=len(images), fid=fid(feats, real), kid=k, kid_std=k_std,
                   **mode_coverage(probs.argmax(1)), confidence=float(probs.max(1).mean()),

@@ -1,6 +1,8 @@
 """ganserve.training.metrics.unconditional: mode coverage, the reference transforms, and the MNIST feature
 space that FID/KID are computed in."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from ganserve.training.metrics.unconditional import (
     blur_3x3,
     features_and_predictions,
     mode_coverage,
+    seed_latents,
     shift_one_pixel,
 )
 
@@ -43,3 +46,31 @@ def test_classifier_accuracy_and_reference_ordering(mnist_dir):
     assert floor < blurred  # the feature space sees blur
 
 
+
+
+def test_seed_latents_follow_the_model_contract():
+    """One PCG64 generator per seed; truncation redraws out-of-range components from it (the gateway's z)."""
+    plain = seed_latents(range(3, 6), latent_dim=100)
+    assert plain.dtype == np.float32 and plain.shape == (3, 100)
+    assert np.array_equal(plain[1], np.random.Generator(np.random.PCG64(4)).standard_normal(100, dtype=np.float32))
+    truncated = seed_latents(range(3, 6), latent_dim=100, truncation=0.5)
+    assert np.abs(truncated).max() <= 0.5
+    kept = np.abs(plain) <= 0.5
+    assert np.array_equal(truncated[kept], plain[kept])  # only the components outside are redrawn
+    serve_seeds = pytest.importorskip("serve.seeds")
+    assert np.array_equal(truncated[2], serve_seeds.latent(5, latent_dim=100, truncation=0.5))
+
+
+def test_evaluate_accepts_a_tiny_digits_checkpoint_with_a_truncation_curve(dcgan_tiny, tmp_path, capsys):
+    """An 8x8 scikit-learn-digits model needs no --data: it is measured against those digits."""
+    from ganserve.cli import main
+
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(dcgan_tiny / "run" / "checkpoint.pt"), "--samples", "1000", "--truncation-curve",
+                 "--no-references", "--json", str(out)]) == 0
+    assert "truncation curve" in capsys.readouterr().out
+    reports = json.loads(out.read_text())
+    assert [r["truncation"] for r in reports] == [None, 1.5, 1.0, 0.7, 0.5]
+    assert reports[0]["kid"] is not None and all(r["kid"] is None for r in reports[1:])  # KID only untruncated
+    diversity = [r["pixel_diversity"] for r in reports]
+    assert diversity == sorted(diversity, reverse=True)  # a tighter z gives more alike images
