@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ def _rpc(endpoint: str) -> Callable[[Handler], Handler]:
                     tracker.model = getattr(response, "model", "")
                     return response
             except errors.ServiceError as exc:
+                if context.cancelled() or context.done():  # the client left, or its deadline passed:
+                    raise asyncio.CancelledError from None  # no one to tell (an abort would log an error)
                 context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
                 await context.abort(GRPC_CODE[type(exc)], exc.message)
 
