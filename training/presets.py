@@ -103,13 +103,15 @@ PRESETS: dict[str, RunConfig] = {
         train=GANIntClsTrainConfig(steps=6, batch_size=16, log_every=2, sample_every=3, checkpoint_every=3,
                                    sample_grid=16),
     ),
-    # Seconds-long smoke run: x2, 2 blocks of width 16, on the offline photo set.
+    # Under a minute on a CPU: x2, 2 blocks of width 16, on 3 of the offline photos. The network learns a
+    # residual on bicubic upscaling (model.bicubic_skip), so it starts at bicubic quality and edges past
+    # it (L1 loss, lr 1e-3, a short EMA for the short run); from scratch it would stay far below bicubic.
     "srresnet-tiny": RunConfig(
         data=DataConfig(name="sr-builtin", limit=3),
         model=SRModelConfig(family="srresnet", channels=3, scale=2, blocks=2, g_width=16, d_width=8,
-                            image_size=16),
-        train=SRTrainConfig(steps=20, batch_size=4, lr_g=1e-4, lr_d=1e-4, beta1=0.9, log_every=5,
-                            sample_every=10, checkpoint_every=10, sample_grid=4),
+                            image_size=32, bicubic_skip=True),
+        train=SRTrainConfig(steps=150, batch_size=8, lr_g=1e-3, lr_d=1e-4, beta1=0.9, pixel_loss="l1",
+                            ema_decay=0.9, log_every=10, sample_every=50, checkpoint_every=50, sample_grid=4),
     ),
 }
 

@@ -108,7 +108,7 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path):
 
 
 def test_observability_outputs(tmp_path):
-    cfg = tiny_config("train.steps=10", "train.sample_every=5", "train.checkpoint_every=5")
+    cfg = tiny_config("train.steps=10", "train.sample_every=5", "train.checkpoint_every=5", "train.sample_grid=16")
     Trainer(cfg, out_dir=tmp_path, callbacks=default_callbacks(tmp_path, progress=False)).fit()
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 11))

@@ -37,6 +37,7 @@ class SRModelConfig(ModelConfig):
     blocks: int = 16             # residual blocks in the SRResNet trunk
     tile_size: int = 64          # serving: default LR tile side (ONNX metadata; --fixed-tile fixes it in config.pbtxt)
     tile_overlap: int = 8        # serving: default LR overlap between neighbouring tiles
+    bicubic_skip: bool = False   # learn a residual on top of bicubic upscaling (the tiny preset's short run)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class SRResNetFamily(Family):
 
     def build_generator(self) -> nn.Module:
         m = self.cfg.model
-        return SRResNet(width=m.g_width, scale=m.scale, blocks=m.blocks)
+        return SRResNet(width=m.g_width, scale=m.scale, blocks=m.blocks, bicubic_skip=m.bicubic_skip)
 
     def build_discriminator(self) -> nn.Module | None:
         return None

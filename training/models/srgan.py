@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ganserve.training.models.layers import check_shape
@@ -46,10 +47,11 @@ class UpsampleX2(nn.Sequential):
 class SRResNet(nn.Module):
     """lr [B, 3, h, w] in [0, 1] -> sr [B, 3, scale*h, scale*w] in [0, 1]."""
 
-    def __init__(self, *, width: int, scale: int, blocks: int) -> None:
-        # width: trunk channels; scale: 2, 4 or 8 (x2 PixelShuffle stages); blocks: residual blocks in the trunk
+    def __init__(self, *, width: int, scale: int, blocks: int, bicubic_skip: bool = False) -> None:
+        # width: trunk channels; scale: 2, 4 or 8 (x2 PixelShuffle stages); blocks: residual blocks in the trunk;
+        # bicubic_skip: the network adds a residual to bicubic upscaling (starts as bicubic; short runs)
         super().__init__()
-        self.scale = scale
+        self.scale, self.bicubic_skip = scale, bicubic_skip
         stages = int(math.log2(scale))
         if 2**stages != scale:
             raise ValueError(f"scale must be a power of two, got {scale}")
@@ -62,11 +64,16 @@ class SRResNet(nn.Module):
         self.upsample = nn.Sequential(*[UpsampleX2(width) for _ in range(stages)])
         # (width) x sh x sw -> 3 x sh x sw
         self.tail = nn.Conv2d(width, 3, 9, 1, 4)
+        if bicubic_skip:  # the residual starts at zero: the untrained network is bicubic upscaling
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         check_shape(lr, (None, 3, None, None), "SRResNet input")
         h = self.head(lr)
         sr = self.tail(self.upsample(h + self.trunk(h)))
+        if self.bicubic_skip:  # 3 x sh x sw bicubic upscaling plus the learnt residual
+            sr = sr + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return sr if self.training else sr.clamp(0.0, 1.0)
 
 
