@@ -57,7 +57,7 @@ def test_seed_latents_follow_the_model_contract():
     assert np.abs(truncated).max() <= 0.5
     kept = np.abs(plain) <= 0.5
     assert np.array_equal(truncated[kept], plain[kept])  # only the components outside are redrawn
-    serve_seeds = pytest.importorskip("serve.seeds")
+    serve_seeds = pytest.importorskip("ganserve.serve.seeds")  # the gateway, where installed
     assert np.array_equal(truncated[2], serve_seeds.latent(5, latent_dim=100, truncation=0.5))
 
 
