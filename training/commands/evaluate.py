@@ -65,12 +65,16 @@ def _text_conditional_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="MNIST folder (real references: test digits, coloured)")
     p.add_argument("--per-seen", type=int, default=50, help="images per seen combination (80 of them)")
     p.add_argument("--per-heldout", type=int, default=200, help="images per held-out combination (10)")
+    p.add_argument("--seeds", type=int, default=8, help="seeds per prompt for the per-prompt diversity")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--encoder", help="exported generator .onnx only: its text encoder .onnx (default: the "
+                                     "<name>_encoder beside <name>_generator in the repository)")
 
 
 def _text_conditional(args: argparse.Namespace) -> None:
     report = text_conditional.evaluate(args.model, args.data, per_seen=args.per_seen,
-                                       per_heldout=args.per_heldout, seed=args.seed)
+                                       per_heldout=args.per_heldout, seeds=args.seeds, seed=args.seed,
+                                       encoder=args.encoder)
     print(text_conditional.format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -82,9 +86,12 @@ EVALUATORS: dict[str, Evaluator] = {
     "super-resolution": Evaluator("PSNR/SSIM (Y channel) of a super-resolution model on held-out images, next "
                                   "to bicubic upscaling.", _super_resolution_options, _super_resolution),
     "text-conditional": Evaluator("Text-to-image: attribute accuracy on held-out prompts (seen and held-out "
-                                  "combinations) and FID, by ganserve's colour-MNIST attribute classifier.",
+                                  "combinations), FID, per-prompt diversity over seeds and the prompt-mix curve, "
+                                  "by ganserve's colour-MNIST attribute classifier.",
                                   _text_conditional_options, _text_conditional),
 }
+# an exported text-to-image generator (with its encoder beside it) is measured like its checkpoint
+EVALUATORS["text-conditional-generator"] = EVALUATORS["text-conditional"]
 
 
 def evaluator_for(kind: str) -> Evaluator:

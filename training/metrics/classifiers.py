@@ -120,15 +120,22 @@ def load_attribute_classifier(path: Path = ATTRIBUTES_ASSET, *,
 
 
 @torch.no_grad()
-def classify(net: AttributeClassifier, images: torch.Tensor, *, batch: int = 500):
-    """uint8 [N, 3, 28, 28] -> (features [N, 128] float64 numpy, digit [N], colour [N])."""
+def readout(net: AttributeClassifier, images: torch.Tensor, *, batch: int = 500):
+    """uint8 [N, 3, 28, 28] -> (features [N, 128] float64 numpy, digit probabilities [N, 10], colour
+    probabilities [N, 9])."""
     feats, digits, colours = [], [], []
     for i in range(0, images.shape[0], batch):
         f, d, c = net(to_unit_range(images[i: i + batch]))
         feats.append(f.double())
-        digits.append(d.argmax(1))
-        colours.append(c.argmax(1))
+        digits.append(d.softmax(1))
+        colours.append(c.softmax(1))
     return torch.cat(feats).numpy(), torch.cat(digits), torch.cat(colours)
+
+
+def classify(net: AttributeClassifier, images: torch.Tensor, *, batch: int = 500):
+    """uint8 [N, 3, 28, 28] -> (features [N, 128] float64 numpy, digit [N], colour [N])."""
+    feats, digits, colours = readout(net, images, batch=batch)
+    return feats, digits.argmax(1), colours.argmax(1)
 
 
 # ---------------------------------------------------------------- the one trainer
