@@ -1,5 +1,7 @@
 """``ganserve train-text-encoder``: pre-train the text-to-image text encoder (GAN-INT-CLS's char-CNN-RNN)
-with the joint image-text embedding; ``ganserve train --set train.text_encoder=FILE`` then uses it."""
+with the joint image-text embedding; ``ganserve train --set train.text_encoder=FILE`` then uses it.
+``--from-onnx`` takes an exported encoder's weights instead (a generator retrained against a shipped
+encoder keeps its embedding space)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import shlex
 
 from ganserve.errors import UsageError
 from ganserve.training.families import apply_overrides, get_family, validate
-from ganserve.training.families.gan_int_cls import pretrain, save_encoder
+from ganserve.training.families.gan_int_cls import encoder_from_onnx, pretrain, save_encoder
 from ganserve.training.presets import preset
 from ganserve.usage import UsageParser
 
@@ -23,6 +25,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    p.add_argument("--from-onnx", metavar="ENCODER.onnx",
+                   help="do not train: take the weights of this exported text encoder (e.g. "
+                        "model_repository/text2img_encoder/1/model.onnx), exactly")
     args = p.parse_args(argv)
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
     cfg = validate(apply_overrides(preset(args.preset), overrides))
@@ -31,10 +36,16 @@ def main(argv: list[str]) -> int:
     if args.steps < 1 or args.batch_size < 2:
         raise UsageError("--steps must be >= 1 and --batch-size >= 2")
     family = get_family(cfg)
+    meta = {"argv": "ganserve train-text-encoder " + shlex.join(argv)}
+    if args.from_onnx:
+        result = encoder_from_onnx(args.from_onnx, family.encoder_config())
+        out = save_encoder(result, args.out, meta={**meta, "from_onnx": args.from_onnx})
+        print(f"wrote {out}: the weights of {args.from_onnx} ({result.steps} steps of training on {result.description})")
+        return 0
     data = family.load_captioned()
     result = pretrain(data, family.encoder_config(), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed)
-    out = save_encoder(result, args.out, meta={"argv": "ganserve train-text-encoder " + shlex.join(argv)})
+    out = save_encoder(result, args.out, meta=meta)
     print(f"wrote {out}: {result.steps} steps in {result.wall_time:.0f}s; held-out prompts read correctly "
           f"by the attribute probes: {result.probe_accuracy:.3f}")
     return 0

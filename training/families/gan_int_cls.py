@@ -59,6 +59,7 @@ class GANIntClsModelConfig(DCGANModelConfig):
     text_width: int = 128        # text encoder conv channels and GRU state
     embedding_dim: int = 128     # E: text embedding length
     text_proj_dim: int = 128     # P: FC + LeakyReLU compression of the embedding in G and D
+    d_minibatch_std: int = 0     # group size of a minibatch-stddev channel in D (Karras et al. 2018); 0: none
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,12 @@ class GANIntClsTrainConfig(TrainConfig):
     text_encoder: str | None = None  # pre-trained encoder from `ganserve train-text-encoder` (frozen in G)
     int_beta: float = 0.5        # GAN-INT: G also learns on beta * t1 + (1 - beta) * t2 ...
     int_weight: float = 1.0      # ... with this weight on that term of its loss (0 = GAN-CLS)
+    int_beta_random: bool = False  # draw beta ~ U(0, 1) per pair instead of the fixed int_beta
+    text_noise: float = 0.0      # G's embeddings + N(0, (text_noise x the batch's std per dimension)^2) while
+    #                              training (conditioning augmentation); D judges with the clean embedding
+    ms_weight: float = 0.0       # mode seeking (Mao et al. 2019): + ms_weight / (|G(z1, t) - G(z2, t)| / |z1 - z2|)
+    fm_weight: float = 0.0       # feature matching: + fm_weight x the squared distance between the mean D image
+    #                              features of the fakes (interpolated texts' included) and of the real batch
 
 
 def validate_text_to_image(cfg: RunConfig) -> None:
@@ -81,6 +88,10 @@ def validate_text_to_image(cfg: RunConfig) -> None:
                          f"{d.punctuation}")
     if not 0 <= t.int_beta <= 1 or t.int_weight < 0:
         raise UsageError(f"train.int_beta must be in [0, 1] and train.int_weight >= 0, got {t.int_beta}, {t.int_weight}")
+    for key, value in {"train.text_noise": t.text_noise, "train.ms_weight": t.ms_weight,
+                       "train.fm_weight": t.fm_weight, "model.d_minibatch_std": m.d_minibatch_std}.items():
+        if value < 0:
+            raise UsageError(f"{key} must be >= 0, got {value}")
     if t.loss == "wgan-gp":
         raise UsageError("gan-int-cls uses the matching-aware loss with bce, hinge or lsgan, not wgan-gp")
 
@@ -111,6 +122,13 @@ class GANIntClsFamily(Family):
     weighted 1/2 (their logits are concatenated, so the loss's mean over "fake" does the halving).
     G's loss: fool D on {G(z, t), t} plus ``int_weight`` x the same on interpolated embeddings
     ``beta * t1 + (1 - beta) * t2`` of pairs in the batch (no real image exists for those).
+
+    Options against a generator that ignores z and against blank interpolations (all off by default):
+    ``model.d_minibatch_std`` (D sees how varied a batch is), ``train.ms_weight`` (mode seeking: two z,
+    one text, G is rewarded for images as far apart as their z), ``train.text_noise`` (noise on G's
+    embeddings: nearby embeddings, one class), ``train.int_beta_random`` (GAN-INT over the whole mix, not
+    only its midpoint) and ``train.fm_weight`` (the fakes' mean D features, interpolations' included, match
+    the real batch's: a blank image has none of a digit's features).
     """
 
     name = "gan-int-cls"
@@ -165,7 +183,7 @@ class GANIntClsFamily(Family):
         m = self.cfg.model
         return ConditionalDiscriminator(image_size=m.image_size, channels=m.channels, width=m.d_width,
                                         embedding_dim=m.embedding_dim, proj_dim=m.text_proj_dim, norm=m.d_norm,
-                                        spectral_norm=m.spectral_norm)
+                                        spectral_norm=m.spectral_norm, minibatch_std=m.d_minibatch_std)
 
     def batch(self, data, idx, device):
         return {"images": to_unit_range(data.images[idx].to(device, non_blocking=True)),
@@ -177,6 +195,17 @@ class GANIntClsFamily(Family):
         return _unwrap(G).embed(tokens)
 
     # one step
+    def _noisy(self, embedding: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """G's condition: ``embedding`` [B, E] plus ``train.text_noise`` x its batch std per dimension x N(0, 1)."""
+        sigma = self.cfg.train.text_noise
+        if sigma <= 0:
+            return embedding
+        noise = torch.randn(embedding.shape, generator=gen, device=gen.device).to(embedding.device)
+        return embedding + sigma * embedding.std(0, keepdim=True) * noise
+
+    def _latent(self, b: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        return torch.randn(b, self.cfg.model.latent_dim, generator=gen, device=gen.device).to(device)
+
     def d_step(self, *, G, critic, batch, gen, keep_graph):
         real, ids, classes = batch["images"], batch["caption_ids"], batch["classes"]
         b = real.shape[0]
@@ -185,29 +214,51 @@ class GANIntClsFamily(Family):
         tokens = self.data.tokens[ids[torch.arange(b, device=ids.device), k].cpu()].to(real.device)  # [B, L]
         right = self.embed(G, tokens)  # [B, E]
         wrong_idx = mismatched_indices(classes, gen=gen)
-        z = torch.randn(b, self.cfg.model.latent_dim, generator=gen, device=gen.device).to(real.device)
+        z = self._latent(b, gen, real.device)
+        cond = self._noisy(right, gen)  # G's condition; D judges with the clean embedding
         with torch.set_grad_enabled(keep_graph):
-            fake = G(z, right)  # kept with its graph for the G step when this is the last D step
+            fake = G(z, cond)  # kept with its graph for the G step when this is the last D step
         # (1) update D: {real, right} -> 1; {fake, right} and {real, wrong} -> 0, weighted 1/2 each
         fake_logits = torch.cat([critic(fake.detach(), right), critic(real, right[wrong_idx])])
-        return DStepOut(real_logits=critic(real, right), fake_logits=fake_logits, real_images=real,
-                        fake_images=fake.detach(), gp_critic=lambda x: critic(x, right),
-                        carry={"fake": fake, "right": right, "wrong_idx": wrong_idx})
+        carry = {"fake": fake, "right": right, "wrong_idx": wrong_idx, "z": z, "cond": cond}
+        if self.cfg.train.fm_weight > 0:
+            real_logits, real_features = critic(real, right, True)
+            carry["real_features"] = real_features.detach().mean(0)  # [width, base, base]
+        else:
+            real_logits = critic(real, right)
+        return DStepOut(real_logits=real_logits, fake_logits=fake_logits, real_images=real,
+                        fake_images=fake.detach(), gp_critic=lambda x: critic(x, right), carry=carry)
 
     def g_loss(self, *, G, critic, batch, adv, gen, carry):
         # (2) update G: fool D with the right text, and (INT) with interpolated texts
         t = self.cfg.train
-        fake, right = carry["fake"], carry["right"]
-        logits = critic(fake, right)
+        fake, right, z = carry["fake"], carry["right"], carry["z"]
+        fm = t.fm_weight > 0
+        logits, features = critic(fake, right, True) if fm else (critic(fake, right), None)
         loss = adv.g_loss(logits)
         stats = {"d_fake_for_g": logits.detach().mean()}
+        fake_features = [features] if fm else []
+        if t.ms_weight > 0:  # mode seeking: another z, the same condition, images as far apart as the z
+            z2 = self._latent(fake.shape[0], gen, fake.device)
+            ratio = (fake - G(z2, carry["cond"])).abs().mean() / (z - z2).abs().mean()
+            loss_ms = 1.0 / (ratio + 1e-5)
+            loss = loss + t.ms_weight * loss_ms
+            stats["loss_ms"] = loss_ms.detach()
         if t.int_weight > 0:
-            mixed = t.int_beta * right + (1 - t.int_beta) * right[carry["wrong_idx"]]
-            z = torch.randn(fake.shape[0], self.cfg.model.latent_dim, generator=gen,
-                            device=gen.device).to(fake.device)
-            loss_int = adv.g_loss(critic(G(z, mixed), mixed))
+            b = fake.shape[0]
+            beta = (torch.rand(b, 1, generator=gen, device=gen.device).to(fake.device) if t.int_beta_random
+                    else t.int_beta)
+            mixed = beta * right + (1 - beta) * right[carry["wrong_idx"]]
+            fake_int = G(self._latent(b, gen, fake.device), self._noisy(mixed, gen))
+            logits_int, features_int = critic(fake_int, mixed, True) if fm else (critic(fake_int, mixed), None)
+            loss_int = adv.g_loss(logits_int)
             loss = loss + t.int_weight * loss_int
             stats["loss_int"] = loss_int.detach()
+            fake_features += [features_int] if fm else []
+        if fm:  # the fakes' mean D image features against the real batch's
+            loss_fm = ((torch.cat(fake_features).mean(0) - carry["real_features"]) ** 2).mean()
+            loss = loss + t.fm_weight * loss_fm
+            stats["loss_fm"] = loss_fm.detach()
         return loss, stats
 
     # sampling and export
@@ -339,3 +390,41 @@ def load_encoder_file(path: str | Path, cfg: TextEncoderConfig) -> dict:
         raise UsageError(f"text encoder {path} has architecture {saved['config']}, the model config needs "
                          f"{asdict(cfg)}; pre-train it with the same preset")
     return saved
+
+
+def encoder_from_onnx(path: str | Path, cfg: TextEncoderConfig) -> PretrainResult:
+    """The text encoder exported at ``path`` (a ``text-encoder`` ONNX model written by ``ganserve
+    export``) back as a :class:`TextEncoder` with exactly its weights, so a generator can be retrained
+    against a shipped encoder's embedding space. The export keeps the module names of every
+    initializer except the GRU's, which ONNX stores as W, R, B with the gates in (z, r, h) order where
+    PyTorch has (r, z, n); the biases are the input and hidden ones concatenated."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 -- onnx raises several types for a file it cannot parse
+        raise UsageError(f"cannot read ONNX model {path}: {exc.__class__.__name__}: {exc}") from None
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if meta.get("ganserve.kind") != "text-encoder":
+        raise UsageError(f"{path} is not an exported text encoder (ganserve.kind {meta.get('ganserve.kind')!r})")
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
+    gru = next((n for n in proto.graph.node if n.op_type == "GRU"), None)
+    if gru is None:
+        raise UsageError(f"{path} has no GRU: not the char-CNN-RNN text encoder")
+
+    def gates(x: torch.Tensor) -> torch.Tensor:  # (z, r, h) blocks along dim 0 -> (r, z, n)
+        z, r, h = x.chunk(3)
+        return torch.cat([r, z, h])
+
+    w, r, b = (weights.pop(name)[0] for name in gru.input[1:4])
+    b_ih, b_hh = b.chunk(2)
+    weights.update({"rnn.weight_ih_l0": gates(w), "rnn.weight_hh_l0": gates(r), "rnn.bias_ih_l0": gates(b_ih),
+                    "rnn.bias_hh_l0": gates(b_hh)})
+    enc = TextEncoder(cfg)
+    try:
+        enc.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise UsageError(f"{path} does not fit the text encoder architecture {asdict(cfg)}: {exc}") from None
+    return PretrainResult(enc.eval(), int(meta.get("ganserve.training_steps", 0)), 0.0, float("nan"),
+                          meta.get("ganserve.training_data", "unknown"))

@@ -3,8 +3,9 @@
 - G: the text embedding is compressed by a fully connected layer + LeakyReLU (``proj_dim``),
   concatenated to z, then DCGAN transposed convolutions (:class:`DCGANGenerator` with ``cond_dim``).
 - D: DCGAN strided convolutions down to the base resolution (4x4, or 7x7 for 28x28 images), the
-  compressed embedding replicated spatially and depth-concatenated there, a 1x1 convolution with
-  normalisation and LeakyReLU, then a base x base convolution to one logit.
+  compressed embedding replicated spatially and depth-concatenated there (optionally with a
+  minibatch-stddev channel, Karras et al. 2018), a 1x1 convolution with normalisation and LeakyReLU,
+  then a base x base convolution to one logit.
 
 :class:`TextToImageGenerator` is what the training loop sees as "the generator": the frozen,
 pre-trained text encoder and the conditional generator in one module, so a checkpoint holds both and
@@ -72,32 +73,48 @@ class TextToImageGenerator(nn.Module):
         return self.generator(z, embedding)
 
 
+def minibatch_stddev(h: torch.Tensor, group: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B, 1, H, W]: per group of ``group`` samples (the whole batch when B is not a
+    multiple of it), the standard deviation of each feature over the group, averaged over features
+    (Karras et al. 2018). A batch of near-identical samples shows up as a small value."""
+    b = h.shape[0]
+    g = group if b % group == 0 else b
+    y = h.reshape(g, b // g, *h.shape[1:])                       # [G, B/G, C, H, W]
+    std = (y.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # [B/G]
+    return std.repeat(g)[:, None, None, None].expand(-1, 1, *h.shape[2:])
+
+
 class ConditionalDiscriminator(nn.Module):
-    """(image [B, C, S, S], embedding [B, E]) -> logits [B]."""
+    """(image [B, C, S, S], embedding [B, E]) -> logits [B]; with ``features=True`` also the image
+    features at base x base [B, width, base, base] (before the text joins: for feature matching)."""
 
     def __init__(self, *, image_size: int, channels: int, width: int, embedding_dim: int, proj_dim: int,
-                 norm: str = "batch", spectral_norm: bool = False) -> None:
-        # width: the DCGAN discriminator's (ndf); proj_dim: P, the compressed embedding joined at base x base
+                 norm: str = "batch", spectral_norm: bool = False, minibatch_std: int = 0) -> None:
+        # width: the DCGAN discriminator's (ndf); proj_dim: P, the compressed embedding joined at base x base;
+        # minibatch_std: group size of a minibatch-stddev channel joined there too (0: none)
         super().__init__()
         # only its convolutional trunk is used
         trunk = DCGANDiscriminator(image_size=image_size, channels=channels, width=width, norm=norm,
                                    spectral_norm=spectral_norm)
         self.features, self.base, width = trunk.features, trunk.base, trunk.feature_channels
         self.channels, self.image_size, self.embedding_dim = channels, image_size, embedding_dim
+        self.minibatch_std = minibatch_std
         self.compress = _compress(embedding_dim, proj_dim)
         sn = spectral_norm
-        # (width + P) x base x base -> width x base x base -> 1 x 1 x 1
+        # (width + P [+ 1]) x base x base -> width x base x base -> 1 x 1 x 1
         self.head = nn.Sequential(
-            maybe_sn(nn.Conv2d(width + proj_dim, width, 1, 1, 0, bias=False), sn),
+            maybe_sn(nn.Conv2d(width + proj_dim + (minibatch_std > 0), width, 1, 1, 0, bias=False), sn),
             norm2d(norm, width), nn.LeakyReLU(0.2, inplace=True),
             maybe_sn(nn.Conv2d(width, 1, self.base, 1, 0, bias=False), sn),
         )
         dcgan_init_(self.compress)
         dcgan_init_(self.head)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor, features: bool = False):
         check_shape(x, (None, self.channels, self.image_size, self.image_size), "ConditionalDiscriminator image")
         check_shape(embedding, (x.shape[0], self.embedding_dim), "ConditionalDiscriminator embedding")
         h = self.features(x)                                              # [B, width, base, base]
         t = self.compress(embedding)[:, :, None, None].expand(-1, -1, self.base, self.base)
-        return self.head(torch.cat([h, t], dim=1)).flatten()              # [B]
+        joined = [h, t] + ([minibatch_stddev(h, self.minibatch_std)] if self.minibatch_std else [])
+        logits = self.head(torch.cat(joined, dim=1)).flatten()            # [B]
+        return (logits, h) if features else logits
