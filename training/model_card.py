@@ -241,6 +241,12 @@ def _text2img_cards(ckpt: dict, checkpoint: str, report: dict, results: dict, na
     enc_line = (f"{enc.get('steps')} steps, {_hms(enc.get('wall_time', 0))}, joint image-text embedding; attribute "
                 f"probes read {enc.get('probe_accuracy', float('nan')):.3f} of held-out prompts right"
                 if enc else "see its command")
+    if enc.get("meta", {}).get("from_onnx"):
+        enc_line = (f"the weights of `{enc['meta']['from_onnx']}`, taken unchanged (its training: {enc.get('steps')} "
+                    f"steps on {enc.get('data')})")
+    extras = _text2img_remedies(m, t)
+    diversity, mix, targets = _text2img_diversity_and_mix(report)
+    held_met = held["digit_acc"] >= 0.85
     card = f"""# {name} — text-to-image GAN-INT-CLS on captioned colour MNIST
 
 GAN-INT-CLS (Reed et al. 2016) trained and exported by ganserve: prompt -> char-v1 token ids ->
@@ -256,7 +262,7 @@ Tokenise prompts with `ganserve/text.py` (`char-v1`, ONNX metadata `ganserve.tok
 text embedding is compressed by FC + LeakyReLU to {m['text_proj_dim']} dims and concatenated to z, then DCGAN
 transposed convolutions; its discriminator joins the compressed embedding at the {m['image_size'] // 4}x{m['image_size'] // 4}
 features (matching-aware loss: real/right text vs fake/right text and real/wrong text, 1/2 each;
-GAN-INT on interpolated embeddings, beta = {t['int_beta']}). The text encoder (char CNN + GRU, masked mean,
+GAN-INT on interpolated embeddings, beta = {'U(0, 1)' if t.get('int_beta_random') else t['int_beta']}){extras}. The text encoder (char CNN + GRU, masked mean,
 frozen during GAN training) was pre-trained with the deep symmetric structured joint embedding
 against a small image encoder. Weights: EMA of the generator (decay {t['ema_decay']}) with standing
 BatchNorm statistics; see `docs/model-contract.md` ("Text-conditional models").
@@ -281,6 +287,11 @@ ganserve export --checkpoint {checkpoint} --repository model_repository --name {
 | ONNX | opset 17; {', '.join(f'`{k}` {v:.2f} MB' for k, v in sizes.items())}; max abs diff vs PyTorch {', '.join(f'{v:.1e}' for v in diffs.values())} |
 
 ## Quality
+![a row per prompt, a column per seed; then prompt-mix strips](samples.png)
+
+`samples.png`: a row per prompt, a column per seed (each image is what `POST /generate` returns for that
+prompt and seed; * marks combinations never trained on), then mixes of two prompts at 0, 0.1, ..., 1.
+
 `ganserve evaluate`: images generated from prompts in held-out phrasings (and, for comparison, in
 training phrasings), classified by ganserve's colour-MNIST attribute classifier
 (`training/assets/colour_mnist_attributes.pt`, sha256-pinned; digit and colour heads). FID in that
@@ -291,16 +302,21 @@ the floor is real *train* digits coloured the same way.
 | --- | --- | --- | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 
-Quality target: on held-out prompts of seen combinations, digit accuracy >= 0.90 and colour accuracy
->= 0.95 — **{'met' if met else 'not met'}** ({seen['digit_acc']:.3f} / {seen['colour_acc']:.3f}). Held-out
-combinations (compositional generalisation): digit {held['digit_acc']:.3f}, colour {held['colour_acc']:.3f},
-both {held['both_acc']:.3f}.
-"""
+{diversity}{mix}
+Quality targets, all on held-out prompts:
+- seen combinations: digit accuracy >= 0.90 and colour accuracy >= 0.95 — **{'met' if met else 'not met'}**
+  ({seen['digit_acc']:.3f} / {seen['colour_acc']:.3f});
+- held-out combinations (compositional generalisation): digit accuracy >= 0.85 — **{'met' if held_met else 'not met'}**
+  ({held['digit_acc']:.3f}; colour {held['colour_acc']:.3f}, both {held['both_acc']:.3f});
+{targets}"""
     if notes:
         card += f"\n## Notes\n{notes.strip()}\n"
     repo = results[name].config_path.parent.parent
     paths = [repo / name / "README.md"]
     paths[0].write_text(card)
+    from ganserve.training.metrics.text_conditional import load_text_to_image, sample_sheet
+
+    paths.append(sample_sheet(load_text_to_image(checkpoint), repo / name / "samples.png"))
     for part, kind in ((enc_name, "text encoder"), (gen_name, "generator")):
         path = repo / part / "README.md"
         path.write_text(f"""# {part} — the {kind} of `{name}`
@@ -319,6 +335,80 @@ ONNX opset 17, {sizes.get(part, 0):.2f} MB, max abs diff vs PyTorch {diffs.get(p
 """)
         paths.append(path)
     return paths
+
+
+def _text2img_remedies(m: dict, t: dict) -> str:
+    """The options against a generator that ignores z or interpolates through blanks, as card prose."""
+    parts = []
+    if m.get("d_minibatch_std"):
+        parts.append(f"a minibatch-stddev channel in D (groups of {m['d_minibatch_std']})")
+    if t.get("ms_weight"):
+        parts.append(f"mode seeking for G ({t['ms_weight']} / (image distance / z distance), two z per text)")
+    if t.get("text_noise"):
+        parts.append(f"noise on G's text embeddings ({t['text_noise']} x their batch std)")
+    if t.get("fm_weight"):
+        parts.append(f"feature matching on D's image features ({t['fm_weight']} x, interpolated texts included)")
+    return "; with " + ", ".join(parts) if parts else ""
+
+
+def _text2img_diversity_and_mix(report: dict) -> tuple[str, str, str]:
+    """The per-prompt diversity and prompt-mix sections of the card and their target lines (empty for a
+    report without them)."""
+    from ganserve.training.metrics.text_conditional import (
+        BLANK_FOREGROUND,
+        DIVERSITY_TARGET,
+        MIX_CONFIDENCE_TARGET,
+        diversity_met,
+        mix_met,
+    )
+
+    groups = report["groups"]
+    diversity = mix = targets = ""
+    if all("diversity" in e for e in groups.values()):
+        rows = "\n".join(
+            f"| {g} ({e['combos']}) | {v['pixel']:.4f} | {v['pixel_real']:.4f} | **{v['pixel_ratio']:.2f}** | "
+            f"{v['feature']:.2f} | {v['feature_real']:.2f} | **{v['feature_ratio']:.2f}** | {v['collapsed_prompts']:.2f} |"
+            for g, e in groups.items() for v in [e["diversity"]])
+        v = groups["heldout"]["diversity"], groups["seen"]["diversity"]
+        diversity = f"""
+Per-prompt diversity: the mean pairwise distance between the images of one prompt (held-out phrasings,
+{v[1]['prompts'] // groups['seen']['combos']} per combination) under {v[1]['seeds']} seeds, next to the same figure for real test digits of
+that (digit, colour); in pixels (mean absolute difference, share of the full range) and in the
+attribute classifier's 128-d feature space (L2). "Near-identical": the share of prompts whose pixel
+diversity is under a tenth of real.
+
+| combinations | pixels | real | ratio | features | real | ratio | near-identical |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{rows}
+"""
+        ok = all(diversity_met(e["diversity"]) for e in groups.values())
+        worst = min(min(x["pixel_ratio"], x["feature_ratio"]) for x in v)
+        targets += (f"- per-prompt diversity >= {DIVERSITY_TARGET:.0%} of real, in pixels and in features — "
+                    f"**{'met' if ok else 'not met'}** (lowest ratio {worst:.2f});\n")
+    if "mix" in report:
+        curve = report["mix"]
+        steps = curve["pairs"][0]["steps"]
+        head = " | ".join(f"{s['mix']:.1f}" for s in steps)
+        rows = "\n".join(f"| {p['a']} -> {p['b']} | " + " | ".join(
+            f"{s['confidence']:.2f} / {s['foreground']:.2f}" for s in p["steps"]) + " |" for p in curve["pairs"])
+        mix = f"""
+Prompt mix: images of `(1 - mix) * e(a) + mix * e(b)` (the text embeddings mixed as the gateway mixes
+`prompt` and `prompt_b`), {curve['seeds']} seeds per step, each seed's z the same along the curve. Each cell: the
+classifier's digit confidence (its largest digit probability, mean over seeds) / the foreground
+(mean over pixels of the brightest channel) relative to real digits'. A frame is blank below
+{BLANK_FOREGROUND} of real.
+
+| a -> b | {head} |
+| --- | {' | '.join('---' for _ in steps)} |
+{rows}
+
+Worst step: confidence {curve['min_confidence']:.2f}, foreground {curve['min_foreground']:.2f}; blank frames:
+{curve['blank_frames']} of {curve['frames']}.
+"""
+        targets += (f"- every mix step a confident digit (mean confidence >= {MIX_CONFIDENCE_TARGET}) and no blank frame — "
+                    f"**{'met' if mix_met(curve) else 'not met'}** (worst step {curve['min_confidence']:.2f}, "
+                    f"{curve['blank_frames']} blank frames).\n")
+    return diversity, mix, targets
 
 
 def _heldout_names() -> list[tuple[str, str]]:

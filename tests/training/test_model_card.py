@@ -23,3 +23,40 @@ def test_super_resolution_card_from_the_evaluate_commands_json(sr_exported, phot
     card = write_model_card(ckpt, metrics_path=tmp_path / "m.json", result=result).read_text()
     assert "SRResNet" in card and "bicubic" in card and "Quality target: the PSNR-oriented model beats bicubic" in card
     assert "ganserve train" in card and "issue" not in card
+
+
+def _t2i_report(*, diversity_ratio: float, blank_frames: int) -> dict:
+    acc = {"digit_acc": 0.95, "colour_acc": 0.99, "both_acc": 0.94, "samples": 100, "fid": 50.0}
+    div = {"prompts": 4, "seeds": 8, "pixel": 0.05 * diversity_ratio, "pixel_real": 0.05, "pixel_ratio": diversity_ratio,
+           "feature": 30 * diversity_ratio, "feature_real": 30.0, "feature_ratio": diversity_ratio,
+           "collapsed_prompts": 0.0}
+    group = {"combos": 2, "per_combo": 50, "fid_floor_real_train": 5.0, "heldout_prompts": acc,
+             "train_prompts": acc, "diversity": div}
+    steps = [{"mix": m / 10, "confidence": 0.9, "foreground": 1.0, "digit_a": 1.0, "digit_b": 0.0, "blank": 0.0}
+             for m in range(11)]
+    return {"groups": {"seen": group, "heldout": group},
+            "mix": {"pairs": [{"a": "a red seven", "b": "a blue three", "steps": steps}], "seeds": 16,
+                    "real_foreground": 0.2, "min_confidence": 0.9, "min_foreground": 1.0,
+                    "blank_frames": blank_frames, "frames": 176}}
+
+
+def test_text_to_image_card_has_the_sample_sheet_diversity_and_mix(t2i_run, tmp_path):
+    from PIL import Image
+
+    from ganserve.training.export import export_checkpoint_parts
+    from ganserve.training.model_card import write_model_cards
+
+    tmp, _ = t2i_run
+    ckpt = tmp / "run" / "checkpoint.pt"
+    results = export_checkpoint_parts(ckpt, repository=tmp_path / "repo", name="t2i", max_batch_size=8)
+    for ratio, blanks, verdicts in ((0.8, 0, ("**met** (lowest ratio 0.80)", "**met** (worst step 0.90, 0 blank")),
+                                    (0.2, 5, ("**not met** (lowest ratio 0.20)", "**not met** (worst step 0.90, 5 blank"))):
+        (tmp_path / "m.json").write_text(json.dumps(_t2i_report(diversity_ratio=ratio, blank_frames=blanks)))
+        paths = write_model_cards(ckpt, metrics_path=tmp_path / "m.json", results=results, name="t2i")
+        card = (tmp_path / "repo" / "t2i" / "README.md").read_text()
+        assert "](samples.png)" in card and "Per-prompt diversity" in card and "Prompt mix" in card
+        assert "| a red seven -> a blue three | 0.90 / 1.00 |" in card
+        for verdict in verdicts:
+            assert verdict in card
+    sheet = tmp_path / "repo" / "t2i" / "samples.png"
+    assert sheet in paths and Image.open(sheet).size[0] > 200
