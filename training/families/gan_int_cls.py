@@ -68,6 +68,9 @@ class GANIntClsTrainConfig(TrainConfig):
     int_beta: float = 0.5        # GAN-INT: G also learns on beta * t1 + (1 - beta) * t2 ...
     int_weight: float = 1.0      # ... with this weight on that term of its loss (0 = GAN-CLS)
     int_beta_random: bool = False  # draw beta ~ U(0, 1) per pair instead of the fixed int_beta
+    int_shared_batch: bool = False  # G draws the interpolated-text images in the same forward pass as the fakes:
+    #                              one set of BatchNorm statistics for both, as at inference (standing statistics
+    #                              for every mix), instead of a batch of mixes normalised on its own
     text_noise: float = 0.0      # G's embeddings + N(0, (text_noise x the batch's std per dimension)^2) while
     #                              training (conditioning augmentation); D judges with the clean embedding
     ms_weight: float = 0.0       # mode seeking (Mao et al. 2019): + ms_weight / (|G(z1, t) - G(z2, t)| / |z1 - z2|)
@@ -206,6 +209,15 @@ class GANIntClsFamily(Family):
     def _latent(self, b: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
         return torch.randn(b, self.cfg.model.latent_dim, generator=gen, device=gen.device).to(device)
 
+    def _interpolation(self, right: torch.Tensor, wrong_idx: torch.Tensor, gen: torch.Generator):
+        """GAN-INT's texts ``beta * t1 + (1 - beta) * t2`` [B, E] for each row and its mismatched partner,
+        with a z [B, Z] each and G's (noisy) condition [B, E]."""
+        t, b = self.cfg.train, right.shape[0]
+        beta = torch.rand(b, 1, generator=gen, device=gen.device).to(right.device) if t.int_beta_random else t.int_beta
+        mixed = beta * right + (1 - beta) * right[wrong_idx]
+        z = self._latent(b, gen, right.device)
+        return mixed, z, self._noisy(mixed, gen)
+
     def d_step(self, *, G, critic, batch, gen, keep_graph):
         real, ids, classes = batch["images"], batch["caption_ids"], batch["classes"]
         b = real.shape[0]
@@ -216,11 +228,19 @@ class GANIntClsFamily(Family):
         wrong_idx = mismatched_indices(classes, gen=gen)
         z = self._latent(b, gen, real.device)
         cond = self._noisy(right, gen)  # G's condition; D judges with the clean embedding
-        with torch.set_grad_enabled(keep_graph):
-            fake = G(z, cond)  # kept with its graph for the G step when this is the last D step
+        t = self.cfg.train
+        shared = t.int_weight > 0 and t.int_shared_batch
+        carry = {"right": right, "wrong_idx": wrong_idx, "z": z, "cond": cond}
+        with torch.set_grad_enabled(keep_graph):  # kept with its graph for the G step when this is the last D step
+            if shared:  # the fakes and G's interpolated-text images in one pass (one set of BatchNorm statistics)
+                mixed, z_int, cond_int = self._interpolation(right, wrong_idx, gen)
+                both = G(torch.cat([z, z_int]), torch.cat([cond, cond_int]))
+                fake, carry["int"] = both[:b], (both[b:], mixed)
+            else:
+                fake = G(z, cond)
+        carry["fake"] = fake
         # (1) update D: {real, right} -> 1; {fake, right} and {real, wrong} -> 0, weighted 1/2 each
         fake_logits = torch.cat([critic(fake.detach(), right), critic(real, right[wrong_idx])])
-        carry = {"fake": fake, "right": right, "wrong_idx": wrong_idx, "z": z, "cond": cond}
         if self.cfg.train.fm_weight > 0:
             real_logits, real_features = critic(real, right, True)
             carry["real_features"] = real_features.detach().mean(0)  # [width, base, base]
@@ -245,11 +265,11 @@ class GANIntClsFamily(Family):
             loss = loss + t.ms_weight * loss_ms
             stats["loss_ms"] = loss_ms.detach()
         if t.int_weight > 0:
-            b = fake.shape[0]
-            beta = (torch.rand(b, 1, generator=gen, device=gen.device).to(fake.device) if t.int_beta_random
-                    else t.int_beta)
-            mixed = beta * right + (1 - beta) * right[carry["wrong_idx"]]
-            fake_int = G(self._latent(b, gen, fake.device), self._noisy(mixed, gen))
+            if "int" in carry:  # drawn with the fakes
+                fake_int, mixed = carry["int"]
+            else:
+                mixed, z_int, cond_int = self._interpolation(right, carry["wrong_idx"], gen)
+                fake_int = G(z_int, cond_int)
             logits_int, features_int = critic(fake_int, mixed, True) if fm else (critic(fake_int, mixed), None)
             loss_int = adv.g_loss(logits_int)
             loss = loss + t.int_weight * loss_int

@@ -104,9 +104,11 @@ def _remedy_trainer(t2i_run, tmp_path, *overrides):
     return Trainer(cfg, out_dir=tmp_path, data=trainer.data)
 
 
-def test_each_remedy_enters_the_step(t2i_run, tmp_path):
+@pytest.mark.parametrize("shared", [False, True])
+def test_each_remedy_enters_the_step(t2i_run, tmp_path, shared):
     trainer = _remedy_trainer(t2i_run, tmp_path, "model.d_minibatch_std=4", "train.ms_weight=1",
-                              "train.text_noise=0.5", "train.fm_weight=1", "train.int_beta_random=true")
+                              "train.text_noise=0.5", "train.fm_weight=1", "train.int_beta_random=true",
+                              f"train.int_shared_batch={shared}")
     fam, seen = trainer.family, []
 
     def spy(x, e, *features):
@@ -116,6 +118,8 @@ def test_each_remedy_enters_the_step(t2i_run, tmp_path):
     batch = fam.batch(trainer.data, torch.arange(16), torch.device("cpu"))
     out = fam.d_step(G=trainer.G, critic=spy, batch=batch, gen=torch.Generator().manual_seed(1), keep_graph=True)
     right, cond = out.carry["right"], out.carry["cond"]
+    # shared: G drew the interpolated-text images with the fakes, in one batch
+    assert ("int" in out.carry) == shared
     # G's condition is the embedding plus noise of about text_noise x its batch std; D judges the clean one
     assert all(torch.equal(e, right) or torch.equal(e, right[out.carry["wrong_idx"]]) for e in seen)
     ratio = ((cond - right).std(0) / right.std(0)).mean()
