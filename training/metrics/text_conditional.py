@@ -51,6 +51,7 @@ from ganserve.training.data.images import load_mnist, to_uint8
 from ganserve.training.files import onnx_session
 from ganserve.training.metrics.classifiers import load_attribute_classifier, readout
 from ganserve.training.metrics.distances import fid
+from ganserve.training.metrics.unconditional import seed_latents
 
 DIVERSITY_TARGET = 0.5        # per-prompt diversity (held-out prompts), as a share of real within-class diversity
 MIX_CONFIDENCE_TARGET = 0.5   # every mix step's mean digit confidence
@@ -316,13 +317,6 @@ SHEET_SEEDS = tuple(range(8))
 SHEET_MIX_SEEDS = (0, 1)
 
 
-def seed_latents(seeds: Sequence[int], latent_dim: int) -> torch.Tensor:
-    """z for each seed as the gateway draws it (docs/model-contract.md, "Seeds -> z"):
-    ``Generator(PCG64(seed)).standard_normal(latent_dim, dtype=float32)``."""
-    return torch.from_numpy(np.stack([np.random.Generator(np.random.PCG64(s)).standard_normal(latent_dim, dtype=np.float32)
-                                      for s in seeds]))
-
-
 def sample_sheet(model: TextToImage, path: str | Path, *, scale: int = 2) -> Path:
     """A PNG of the model: a row per prompt of :data:`SHEET_PROMPTS` with a column per seed of
     :data:`SHEET_SEEDS` (each image is what ``POST /generate`` returns for that prompt and seed), then
@@ -330,7 +324,7 @@ def sample_sheet(model: TextToImage, path: str | Path, *, scale: int = 2) -> Pat
     from PIL import Image, ImageDraw, ImageFont
 
     prompts = [p.removesuffix(" *") for p in SHEET_PROMPTS]
-    z = seed_latents(SHEET_SEEDS, model.latent_dim)
+    z = torch.from_numpy(seed_latents(SHEET_SEEDS, latent_dim=model.latent_dim))
     grid = run_prompts(model, [p for p in prompts for _ in SHEET_SEEDS], z.repeat(len(prompts), 1))
     strips, labels = [], []
     for a, b in MIX_PAIRS:
@@ -338,7 +332,7 @@ def sample_sheet(model: TextToImage, path: str | Path, *, scale: int = 2) -> Pat
         w = torch.tensor(MIX_STEPS, dtype=e.dtype)[:, None]
         mixed = (1 - w) * e[0] + w * e[1]
         for s in SHEET_MIX_SEEDS:
-            zs = seed_latents([s], model.latent_dim).expand(len(MIX_STEPS), -1)
+            zs = torch.from_numpy(seed_latents([s], latent_dim=model.latent_dim)).expand(len(MIX_STEPS), -1)
             strips.append(model.generate(zs, mixed))
             labels.append(f"{mix_prompt(a)} -> {mix_prompt(b)}, seed {s}")
     size = grid.shape[-1] * scale
