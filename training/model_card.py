@@ -346,8 +346,8 @@ def _text2img_remedies(m: dict, t: dict) -> str:
         parts.append(f"mode seeking for G ({t['ms_weight']} / (image distance / z distance), two z per text)")
     if t.get("text_noise"):
         parts.append(f"noise on G's text embeddings ({t['text_noise']} x their batch std)")
-    if t.get("fm_weight"):
-        parts.append(f"feature matching on D's image features ({t['fm_weight']} x, interpolated texts included)")
+    if t.get("feature_match_weight"):
+        parts.append(f"feature matching on D's image features ({t['feature_match_weight']} x, interpolated texts included)")
     return "; with " + ", ".join(parts) if parts else ""
 
 

@@ -74,7 +74,7 @@ class GANIntClsTrainConfig(TrainConfig):
     text_noise: float = 0.0      # G's embeddings + N(0, (text_noise x the batch's std per dimension)^2) while
     #                              training (conditioning augmentation); D judges with the clean embedding
     ms_weight: float = 0.0       # mode seeking (Mao et al. 2019): + ms_weight / (|G(z1, t) - G(z2, t)| / |z1 - z2|)
-    fm_weight: float = 0.0       # feature matching: + fm_weight x the squared distance between the mean D image
+    feature_match_weight: float = 0.0       # feature matching: + feature_match_weight x the squared distance between the mean D image
     #                              features of the fakes (interpolated texts' included) and of the real batch
 
 
@@ -92,7 +92,7 @@ def validate_text_to_image(cfg: RunConfig) -> None:
     if not 0 <= t.int_beta <= 1 or t.int_weight < 0:
         raise UsageError(f"train.int_beta must be in [0, 1] and train.int_weight >= 0, got {t.int_beta}, {t.int_weight}")
     for key, value in {"train.text_noise": t.text_noise, "train.ms_weight": t.ms_weight,
-                       "train.fm_weight": t.fm_weight, "model.d_minibatch_std": m.d_minibatch_std}.items():
+                       "train.feature_match_weight": t.feature_match_weight, "model.d_minibatch_std": m.d_minibatch_std}.items():
         if value < 0:
             raise UsageError(f"{key} must be >= 0, got {value}")
     if t.loss == "wgan-gp":
@@ -130,7 +130,7 @@ class GANIntClsFamily(Family):
     ``model.d_minibatch_std`` (D sees how varied a batch is), ``train.ms_weight`` (mode seeking: two z,
     one text, G is rewarded for images as far apart as their z), ``train.text_noise`` (noise on G's
     embeddings: nearby embeddings, one class), ``train.int_beta_random`` (GAN-INT over the whole mix, not
-    only its midpoint) and ``train.fm_weight`` (the fakes' mean D features, interpolations' included, match
+    only its midpoint) and ``train.feature_match_weight`` (the fakes' mean D features, interpolations' included, match
     the real batch's: a blank image has none of a digit's features).
     """
 
@@ -241,7 +241,7 @@ class GANIntClsFamily(Family):
         carry["fake"] = fake
         # (1) update D: {real, right} -> 1; {fake, right} and {real, wrong} -> 0, weighted 1/2 each
         fake_logits = torch.cat([critic(fake.detach(), right), critic(real, right[wrong_idx])])
-        if self.cfg.train.fm_weight > 0:
+        if self.cfg.train.feature_match_weight > 0:
             real_logits, real_features = critic(real, right, True)
             carry["real_features"] = real_features.detach().mean(0)  # [width, base, base]
         else:
@@ -253,7 +253,7 @@ class GANIntClsFamily(Family):
         # (2) update G: fool D with the right text, and (INT) with interpolated texts
         t = self.cfg.train
         fake, right, z = carry["fake"], carry["right"], carry["z"]
-        fm = t.fm_weight > 0
+        fm = t.feature_match_weight > 0
         logits, features = critic(fake, right, True) if fm else (critic(fake, right), None)
         loss = adv.g_loss(logits)
         stats = {"d_fake_for_g": logits.detach().mean()}
@@ -277,7 +277,7 @@ class GANIntClsFamily(Family):
             fake_features += [features_int] if fm else []
         if fm:  # the fakes' mean D image features against the real batch's
             loss_fm = ((torch.cat(fake_features).mean(0) - carry["real_features"]) ** 2).mean()
-            loss = loss + t.fm_weight * loss_fm
+            loss = loss + t.feature_match_weight * loss_fm
             stats["loss_fm"] = loss_fm.detach()
         return loss, stats
 

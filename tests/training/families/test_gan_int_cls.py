@@ -81,9 +81,9 @@ def test_training_runs_through_the_loop_and_resumes(t2i_run):
 
 def test_remedy_options_are_checked_and_off_by_default():
     cfg = preset("text2img-tiny")
-    assert (cfg.model.d_minibatch_std, cfg.train.ms_weight, cfg.train.text_noise, cfg.train.fm_weight,
+    assert (cfg.model.d_minibatch_std, cfg.train.ms_weight, cfg.train.text_noise, cfg.train.feature_match_weight,
             cfg.train.int_beta_random) == (0, 0.0, 0.0, 0.0, False)
-    for bad in ("train.ms_weight=-1", "train.text_noise=-0.1", "train.fm_weight=-2", "model.d_minibatch_std=-4"):
+    for bad in ("train.ms_weight=-1", "train.text_noise=-0.1", "train.feature_match_weight=-2", "model.d_minibatch_std=-4"):
         with pytest.raises(UsageError, match=bad.partition("=")[0]):
             validate(apply_overrides(cfg, [bad]))
 
@@ -107,7 +107,7 @@ def _remedy_trainer(t2i_run, tmp_path, *overrides):
 @pytest.mark.parametrize("shared", [False, True])
 def test_each_remedy_enters_the_step(t2i_run, tmp_path, shared):
     trainer = _remedy_trainer(t2i_run, tmp_path, "model.d_minibatch_std=4", "train.ms_weight=1",
-                              "train.text_noise=0.5", "train.fm_weight=1", "train.int_beta_random=true",
+                              "train.text_noise=0.5", "train.feature_match_weight=1", "train.int_beta_random=true",
                               f"train.int_shared_batch={shared}")
     fam, seen = trainer.family, []
 
