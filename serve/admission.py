@@ -75,7 +75,6 @@ class Ticket:
     admission: Admission
     model: str
     units: float                   # work not done yet
-    seconds: float
     nbytes: int
     order: tuple[float, int] = (math.inf, 0)  # (deadline, admission): the order the work is run in
     released: bool = False
@@ -106,7 +105,6 @@ class Admission:
         self._loads: dict[str, _Load] = {}
         self._admitted = itertools.count()
         self.bytes_in_flight = 0
-        self.refused = 0
 
     # --- set-up -----------------------------------------------------------------------------------
 
@@ -166,18 +164,13 @@ class Admission:
         load = self._loads.get(model)
         if load is None:  # loaded but not measured yet (start-up)
             raise NotReady(f"model {model!r} is still warming up; retry shortly", model=model)
-        own = load.estimate(units)
-        try:
-            self._check(model, load, units=units, own=own, nbytes=nbytes, deadline_s=deadline_s,
-                        deadline_setting=deadline_setting)
-        except (QueueFull, DeadlineExceeded, PayloadTooLarge):
-            self.refused += 1
-            raise
+        self._check(model, load, units=units, own=load.estimate(units), nbytes=nbytes, deadline_s=deadline_s,
+                    deadline_setting=deadline_setting)
         now = self._clock()
         load.count_busy(now)
         load.units += units
         self.bytes_in_flight += nbytes
-        ticket = Ticket(self, model, units, own, nbytes, order=(deadline_at, next(self._admitted)))
+        ticket = Ticket(self, model, units, nbytes, order=(deadline_at, next(self._admitted)))
         load.tickets.add(ticket)
         return ticket
 
@@ -191,17 +184,15 @@ class Admission:
         load.units -= old_units
         self.bytes_in_flight -= old_bytes
         try:
-            own = load.estimate(units)
-            self._check(ticket.model, load, units=units, own=own, nbytes=nbytes, deadline_s=deadline_s,
-                        deadline_setting=deadline_setting)
+            self._check(ticket.model, load, units=units, own=load.estimate(units), nbytes=nbytes,
+                        deadline_s=deadline_s, deadline_setting=deadline_setting)
         except (QueueFull, DeadlineExceeded, PayloadTooLarge):
             load.units += old_units
             self.bytes_in_flight += old_bytes
-            self.refused += 1
             raise
         load.units += units
         self.bytes_in_flight += nbytes
-        ticket.units, ticket.seconds, ticket.nbytes = units, own, nbytes
+        ticket.units, ticket.nbytes = units, nbytes
 
     def _check(self, model: str, load: _Load, *, units: float, own: float, nbytes: int,
                deadline_s: float, deadline_setting: str) -> None:
