@@ -355,8 +355,9 @@ def _text2img_diversity_and_mix(report: dict) -> tuple[str, str, str]:
     """The per-prompt diversity and prompt-mix sections of the card and their target lines (empty for a
     report without them)."""
     from ganserve.training.metrics.text_conditional import (
-        BLANK_FOREGROUND,
+        BLANK_INK,
         DIVERSITY_TARGET,
+        INK_LEVEL,
         MIX_CONFIDENCE_TARGET,
         diversity_met,
         mix_met,
@@ -395,15 +396,17 @@ diversity is under a tenth of real.
 Prompt mix: images of `(1 - mix) * e(a) + mix * e(b)` (the text embeddings mixed as the gateway mixes
 `prompt` and `prompt_b`), {curve['seeds']} seeds per step, each seed's z the same along the curve. Each cell: the
 classifier's digit confidence (its largest digit probability, mean over seeds) / the foreground
-(mean over pixels of the brightest channel) relative to real digits'. A frame is blank below
-{BLANK_FOREGROUND} of real.
+(mean over pixels of the brightest channel) relative to real digits'. A frame is blank when its ink
+area (pixels whose brightest channel reaches {INK_LEVEL} of 255) is under {BLANK_INK} of real digits' (no real test
+digit's is; the thinnest ones reach 0.28); area rather than intensity, because mixing complementary
+colours (cyan and red) draws visible strokes in a dull grey at half a pure colour's brightness.
 
 | a -> b | {head} |
 | --- | {' | '.join('---' for _ in steps)} |
 {rows}
 
-Worst step: confidence {curve['min_confidence']:.2f}, foreground {curve['min_foreground']:.2f}; blank frames:
-{curve['blank_frames']} of {curve['frames']}.
+Worst step: confidence {curve['min_confidence']:.2f}, foreground {curve['min_foreground']:.2f}; faintest frame: ink
+area {curve['min_ink']:.2f} of real; blank frames: {curve['blank_frames']} of {curve['frames']}.
 """
         targets += (f"- every mix step a confident digit (mean confidence >= {MIX_CONFIDENCE_TARGET}) and no blank frame — "
                     f"**{'met' if mix_met(curve) else 'not met'}** (worst step {curve['min_confidence']:.2f}, "

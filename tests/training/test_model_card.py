@@ -36,7 +36,8 @@ def _t2i_report(*, diversity_ratio: float, blank_frames: int) -> dict:
              for m in range(11)]
     return {"groups": {"seen": group, "heldout": group},
             "mix": {"pairs": [{"a": "a red seven", "b": "a blue three", "steps": steps}], "seeds": 16,
-                    "real_foreground": 0.2, "min_confidence": 0.9, "min_foreground": 1.0,
+                    "real_foreground": 0.2, "real_ink": 0.15, "min_confidence": 0.9, "min_foreground": 1.0,
+                    "min_ink": 0.8,
                     "blank_frames": blank_frames, "frames": 176}}
 
 

@@ -15,10 +15,13 @@ classifier (``ganserve.training.metrics.classifiers.AttributeClassifier``, sha25
   generator that ignores z scores 0; the target is at least :data:`DIVERSITY_TARGET` of real.
 - **Prompt-mix curve**: for a few pairs of prompts, images at mix 0, 0.1, ..., 1 of their embeddings,
   ``(1 - mix) * e(a) + mix * e(b)`` as the gateway mixes them, each seed's z fixed along the curve:
-  the classifier's digit confidence (its largest digit probability) and the foreground intensity
-  (mean over pixels of the brightest channel, relative to real digits'). A mix step is a confident
-  digit when its mean confidence is at least :data:`MIX_CONFIDENCE_TARGET`; a frame is blank when its
-  foreground is under :data:`BLANK_FOREGROUND` of real digits'.
+  the classifier's digit confidence (its largest digit probability), the foreground intensity (mean
+  over pixels of the brightest channel) and the ink area (share of pixels whose brightest channel
+  reaches :data:`INK_LEVEL`), both relative to real digits'. A mix step is a confident digit when its
+  mean confidence is at least :data:`MIX_CONFIDENCE_TARGET`; a frame is blank when its ink area is under
+  :data:`BLANK_INK` of real digits' (no real test digit is; thin ones reach 0.28). The area, not the
+  intensity, decides: mixing complementary colours (cyan and red) draws strokes in a dull grey whose
+  brightest channel is half a pure colour's, visible strokes that an intensity test would call blank.
 
 The measurements take the model as a :class:`TextToImage` (encoder and generator apart, so embeddings
 can be mixed between them) and the classifier as a ``readout`` function, so tests can run them on tiny
@@ -55,7 +58,8 @@ from ganserve.training.metrics.unconditional import seed_latents
 
 DIVERSITY_TARGET = 0.5        # per-prompt diversity (held-out prompts), as a share of real within-class diversity
 MIX_CONFIDENCE_TARGET = 0.5   # every mix step's mean digit confidence
-BLANK_FOREGROUND = 0.25       # a frame whose foreground is under this share of real digits' is blank
+INK_LEVEL = 64                # a pixel is ink when its brightest channel reaches a quarter of the range
+BLANK_INK = 0.25              # a frame whose ink area is under this share of real digits' is blank
 MIX_STEPS = tuple(round(i / 10, 1) for i in range(11))
 # (digit, colour) pairs mixed by the prompt-mix curve, all seen combinations; prompts "a <colour> <digit>"
 MIX_PAIRS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
@@ -203,17 +207,24 @@ def foreground(images: torch.Tensor) -> torch.Tensor:
     return images.amax(1).float().mean((1, 2)) / 255.0
 
 
+def ink_area(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 3, H, W] -> [N]: the share of pixels whose brightest channel reaches :data:`INK_LEVEL`."""
+    return (images.amax(1) >= INK_LEVEL).float().mean((1, 2))
+
+
 def mix_prompt(combo: tuple[int, int]) -> str:
     d, c = combo
     return f"a {COLOUR_NAMES[c]} {DIGIT_WORDS[d]}"
 
 
-def mix_curve(model: TextToImage, read: Readout, *, real_foreground: float,
+def mix_curve(model: TextToImage, read: Readout, *, real: torch.Tensor,
               pairs: Sequence[tuple[tuple[int, int], tuple[int, int]]] = MIX_PAIRS, steps: Sequence[float] = MIX_STEPS,
               seeds: int = 16, seed: int = 0) -> dict:
     """Images at each mix step of each pair of prompts, ``seeds`` seeds per step (each seed's z the same at
-    every step): per step, the mean digit confidence, the foreground relative to ``real_foreground``, the
-    shares classified as either end's digit and the share of blank frames; then the curve's worst step."""
+    every step): per step, the mean digit confidence, the foreground and the ink area relative to the real
+    digits ``real`` (uint8), the shares classified as either end's digit and the share of blank frames;
+    then the curve's worst step."""
+    real_foreground, real_ink = float(foreground(real).mean()), float(ink_area(real).mean())
     z = torch.randn(seeds, model.latent_dim, generator=torch.Generator().manual_seed(seed + 21))
     out, blank, frames = [], 0, 0
     for a, b in pairs:
@@ -223,18 +234,20 @@ def mix_curve(model: TextToImage, read: Readout, *, real_foreground: float,
         images = model.generate(z.repeat(len(steps), 1), mixed.repeat_interleave(seeds, 0))
         _, digit, _ = read(images)
         fg = (foreground(images) / real_foreground).reshape(len(steps), seeds)
+        ink = (ink_area(images) / real_ink).reshape(len(steps), seeds)
         conf = digit.max(1).values.reshape(len(steps), seeds)
         pred = digit.argmax(1).reshape(len(steps), seeds)
-        blank += int((fg < BLANK_FOREGROUND).sum())
-        frames += fg.numel()
+        blank += int((ink < BLANK_INK).sum())
+        frames += ink.numel()
         out.append({"a": mix_prompt(a), "b": mix_prompt(b), "steps": [
             {"mix": float(m), "confidence": float(conf[i].mean()), "foreground": float(fg[i].mean()),
+             "ink": float(ink[i].mean()), "min_ink": float(ink[i].min()),
              "digit_a": float((pred[i] == a[0]).float().mean()), "digit_b": float((pred[i] == b[0]).float().mean()),
-             "blank": float((fg[i] < BLANK_FOREGROUND).float().mean())} for i, m in enumerate(steps)]})
+             "blank": float((ink[i] < BLANK_INK).float().mean())} for i, m in enumerate(steps)]})
     every = [s for p in out for s in p["steps"]]
-    return {"pairs": out, "seeds": seeds, "real_foreground": real_foreground,
+    return {"pairs": out, "seeds": seeds, "real_foreground": real_foreground, "real_ink": real_ink,
             "min_confidence": min(s["confidence"] for s in every), "min_foreground": min(s["foreground"] for s in every),
-            "blank_frames": blank, "frames": frames}
+            "min_ink": min(s["min_ink"] for s in every), "blank_frames": blank, "frames": frames}
 
 
 # ---------------------------------------------------------------- targets
@@ -262,10 +275,10 @@ def evaluate(model_path: str | Path, data: str | Path, *, per_seen: int = 50, pe
     test, train = load_mnist(data, split="test"), load_mnist(data, split="train")
     groups = {"seen": (seen_combos(), per_seen), "heldout": (sorted(HELDOUT_COMBOS), per_heldout)}
     report: dict = {"model": str(model_path), "groups": {}}
-    real_fg = []
+    reals = []
     for group, (combos, n) in groups.items():
         real, real_d, real_c = render_combos(test.images, test.labels, combos, n, seed=seed)
-        real_fg.append(foreground(real))
+        reals.append(real)
         real_feats = read(real)[0]
         floor_imgs, _, _ = render_combos(train.images, train.labels, combos, n, seed=seed + 1)
         entry = {"combos": len(combos), "per_combo": n, "fid_floor_real_train": fid(read(floor_imgs)[0], real_feats)}
@@ -275,7 +288,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, per_seen: int = 50, pe
             entry[phrasing] = {**acc, "fid": fid(feats, real_feats)}
         entry["diversity"] = prompt_diversity(model, read, combos, real, real_d, real_c, seeds=seeds, seed=seed)
         report["groups"][group] = entry
-    report["mix"] = mix_curve(model, read, real_foreground=float(torch.cat(real_fg).mean()), seed=seed)
+    report["mix"] = mix_curve(model, read, real=torch.cat(reals), seed=seed)
     return report
 
 
@@ -305,7 +318,8 @@ def format_report(report: dict) -> str:
             lines.append(f"{p['a'] + ' -> ' + p['b']:<34} conf " + " ".join(f"{s['confidence']:.2f}" for s in p["steps"]))
             lines.append(f"{'':<34} fg   " + " ".join(f"{s['foreground']:.2f}" for s in p["steps"]))
         lines.append(f"worst step: confidence {mix['min_confidence']:.3f}, foreground {mix['min_foreground']:.2f}; "
-                     f"blank frames {mix['blank_frames']} of {mix['frames']}")
+                     f"faintest frame: ink area {mix['min_ink']:.2f} of real; blank frames {mix['blank_frames']} "
+                     f"of {mix['frames']}")
     return "\n".join(lines)
 
 

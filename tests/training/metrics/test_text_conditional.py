@@ -154,7 +154,7 @@ def diversity(model, read, digits):
 
 
 def mix(model, read, digits):
-    return tc.mix_curve(model, read, real_foreground=float(tc.foreground(digits[0]).mean()), seeds=8)
+    return tc.mix_curve(model, read, real=digits[0], seeds=8)
 
 
 def test_a_healthy_generator_meets_both_targets(healthy, read, digits):
@@ -194,3 +194,10 @@ def test_distances():
     assert tc.pixel_distance(a[[0, 0, 0]]) == 0
     assert tc.feature_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]]).numpy()) == pytest.approx(5.0)
     assert tc.foreground(a).tolist() == [0.0, 1.0]
+    assert tc.ink_area(a).tolist() == [0.0, 1.0]
+    # a stroke in the grey of a cyan-red mix: half the intensity of a pure colour, all of its ink
+    grey, red = torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    grey[:, :, 1] = torch.tensor([118, 122, 127], dtype=torch.uint8)[:, None]
+    red[:, 0, 1] = 235
+    assert tc.foreground(grey).mean() < 0.6 * tc.foreground(red).mean()
+    assert torch.equal(tc.ink_area(grey), tc.ink_area(red))
