@@ -245,6 +245,8 @@ def _text2img_cards(ckpt: dict, checkpoint: str, report: dict, results: dict, na
         enc_line = (f"the weights of `{enc['meta']['from_onnx']}`, taken unchanged (its training: {enc.get('steps')} "
                     f"steps on {enc.get('data')})")
     extras = _text2img_remedies(m, t)
+    enc_time = ("; the text encoder was not trained again" if enc.get("meta", {}).get("from_onnx")
+                else f" + {_hms(enc.get('wall_time', 0))} (text encoder)")
     diversity, mix, targets = _text2img_diversity_and_mix(report)
     held_met = held["digit_acc"] >= 0.85
     card = f"""# {name} — text-to-image GAN-INT-CLS on captioned colour MNIST
@@ -281,7 +283,7 @@ ganserve export --checkpoint {checkpoint} --repository model_repository --name {
 | held out | (digit, colour) never trained on: {', '.join(f'{d}/{c}' for d, c in _heldout_names())}; prompt phrasings never trained on: {len(_heldout_templates())} templates |
 | text encoder | `{encoder_file}`: {enc_line} |
 | generator steps | {ckpt['step']} ({_optimiser(t, f"matching-aware loss `{t['loss']}` + {t['int_weight']} x INT", with_d=True)}) |
-| wall time | {_hms(ckpt['wall_time'])} (GAN) + {_hms(enc.get('wall_time', 0))} (text encoder) |
+| wall time | {_hms(ckpt['wall_time'])} (GAN){enc_time} |
 | machine | {meta.get('machine', 'unknown')} ({meta.get('world_size', 1)} process(es)) |
 | training commit | `{meta.get('commit', 'unknown')}` |
 | ONNX | opset 17; {', '.join(f'`{k}` {v:.2f} MB' for k, v in sizes.items())}; max abs diff vs PyTorch {', '.join(f'{v:.1e}' for v in diffs.values())} |
@@ -346,6 +348,8 @@ def _text2img_remedies(m: dict, t: dict) -> str:
         parts.append(f"mode seeking for G ({t['ms_weight']} / (image distance / z distance), two z per text)")
     if t.get("text_noise"):
         parts.append(f"noise on G's text embeddings ({t['text_noise']} x their batch std)")
+    if t.get("int_shared_batch") and t.get("int_weight"):
+        parts.append("the interpolated-text images drawn in the fakes' generator pass (one set of BatchNorm statistics)")
     if t.get("feature_match_weight"):
         parts.append(f"feature matching on D's image features ({t['feature_match_weight']} x, interpolated texts included)")
     return "; with " + ", ".join(parts) if parts else ""
@@ -371,8 +375,7 @@ def _text2img_diversity_and_mix(report: dict) -> tuple[str, str, str]:
             f"{v['feature']:.2f} | {v['feature_real']:.2f} | **{v['feature_ratio']:.2f}** | {v['collapsed_prompts']:.2f} |"
             for g, e in groups.items() for v in [e["diversity"]])
         v = groups["heldout"]["diversity"], groups["seen"]["diversity"]
-        diversity = f"""
-Per-prompt diversity: the mean pairwise distance between the images of one prompt (held-out phrasings,
+        diversity = f"""Per-prompt diversity: the mean pairwise distance between the images of one prompt (held-out phrasings,
 {v[1]['prompts'] // groups['seen']['combos']} per combination) under {v[1]['seeds']} seeds, next to the same figure for real test digits of
 that (digit, colour); in pixels (mean absolute difference, share of the full range) and in the
 attribute classifier's 128-d feature space (L2). "Near-identical": the share of prompts whose pixel
