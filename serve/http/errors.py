@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from ganserve.serve import errors
@@ -45,17 +46,39 @@ def _service_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(HTTP_STATUS[type(exc)], exc.code, exc.message, headers)
 
 
+def _not_json(request: Request, exc: RequestValidationError) -> str | None:
+    """The 415 message when a JSON route got a body it did not parse as JSON, else None.
+
+    FastAPI parses a body as JSON only under ``Content-Type: application/json`` (or ``+json``); any
+    other type, or none (FastAPI's strict content type: a browser may post a body without one, or as
+    a form, without asking first), hands the model the raw bytes, which it refuses as "Input should
+    be a valid dictionary" - a message that does not name the header. ``curl -d`` sends
+    ``application/x-www-form-urlencoded`` unless told otherwise."""
+    route = request.scope.get("route")
+    if not (isinstance(exc.body, bytes) and isinstance(route, APIRoute) and route.body_field is not None):
+        return None
+    sent = request.headers.get("content-type", "")[:100]
+    got = f"it came with Content-Type: {sent}" if sent else "it came without a Content-Type"
+    return (f"{request.url.path} takes a JSON body with the header 'Content-Type: application/json'; {got} "
+            f"(curl -d sends application/x-www-form-urlencoded unless given -H 'Content-Type: application/json')")
+
+
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """A body or query that does not match the schema: 422 invalid_argument, like the service's."""
+    """A body or query that does not match the schema: 422 invalid_argument, like the service's; a
+    body that is not declared as JSON: 415 unsupported_media_type, naming the header."""
     assert isinstance(exc, RequestValidationError)
+    route = request.scope.get("route")
+    runtime = getattr(request.app.state, "runtime", None)
+    not_json = _not_json(request, exc)
+    code = errors.UnsupportedMediaType.code if not_json else errors.InvalidArgument.code
+    if runtime is not None and route is not None:  # never reached the service: count it here
+        runtime.metrics.requests.labels("http", route.name, "", code).inc()
+    if not_json:
+        return error_response(415, code, not_json)
     problems = []
     for e in exc.errors()[:5]:
         where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
         problems.append(f"{where}: {e.get('msg', 'invalid')}")
-    route = request.scope.get("route")
-    runtime = getattr(request.app.state, "runtime", None)
-    if runtime is not None and route is not None:  # never reached the service: count it here
-        runtime.metrics.requests.labels("http", route.name, "", errors.InvalidArgument.code).inc()
     return error_response(422, errors.InvalidArgument.code, "; ".join(problems) or "invalid request")
 
 
