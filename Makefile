@@ -1,8 +1,8 @@
 # The README's commands. Each installs what it needs into ./.venv first.
 .PHONY: serve test train-dcgan bench
 
-serve:          ## the gateway on the shipped models (HTTP :8000, gRPC :50051), embedded ONNX Runtime
-	scripts/serve.sh
+serve:          ## the gateway on the shipped models (HTTP :8000, gRPC :50051), embedded ONNX Runtime; ARGS="..." go to ganserve serve
+	scripts/serve.sh $(ARGS)
 
 test:           ## the whole test suite
 	scripts/test.sh
