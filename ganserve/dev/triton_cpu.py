@@ -52,6 +52,26 @@ class TritonNotInstalled(RuntimeError):
     """The ``nvidia-pytriton`` wheel (which bundles the server binary) is not installed."""
 
 
+class PortInUse(RuntimeError):
+    """A port the server was given is taken by another process (another Triton, a gateway...)."""
+
+
+def check_ports_free(ports: dict[str, int], *, host: str = "127.0.0.1") -> None:
+    """Raises :class:`PortInUse` naming the first of ``ports`` (option name -> port; 0 means any free
+    port) that cannot be bound on ``host``. Checked before starting: otherwise the readiness poll may
+    find the other server ready while tritonserver itself exits on its bind error."""
+    for option, port in ports.items():
+        if not port:
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
+            try:
+                probe.bind((host, port))
+            except OSError:
+                raise PortInUse(f"port {port} ({option}) is already in use on {host}; pick another with "
+                                f"{option} PORT (0: any free port)") from None
+
+
 def derive_cpu_repository(source: Path, target: Path, *, intra_op_threads: int = 1) -> list[str]:
     """Writes the CPU test repository for ``source`` into ``target`` (emptied first); returns the
     model names written. Folders without a readable ``config.pbtxt`` are copied as they are (Triton
@@ -235,8 +255,12 @@ class LocalTriton:
         return env
 
     def start(self, *, timeout_s: float = 60.0) -> typing.Self:
+        """Raises :class:`PortInUse` when a port is taken, RuntimeError (with the log's tail) when the
+        server exits or is not ready in time."""
         if self.running():
             return self
+        check_ports_free({"--grpc-port": self.grpc_port, "--http-port": self.http_port,
+                          "--metrics-port": self.metrics_port})
         log_file = self.log_path.open("ab")
         self._process = subprocess.Popen(self.command(), stdout=log_file, stderr=subprocess.STDOUT,
                                          env=self.environment(), start_new_session=True)
@@ -284,10 +308,13 @@ class LocalTriton:
             self._process.wait()
         self.stop()
 
-    def close(self) -> None:
-        """Stops the server and removes its working folder."""
+    def close(self, *, keep_log: bool = False) -> None:
+        """Stops the server and removes its working folder (with ``keep_log``: all but the log)."""
         self.stop()
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        if keep_log and self.log_path.exists():
+            shutil.rmtree(self._backends, ignore_errors=True)
+        else:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -317,10 +344,11 @@ def main(argv: list[str]) -> int:
                         help="the repository to serve (default: ./model_repository)")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the derived repository here and exit (default: run it from a temporary folder)")
-    parser.add_argument("--grpc-port", type=int, default=8001, help="Triton gRPC port (default 8001)")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="Triton gRPC port (default 8001; 0: any free port)")
     parser.add_argument("--http-port", type=int, default=8003,
-                        help="Triton HTTP port (default 8003: the gateway's HTTP default is 8000)")
-    parser.add_argument("--metrics-port", type=int, default=8002, help="Triton metrics port (default 8002)")
+                        help="Triton HTTP port (default 8003: the gateway's HTTP default is 8000; 0: any free port)")
+    parser.add_argument("--metrics-port", type=int, default=8002,
+                        help="Triton metrics port (default 8002; 0: any free port)")
     parser.add_argument("--python-env", type=Path, default=None,
                         help="environment the models run in (numpy<2, onnxruntime); default .venv-triton")
     args = parser.parse_args(argv[1:] if argv[:1] == ["triton-cpu"] else argv)
@@ -330,6 +358,11 @@ def main(argv: list[str]) -> int:
         names = derive_cpu_repository(args.model_repository, args.out)
         print(f"wrote {args.out} ({', '.join(names)})")
         return 0
+    ports = {"--grpc-port": args.grpc_port, "--http-port": args.http_port, "--metrics-port": args.metrics_port}
+    try:
+        check_ports_free(ports)  # before anything else: one line, nothing started or written
+    except PortInUse as exc:
+        raise UsageError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="ganserve-cpu-repository-") as folder:
         repository = Path(folder) / "model_repository"
         names = derive_cpu_repository(args.model_repository, repository)
@@ -338,6 +371,7 @@ def main(argv: list[str]) -> int:
                                  http_port=args.http_port, metrics_port=args.metrics_port)
         except TritonNotInstalled as exc:
             raise UsageError(str(exc)) from None
+        failed = True  # the log is kept unless the server ran and was stopped with Ctrl-C / SIGTERM
         try:
             server.start()
             print(f"Triton ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics {server.metrics_url}; "
@@ -345,11 +379,14 @@ def main(argv: list[str]) -> int:
             signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
             while server.running():
                 time.sleep(0.5)
-            print(f"tritonserver exited:\n{server.log_tail()}", file=sys.stderr)
+            print(f"tritonserver exited:\n{server.log_tail()}\n(log kept: {server.log_path})", file=sys.stderr)
             return 1
-        except RuntimeError as exc:
+        except PortInUse as exc:  # taken between the check and the start
             raise UsageError(str(exc)) from None
+        except RuntimeError as exc:
+            raise UsageError(f"{exc}\n(log kept: {server.log_path})") from None
         except KeyboardInterrupt:
+            failed = False
             return 0
         finally:
-            server.close()
+            server.close(keep_log=failed)
