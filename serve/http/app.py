@@ -10,8 +10,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
+from ganserve.serve.http.access import install_access
 from ganserve.serve.http.errors import install_error_handlers
 from ganserve.serve.http.middleware import CancelOnDisconnect, JsonBodyLimit
+from ganserve.serve.http.playground import install_docs, install_playground
 from ganserve.serve.http.routes import router
 from ganserve.serve.runtime import Runtime
 from ganserve.serve.settings import Settings
@@ -46,14 +48,18 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         app_version = version("ganserve")
     except PackageNotFoundError:  # running from a source tree that was never installed
         app_version = "0+unknown"
-    app = FastAPI(title="ganserve gateway", version=app_version, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="ganserve gateway", version=app_version, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # install_docs: the same pages with local assets
     if runtime is not None:
         app.state.runtime = runtime
     _document_limits(app, settings)
     install_error_handlers(app)
     app.add_middleware(CancelOnDisconnect)
-    app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_bytes)  # outermost: runs first
+    app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_bytes)
+    install_access(app, settings)  # outermost: request ids, access log, CORS, API keys, rate limits
     app.include_router(router)
+    install_docs(app)
+    install_playground(app)
     return app
 
 

@@ -1,0 +1,69 @@
+"""Pages for people: the playground at ``/`` (plain HTML, JavaScript and CSS in ``static/``, talking to
+the public HTTP API like any client) and the API docs, Swagger UI at ``/docs`` and ReDoc at ``/redoc``,
+whose JavaScript and CSS the gateway serves itself (the copies packaged by ``fastapi-offline``, a
+dependency of the ``serve`` extra): nothing is fetched from a CDN, so both work offline."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+STATIC = Path(__file__).resolve().parent / "static"
+PLAYGROUND_ASSETS = "/playground"  # static/ as served: app.js, style.css, favicon.svg
+DOCS_ASSETS = "/docs-assets"  # swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js
+DOCS_PACKAGE = "fastapi_offline"  # the package that ships those files, in its folder static/
+# The playground loads only its own files and talks only to this gateway; images are data: and blob: URLs.
+PLAYGROUND_CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
+                  "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'self'")
+
+
+def install_playground(app: FastAPI) -> None:
+    """``GET /``: the playground page; ``/playground/...``: its script, style sheet and icon."""
+    app.mount(PLAYGROUND_ASSETS, StaticFiles(directory=STATIC), name="playground")
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html",
+                            headers={"Content-Security-Policy": PLAYGROUND_CSP, "Cache-Control": "no-cache"})
+
+
+def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
+    """Swagger UI at ``docs_url`` and ReDoc at ``redoc_url``, with local assets. The app must be created
+    with ``docs_url=None, redoc_url=None`` (FastAPI's own pages point at a CDN). One function, so the
+    pages can move (e.g. to another port) as a whole."""
+    assets = Path(str(files(DOCS_PACKAGE) / "static"))
+    missing = [name for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js")
+               if not (assets / name).is_file()]
+    if missing:
+        raise RuntimeError(f"the API docs' assets are missing from {assets}: {', '.join(missing)} "
+                           f"(reinstall the 'serve' extra: pip install 'ganserve[serve]')")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    oauth2_redirect_url = f"{docs_url}/oauth2-redirect"
+    icon = f"{PLAYGROUND_ASSETS}/favicon.svg"
+    # no online validator badge (Swagger UI would send the schema to validator.swagger.io)
+    swagger_parameters = {**(app.swagger_ui_parameters or {}), "validatorUrl": None}
+
+    @app.get(docs_url, include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url=f"{root}{icon}",
+            oauth2_redirect_url=f"{root}{oauth2_redirect_url}", swagger_ui_parameters=swagger_parameters)
+
+    @app.get(oauth2_redirect_url, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get(redoc_url, include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{icon}", with_google_fonts=False)
