@@ -72,6 +72,7 @@ def test_switching_family_keeps_the_shared_fields_whatever_the_order():
 @pytest.mark.parametrize("overrides,message", [
     (["model.d_norm=group"], "unknown model.d_norm 'group'; valid: batch, layer, none"),
     (["model.latent_dim=0"], "model.latent_dim must be positive"),
+    (["model.z_norm=layer"], "unknown model.z_norm 'layer'; valid: none, pixel"),
     (["data.name=sr-builtin"], ("model.family=dcgan cannot train on data.name=sr-builtin: it trains on mnist, "
                                 "image-folder, digits")),
     (["data.name=cifar"], "unknown data set 'cifar'; valid data sets: mnist"),
@@ -79,3 +80,8 @@ def test_switching_family_keeps_the_shared_fields_whatever_the_order():
 def test_config_errors_name_the_valid_choices(overrides, message):
     with pytest.raises(UsageError, match=message):
         validate(apply_overrides(preset("dcgan-digits-tiny"), overrides))
+
+
+def test_z_norm_is_refused_where_the_generator_would_ignore_it():
+    with pytest.raises(UsageError, match="model.z_norm applies to the dcgan family, not 'gan-int-cls'"):
+        validate(apply_overrides(preset("text2img-tiny"), ["model.z_norm=pixel"]))

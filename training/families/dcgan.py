@@ -14,6 +14,7 @@ from ganserve.training.families.base import DStepOut, ExportSpec, Family
 from ganserve.training.models.dcgan import DCGANDiscriminator, DCGANGenerator
 
 NORMS = ("batch", "layer", "none")
+Z_NORMS = ("none", "pixel")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class DCGANModelConfig(ModelConfig):
     latent_dim: int = 100        # length of z
     d_norm: str = "batch"        # normalisation in D's hidden layers: one of NORMS
     spectral_norm: bool = False  # spectral normalisation on D's weights (Miyato et al. 2018)
+    z_norm: str = "none"         # "pixel": G rescales z to length sqrt(latent_dim) first (ProGAN's pixel
+    #                              norm on z), so truncation's shorter z is no longer out of distribution
 
 
 def validate_dcgan_model(cfg: RunConfig) -> None:
@@ -29,6 +32,10 @@ def validate_dcgan_model(cfg: RunConfig) -> None:
     m, t = cfg.model, cfg.train
     if m.d_norm not in NORMS:
         raise UsageError(f"unknown model.d_norm {m.d_norm!r}; valid: {', '.join(NORMS)}")
+    if m.z_norm not in Z_NORMS:
+        raise UsageError(f"unknown model.z_norm {m.z_norm!r}; valid: {', '.join(Z_NORMS)}")
+    if m.z_norm != "none" and m.family != "dcgan":
+        raise UsageError(f"model.z_norm applies to the dcgan family, not {m.family!r}")
     if m.latent_dim <= 0:
         raise UsageError(f"model.latent_dim must be positive, got {m.latent_dim}")
     if t.loss == "wgan-gp" and m.d_norm == "batch":
@@ -50,7 +57,8 @@ class DCGANFamily(Family):
 
     def build_generator(self) -> nn.Module:
         m = self.cfg.model
-        return DCGANGenerator(image_size=m.image_size, channels=m.channels, latent_dim=m.latent_dim, width=m.g_width)
+        return DCGANGenerator(image_size=m.image_size, channels=m.channels, latent_dim=m.latent_dim, width=m.g_width,
+                              z_norm=m.z_norm == "pixel")
 
     def build_discriminator(self) -> nn.Module:
         m = self.cfg.model

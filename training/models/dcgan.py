@@ -21,13 +21,18 @@ class DCGANGenerator(nn.Module):
     """z [B, latent_dim (+ cond_dim)] -> image [B, C, S, S] in [-1, 1].
 
     ``cond_dim`` > 0 lets conditional families (GAN-INT-CLS) append a conditioning vector to z.
+    ``z_norm`` rescales z to length sqrt(latent_dim) before the first layer (the pixel norm of
+    Karras et al. 2018, applied to z as ProGAN and StyleGAN do): only z's direction picks the image,
+    so a z shortened by truncation stays on the shell of lengths the generator was trained on.
     """
 
-    def __init__(self, *, image_size: int, channels: int, latent_dim: int, width: int, cond_dim: int = 0) -> None:
+    def __init__(self, *, image_size: int, channels: int, latent_dim: int, width: int, cond_dim: int = 0,
+                 z_norm: bool = False) -> None:
         # image_size: S, 4*2^k or 7*2^k; width: at the last hidden layer (ngf), doubling towards z
         super().__init__()
         base, stages = dcgan_base_size(image_size)
         self.in_dim, self.channels, self.image_size = latent_dim + cond_dim, channels, image_size
+        self.latent_dim, self.z_norm = latent_dim, z_norm
         width = width * 2 ** (stages - 1)
         # (latent) x 1 x 1 -> (width * 2^(stages-1)) x base x base
         layers: list[nn.Module] = [
@@ -47,6 +52,10 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         check_shape(z, (None, self.in_dim), "DCGANGenerator input")
+        if self.z_norm:  # z * rsqrt(mean(z^2)) over z's own components (a conditioning vector is left alone)
+            latent = z[:, : self.latent_dim]
+            latent = latent * torch.rsqrt(latent.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+            z = torch.cat([latent, z[:, self.latent_dim:]], dim=1) if z.shape[1] > self.latent_dim else latent
         return self.net(z[:, :, None, None])
 
 

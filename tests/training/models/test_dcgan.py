@@ -64,3 +64,22 @@ def test_boundary_shape_check():
     G = DCGANGenerator(image_size=28, channels=1, latent_dim=10, width=64)
     with pytest.raises(ValueError, match="expected shape"):
         G(torch.randn(2, 11))
+
+
+def test_z_norm_makes_the_generator_depend_on_the_direction_of_z_only():
+    torch.manual_seed(0)
+    G = DCGANGenerator(image_size=28, channels=1, latent_dim=100, width=8, z_norm=True).eval()
+    z = torch.randn(4, 100)
+    # a z shortened (as truncation shortens it) gives the image of its direction
+    torch.testing.assert_close(G(0.28 * z), G(z), atol=1e-5, rtol=0)
+    plain = DCGANGenerator(image_size=28, channels=1, latent_dim=100, width=8).eval()
+    plain.load_state_dict(G.state_dict())
+    assert (plain(0.28 * z) - plain(z)).abs().max() > 1e-3  # without it, the length of z matters
+
+
+def test_z_norm_leaves_the_conditioning_vector_alone():
+    torch.manual_seed(0)
+    G = DCGANGenerator(image_size=8, channels=1, latent_dim=6, width=8, cond_dim=3, z_norm=True).eval()
+    z, c = torch.randn(2, 6), torch.randn(2, 3)
+    torch.testing.assert_close(G(torch.cat([3 * z, c], 1)), G(torch.cat([z, c], 1)), atol=1e-5, rtol=0)
+    assert (G(torch.cat([z, 3 * c], 1)) - G(torch.cat([z, c], 1))).abs().max() > 1e-3
