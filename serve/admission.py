@@ -149,6 +149,11 @@ class Admission:
     def seconds_per_unit(self, model: str) -> float | None:
         return self._loads[model].seconds_per_unit
 
+    def estimate_s(self, model: str, units: float) -> float:
+        """Seconds ``units`` of work on ``model`` take at its measured throughput (0: not measured)."""
+        load = self._loads.get(model)
+        return load.estimate(units) if load is not None else 0.0
+
     def backlog_s(self, model: str | None = None) -> float:
         """Estimated seconds of admitted work on ``model`` (every model: None)."""
         loads = self._loads.values() if model is None else [self._loads[model]]

@@ -85,11 +85,12 @@ class Gateway:
         http = _Server(uvicorn.Config(
             connections.wrap(create_app(settings, runtime=self.runtime)), http=connections.protocol,
             timeout_keep_alive=settings.http_keepalive_timeout_s, log_config=None, lifespan="on",
-            access_log=settings.log_level == "debug",
+            access_log=False,  # the gateway writes its own (ganserve.serve.access.log)
             # uvicorn cancels what is left after this, answering a plain-text 500; the runtime answers
             # it first, with JSON 503s, once shutdown_grace_s is over (Runtime.drain)
             timeout_graceful_shutdown=settings.shutdown_grace_s + SHUTDOWN_MARGIN_S))
-        grpc_server = GrpcServer(settings, service=self.runtime.service, metrics=self.runtime.metrics)
+        grpc_server = GrpcServer(settings, service=self.runtime.service, metrics=self.runtime.metrics,
+                                 gate=self.runtime.gate)
         try:
             self.grpc_port = await grpc_server.start()
         except Exception:

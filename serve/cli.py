@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import types
 import typing
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ganserve.errors import UsageError
+from ganserve.serve.access.log import configure_logging
 from ganserve.serve.settings import Settings
 from ganserve.usage import UsageParser as _Parser
 
@@ -78,8 +78,7 @@ def main(argv: list[str]) -> int:
     if not Path(settings.model_repository).is_dir():
         raise UsageError(f"model repository {str(settings.model_repository)!r} is not a directory "
                          f"(--model-repository / GANSERVE_MODEL_REPOSITORY)")
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, access_log=settings.access_log)
     from ganserve.serve.app import serve  # imported late: --help and usage errors stay fast
 
     try:

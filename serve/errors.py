@@ -53,6 +53,31 @@ class QueueFull(ServiceError):
         self.retry_after_s = retry_after_s
 
 
+class Unauthenticated(ServiceError):
+    """API keys are on and the request has no valid key."""
+
+    code = "unauthenticated"
+
+
+class PermissionDenied(ServiceError):
+    """The request's API key may not call this endpoint or use this model."""
+
+    code = "permission_denied"
+
+
+class RateLimited(ServiceError):
+    """The caller's rate-limit bucket does not hold the request's price; ``headers``: ``Retry-After``
+    and the ``RateLimit-*`` fields (HTTP headers; gRPC trailing metadata, in lower case)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, headers: dict[str, str],
+                 model: str | None = None) -> None:
+        super().__init__(message, model=model)
+        self.retry_after_s = retry_after_s
+        self.headers = headers
+
+
 class DeadlineExceeded(ServiceError):
     """The request did not finish within ``request_timeout_s`` (or the client's deadline)."""
 
@@ -74,5 +99,5 @@ class UpstreamError(ServiceError):
 # Every concrete type, for the adapters' mapping tables and the test that they are complete.
 ERROR_TYPES: tuple[type[ServiceError], ...] = (
     InvalidArgument, ModelNotFound, PayloadTooLarge, UnsupportedMediaType, QueueFull,
-    DeadlineExceeded, NotReady, UpstreamError,
+    DeadlineExceeded, NotReady, UpstreamError, Unauthenticated, PermissionDenied, RateLimited,
 )

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from ganserve.serve.access.gate import Gate
 from ganserve.serve.admission import MIB, Admission
 from ganserve.serve.backends import Backend, create_backend
 from ganserve.serve.metrics import Metrics
@@ -32,6 +33,7 @@ class Runtime:
         self.backend: Backend = create_backend(settings, metrics=self.metrics)
         self.admission = Admission.from_settings(settings)
         self.service = GatewayService(backend=self.backend, settings=settings, admission=self.admission)
+        self.gate = Gate(settings, metrics=self.metrics)  # API keys and rate limits, for both protocols
         self._stopping = False
         self._loaded = False  # load() finished: models warm, throughput measured, footprint known
         self.metrics.ready.set(0)

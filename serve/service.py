@@ -20,6 +20,8 @@ from typing import TypeVar
 import numpy as np
 
 from ganserve.serve import images, seeds, tiling
+from ganserve.serve.access.context import note_model
+from ganserve.serve.access.gate import charge_work
 from ganserve.serve.admission import Admission, Ticket
 from ganserve.serve.backends.base import REQUEST_DEADLINE, Backend
 from ganserve.serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
@@ -260,8 +262,10 @@ class GatewayService:
                 if size is not None:  # else decode() says what is wrong with it
                     width, height = size
                     per_call = 1 if tile is None else self._tiles_per_call(mv, tile)
+                    lr_units = _lr_pixels(height, width, tile=tile, overlap=overlap)
+                    charge_work(model=mv.name, seconds=self._admission.estimate_s(mv.name, lr_units))
                     self._admission.resize(
-                        ticket, units=_lr_pixels(height, width, tile=tile, overlap=overlap),
+                        ticket, units=lr_units,
                         nbytes=_UPLOAD_COPIES * len(data)
                         + _upscale_bytes(mv, height, width, tile=tile, tiles_per_call=per_call),
                         deadline_s=limit.remaining(), deadline_setting=limit.setting)
@@ -327,6 +331,7 @@ class GatewayService:
             if mv is None:
                 raise ModelNotFound(f"model {model!r} has no loaded version {version}; loaded versions: "
                                     f"{', '.join(str(v.version) for v in versions)}", model=model)
+        note_model(mv.name)
         if mv.kind != kind:
             needs = {"text-conditional": "a prompt needs", "unconditional": "generating without a prompt "
                      "needs", "super-resolution": "upscaling needs"}[kind]
@@ -466,6 +471,7 @@ class GatewayService:
         """Prices the request (:mod:`ganserve.serve.admission`: refused at once when over a budget or
         estimated past its deadline) and holds its reservation while the block runs."""
         limit = self._limit(mv, timeout_s)
+        charge_work(model=mv.name, seconds=self._admission.estimate_s(mv.name, units))  # rate limit
         with self._admission.admit(mv.name, units=units, nbytes=nbytes, deadline_s=limit.seconds,
                                    deadline_setting=limit.setting, deadline_at=limit.at) as ticket:
             yield ticket, limit

@@ -13,10 +13,13 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ganserve.serve.access.keys import parse_keys
+
 BackendName = Literal["onnxruntime", "triton"]
 REQUEST_KINDS = ("unconditional", "text-conditional", "super-resolution")  # kinds a request can ask for
 _GRPC_TARGET_SCHEMES = ("dns", "ipv4", "ipv6", "unix", "unix-abstract")
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+EndpointPlace = Literal["public", "admin", "off"]
 
 
 class Settings(BaseSettings):
@@ -132,6 +135,50 @@ class Settings(BaseSettings):
                                   "progress left to run to their deadline (request_timeout_s, "
                                   "upscale_timeout_s): clients reconnect and spread over replicas added since")
 
+    # --- in public (docs/gateway.md, "Running it in public") -----------------------------------------
+    access_log: bool = Field(
+        True, description="one JSON line per request on the logger ganserve.access (request id, key id, "
+                          "route, model, status, duration, bytes, client address)")
+    api_keys_file: Path | None = Field(
+        None, description="API keys on: a file of 'ID SHA256 [endpoints=..] [models=..] [rate=..] "
+                          "[burst=..]' lines (the key's sha256, never the key), reloaded when it changes")
+    api_keys: str = Field(
+        "", description="API keys on: the same lines as api_keys_file, separated by newlines or ';' "
+                        "(e.g. from a Kubernetes Secret); both may be given")
+    api_keys_reload_s: float = Field(
+        5.0, gt=0, description="how often api_keys_file is checked for changes (modification time)")
+    rate_limit: float = Field(
+        0.0, ge=0, description="seconds of estimated work per second each caller may use on average (per "
+                               "API key, or per client address when keys are off); 0: no default limit "
+                               "(a key's own rate= still applies)")
+    rate_limit_burst_s: float = Field(
+        10.0, gt=0, description="seconds of estimated work a caller may use at once (its bucket's size)")
+    rate_limit_request_s: float = Field(
+        0.01, ge=0, description="flat price of every request in its caller's bucket, in seconds, on top "
+                                "of its work (so that cheap requests are limited too)")
+    rate_limit_max_addresses: int = Field(
+        10000, ge=1, description="most client addresses with a bucket (least recently seen ones are "
+                                 "forgotten)")
+    metrics_endpoint: EndpointPlace = Field(
+        "public", description="where GET /metrics is served: public (the HTTP port), admin (admin_port) "
+                              "or off")
+    docs_endpoint: EndpointPlace = Field(
+        "public", description="where /docs, /redoc and /openapi.json are served: public, admin or off")
+    admin_port: int = Field(
+        9000, ge=0, le=65535, description="HTTP port of what metrics_endpoint / docs_endpoint put on "
+                                          "'admin' (0: any free port), on the address admin_host")
+    admin_host: str = Field("", description="address of the admin port (default: host)")
+    grpc_reflection: bool = Field(True, description="gRPC server reflection on the gRPC port")
+    cors_allow_origins: str = Field(
+        "", description="origins whose web pages may call the API (CORS), comma-separated, e.g. "
+                        "'https://app.example.com'; '*' for any; empty: none")
+    cross_site_forms: bool = Field(
+        False, description="accept form-encoded and text/plain POSTs (which browsers send from any "
+                           "site without asking) from pages of other origins than cors_allow_origins")
+    models_show_training: bool = Field(
+        False, description="GET /models and ListModels show the training metadata (commit, config, "
+                           "steps, data); else only what a client needs (the model card has the rest)")
+
     # --- process ----------------------------------------------------------------------------------
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="on SIGTERM: how long in-flight requests may finish")
@@ -155,6 +202,23 @@ class Settings(BaseSettings):
     @classmethod
     def _kind_model_pairs(cls, value: str) -> str:
         parse_default_models(value)
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _key_lines(cls, value: str) -> str:
+        parse_keys(value, source="api_keys")
+        return value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _key_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                text = value.read_text()
+            except OSError as exc:
+                raise ValueError(f"cannot read the API key file: {exc}") from None
+            parse_keys(text, source=str(value))
         return value
 
     @model_validator(mode="after")

@@ -22,7 +22,10 @@ from ganserve.client.errors import (
     ModelNotFound,
     NotReady,
     PayloadTooLarge,
+    PermissionDenied,
     QueueFull,
+    RateLimited,
+    Unauthenticated,
     UnsupportedMediaType,
     UpstreamError,
 )
@@ -40,6 +43,7 @@ from ganserve.client.results import (
 __all__ = [
     "AsyncClient", "Client", "DeadlineExceeded", "GanserveError", "GatewayUnavailable", "GeneratedImage",
     "ImageFile", "Interpolation", "InvalidArgument", "Model", "ModelNotFound", "ModelProblem", "ModelStep",
-    "Models", "NotReady", "PayloadTooLarge", "QueueFull", "UnsupportedMediaType", "UpscaledImage",
+    "Models", "NotReady", "PayloadTooLarge", "PermissionDenied", "QueueFull", "RateLimited", "Unauthenticated",
+    "UnsupportedMediaType", "UpscaledImage",
     "UpstreamError",
 ]

@@ -92,6 +92,24 @@ class UpstreamError(GanserveError):
     code, http_status, grpc_code = "upstream_error", 502, "INTERNAL"
 
 
+class Unauthenticated(GanserveError):
+    """The gateway wants an API key and got none, or one it does not know (``api_key``)."""
+
+    code, http_status, grpc_code = "unauthenticated", 401, "UNAUTHENTICATED"
+
+
+class PermissionDenied(GanserveError):
+    """The API key may not call this endpoint or use this model."""
+
+    code, http_status, grpc_code = "permission_denied", 403, "PERMISSION_DENIED"
+
+
+class RateLimited(QueueFull):
+    """The caller is over its rate limit: try again in ``retry_after_s`` seconds."""
+
+    code, http_status, grpc_code = "rate_limited", 429, "RESOURCE_EXHAUSTED"
+
+
 class GatewayUnavailable(GanserveError):
     """Nothing answers at the URL: connection refused, unknown host, or the connection broke."""
 
@@ -105,13 +123,14 @@ class GatewayUnavailable(GanserveError):
 
 ERROR_TYPES: tuple[type[GanserveError], ...] = (
     InvalidArgument, ModelNotFound, PayloadTooLarge, UnsupportedMediaType, QueueFull, DeadlineExceeded,
-    NotReady, UpstreamError,
+    NotReady, UpstreamError, Unauthenticated, PermissionDenied, RateLimited,
 )
 _BY_CODE = {error.code: error for error in ERROR_TYPES}
 # Answers without one of the gateway's own codes (a proxy, the HTTP server or gRPC runtime themselves)
-_BY_HTTP_STATUS = {413: PayloadTooLarge, 415: UnsupportedMediaType, 422: InvalidArgument, 429: QueueFull,
+_BY_HTTP_STATUS = {401: Unauthenticated, 403: PermissionDenied, 413: PayloadTooLarge, 415: UnsupportedMediaType, 422: InvalidArgument, 429: QueueFull,
                    408: DeadlineExceeded, 504: DeadlineExceeded, 503: NotReady, 502: UpstreamError}
 _BY_GRPC_CODE = {"INVALID_ARGUMENT": InvalidArgument, "NOT_FOUND": ModelNotFound,
+                 "UNAUTHENTICATED": Unauthenticated, "PERMISSION_DENIED": PermissionDenied,
                  "RESOURCE_EXHAUSTED": QueueFull, "DEADLINE_EXCEEDED": DeadlineExceeded}
 
 
@@ -124,9 +143,9 @@ def from_http(status: int, body: bytes, *, url: str, retry_after: str | None = N
         text = body[:200].decode("utf-8", "replace").strip()
         code, message = "http_error", f"HTTP {status} from {url}" + (f": {text}" if text else "")
     kind = _BY_CODE.get(code) or _BY_HTTP_STATUS.get(status, GanserveError)
-    if kind is QueueFull:
+    if issubclass(kind, QueueFull):
         seconds = retry_after.strip() if retry_after else ""
-        return QueueFull(message, code=code, http_status=status,
+        return kind(message, code=code, http_status=status,
                          retry_after_s=float(seconds) if seconds.replace(".", "", 1).isdigit() else None)
     return kind(message, code=code, http_status=status)
 

@@ -27,6 +27,7 @@ from tritonclient.grpc import InferInput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from ganserve.serve.access.context import REQUEST_ID_HEADER, current_request_id
 from ganserve.serve.backends.base import Tensors
 from ganserve.serve.errors import DeadlineExceeded, ModelNotFound, NotReady, QueueFull, UpstreamError
 from ganserve.serve.metrics import Metrics
@@ -177,7 +178,11 @@ class TritonBackend:
         try:
             # Every output (Triton's default); no gRPC deadline of its own: the service's deadline
             # cancels the call, and a cancelled call is cancelled in Triton too.
-            result = await self._client.infer(mv.name, request, model_version=entry.version)
+            # The request's id travels along: Triton's request id and the call's gRPC metadata.
+            request_id = current_request_id()
+            result = await self._client.infer(mv.name, request, model_version=entry.version,
+                                              request_id=request_id,
+                                              headers={REQUEST_ID_HEADER: request_id} if request_id else None)
         except InferenceServerException as exc:
             raise self._translate(exc, mv) from None
         entry.observe_call(request[0].shape()[0], time.perf_counter() - start)

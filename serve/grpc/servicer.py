@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,6 +14,9 @@ from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 
 from ganserve.serve import errors
+from ganserve.serve.access.context import REQUEST_ID_HEADER, RequestContext, begin, end, request_id_from
+from ganserve.serve.access.gate import Gate
+from ganserve.serve.access.log import log_access
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from ganserve.serve.metrics import Metrics
@@ -30,6 +34,9 @@ GRPC_CODE: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.NotReady: grpc.StatusCode.UNAVAILABLE,
     # A Triton failure is not the client's fault and not transient (NotReady is the retryable one).
     errors.UpstreamError: grpc.StatusCode.INTERNAL,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 ERROR_CODE_KEY = "ganserve-error-code"  # trailing metadata: the same code as the HTTP error body
 WARNING_KEY = "ganserve-warning"        # trailing metadata, once per warning (the HTTP JSON's "warnings")
@@ -49,29 +56,83 @@ class Malformed:
 
 
 def _rpc(endpoint: str) -> Callable[[Handler], Handler]:
-    """Wraps a handler: metrics, a :class:`Malformed` request -> INVALID_ARGUMENT, and service errors ->
-    the status their type maps to."""
+    """Wraps a handler: the request's context and id (metadata ``x-request-id`` in, initial and trailing
+    metadata out), the gate (API key, scope, rate limit), metrics, a :class:`Malformed` request ->
+    INVALID_ARGUMENT, service errors -> the status their type maps to, and the access-log line."""
 
     def decorate(handler: Handler) -> Handler:
+        route = f"/{pb.DESCRIPTOR.services_by_name['Gateway'].full_name}/{handler.__name__}"
+
         @functools.wraps(handler)
         async def wrapper(self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+            call = RequestContext(request_id=request_id_from(metadata.get(REQUEST_ID_HEADER)), protocol="grpc",
+                                  route=route, client=_peer(context.peer()))
+            token = begin(call)
+            start, status, response = time.perf_counter(), "OK", None
+            trailing: list[tuple[str, str]] = [(REQUEST_ID_HEADER, call.request_id)]
             try:
+                await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
                 with self._metrics.track(protocol="grpc", endpoint=endpoint) as tracker:
+                    self._gate.enter(call, credential=_credential(metadata), endpoint=endpoint)
                     if isinstance(request, Malformed):
                         raise errors.InvalidArgument(f"the request is not a valid {request.message_type} "
                                                      f"message: protobuf could not parse its bytes")
                     response = await handler(self, request, context)
                     tracker.model = getattr(response, "model", "")
+                    trailing += _rate_limit_metadata(call)
+                    context.set_trailing_metadata((*(context.trailing_metadata() or ()), *trailing))
                     return response
             except errors.ServiceError as exc:
                 if context.cancelled() or context.done():  # the client left, or its deadline passed:
+                    status = "CANCELLED"
                     raise asyncio.CancelledError from None  # no one to tell (an abort would log an error)
-                context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
+                status = GRPC_CODE[type(exc)].name
+                trailing.append((ERROR_CODE_KEY, exc.code))
+                if isinstance(exc, errors.RateLimited):
+                    trailing += [(k.lower(), v) for k, v in exc.headers.items()]
+                else:
+                    trailing += _rate_limit_metadata(call)
+                context.set_trailing_metadata(tuple(trailing))
                 await context.abort(GRPC_CODE[type(exc)], exc.message)
+            except asyncio.CancelledError:
+                status = "CANCELLED"
+                raise
+            except Exception:
+                status = "INTERNAL"
+                raise
+            finally:
+                if self._access_log:
+                    log_access(call, status=status, duration_s=time.perf_counter() - start,
+                               bytes_in=0 if isinstance(request, Malformed) else request.ByteSize(),
+                               bytes_out=response.ByteSize() if response is not None else 0)
+                end(token)
 
         return wrapper
 
     return decorate
+
+
+def _peer(peer: str | None) -> str:
+    """``ipv4:127.0.0.1:5000`` -> ``127.0.0.1:5000`` (``ipv6:[::1]:5000`` -> ``[::1]:5000``)."""
+    if not peer:
+        return ""
+    scheme, sep, rest = peer.partition(":")
+    return rest if sep and scheme in ("ipv4", "ipv6") else peer
+
+
+def _credential(metadata: dict[str, str]) -> str | None:
+    """The API key of metadata ``authorization: Bearer <key>`` or ``x-api-key: <key>``."""
+    scheme, _, token = metadata.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return metadata.get("x-api-key", "").strip() or None
+
+
+def _rate_limit_metadata(call: RequestContext) -> list[tuple[str, str]]:
+    if call.bucket is None:
+        return []
+    return [(k.lower(), v) for k, v in call.bucket.headers(time.monotonic()).items()]
 
 
 def _format(value: int) -> str | None:
@@ -104,8 +165,8 @@ def model_message(mv: ModelVersion, *, is_default: bool = False) -> pb.Model:
 
 
 class GatewayServicer(pb_grpc.GatewayServicer):
-    def __init__(self, *, service: GatewayService, metrics: Metrics) -> None:
-        self._service, self._metrics = service, metrics
+    def __init__(self, *, service: GatewayService, metrics: Metrics, gate: Gate, access_log: bool = True) -> None:
+        self._service, self._metrics, self._gate, self._access_log = service, metrics, gate, access_log
 
     @_rpc("generate")
     async def Generate(self, request: pb.GenerateRequest,

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from ganserve.serve import errors
+from ganserve.serve.access.context import current_request_id
 from ganserve.serve.http.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,29 @@ HTTP_STATUS: dict[type[errors.ServiceError], int] = {
     errors.DeadlineExceeded: 504,
     errors.NotReady: 503,
     errors.UpstreamError: 502,
+    errors.Unauthenticated: 401,
+    errors.PermissionDenied: 403,
+    errors.RateLimited: 429,
 }
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """The one error body; ``request_id``: the request's id (also its ``X-Request-ID`` header)."""
+    return {"error": {"code": code, "message": message, "request_id": current_request_id()}}
+
+
+def error_headers(exc: errors.ServiceError) -> dict[str, str] | None:
+    """The headers an error carries: ``Retry-After`` (queue full, rate limited), ``RateLimit-*``,
+    ``WWW-Authenticate`` (no valid key)."""
+    if isinstance(exc, errors.RateLimited):
+        return exc.headers
+    if isinstance(exc, errors.QueueFull):
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, errors.Unauthenticated):
+        return {"WWW-Authenticate": 'Bearer realm="ganserve"'}
+    return None
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": ", ".join(e.code for e, s in HTTP_STATUS.items() if s == status)}
     for status in sorted(set(HTTP_STATUS.values()))
@@ -37,13 +58,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
 def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.ServiceError)
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, errors.QueueFull) else None
-    return error_response(HTTP_STATUS[type(exc)], exc.code, exc.message, headers)
+    return error_response(HTTP_STATUS[type(exc)], exc.code, exc.message, error_headers(exc))
 
 
 def _not_json(request: Request, exc: RequestValidationError) -> str | None:

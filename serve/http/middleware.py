@@ -13,6 +13,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ganserve.serve.http.errors import error_body
 from ganserve.serve.images import UPLOAD_MEDIA_TYPES
 
 # Bodies these content types carry are uploads, limited by max_upload_bytes where they are read.
@@ -23,13 +24,14 @@ _DRAIN_S = 2.0
 _DRAIN_BYTES = 64 * 1024 * 1024
 
 
-async def _refuse(send: Send, receive: Receive, status: int, code: str, message: str) -> None:
+async def refuse(send: Send, receive: Receive, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
     """Answers with the gateway's error body, then drops the rest of the request body (the response
     completes only afterwards: uvicorn stops reading a request once its response is complete)."""
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = json.dumps(error_body(code, message)).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
+        (b"connection", b"close"), *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())]})
     await send({"type": "http.response.body", "body": body, "more_body": True})
     await _drain(receive)
     await send({"type": "http.response.body", "body": b""})
@@ -68,7 +70,7 @@ class JsonBodyLimit:
                      f"requests are small, images go to /upscale as uploads")
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await _refuse(send, receive, 413, "payload_too_large", too_large)
+            await refuse(send, receive, 413, "payload_too_large", too_large)
             return
         chunks, size = [], 0
         while True:
@@ -78,7 +80,7 @@ class JsonBodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _refuse(send, receive, 413, "payload_too_large", too_large)
+                await refuse(send, receive, 413, "payload_too_large", too_large)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -135,6 +135,7 @@ class ModelsResponse(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable code, e.g. model_not_found")
     message: str
+    request_id: str = Field("", description="the request's id, as in its X-Request-ID header")
 
 
 class ErrorBody(BaseModel):

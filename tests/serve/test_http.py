@@ -96,7 +96,8 @@ def test_interpolate_frames_and_animation(gateway: RunningGateway) -> None:
 def test_upscale_without_a_super_resolution_model(gateway: RunningGateway) -> None:
     r = httpx.post(f"{gateway.http_url}/upscale", content=b"\x89PNG...", headers={"Content-Type": "image/png"})
     assert r.status_code == 404
-    assert r.json() == {"error": {"code": "model_not_found", "message": "no super-resolution model is loaded"}}
+    assert r.json() == {"error": {"code": "model_not_found", "message": "no super-resolution model is loaded",
+                                  "request_id": r.headers["x-request-id"]}}
 
 
 def test_models_lists_versions_and_problems(gateway: RunningGateway) -> None:
