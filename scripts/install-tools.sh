@@ -11,8 +11,12 @@
 #   ./.venv-triton                                   the Python the Triton python-backend models run in:
 #                                    numpy<2 (the bundled stub returns empty outputs with NumPy 2) and
 #                                    onnxruntime (ganserve/dev/triton_cpu.py, ../shared/guides/triton-cpu.md).
-# Idempotent: a tool already at the pinned version is left alone. Any failed download or unpack
-# stops the script with a non-zero status (set -e) and a message naming what failed.
+#   chromium                      -> /usr/bin/chromium  Debian's package, for tests/browser/ (Playwright drives it;
+#                                    it never downloads a browser). apt-get as root; without apt or root, or when
+#                                    apt-get fails, the script says so and goes on: those tests then skip,
+#                                    except under CI=true, where they fail.
+# Idempotent: a tool already at the pinned version is left alone. Any failed download or unpack (but
+# chromium's, above) stops the script with a non-zero status (set -e) and a message naming what failed.
 # Needs: npm, unzip (or python3), and ./.venv (scripts/bootstrap.sh makes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,4 +91,26 @@ if ! "$triton_python" -c 'import numpy, onnxruntime, sys; sys.exit(int(numpy.__v
     "$base" -m venv .venv-triton || die "cannot create .venv-triton"
     "$triton_python" -m pip install --quiet --disable-pip-version-check "${TRITON_ENV_PACKAGES[@]}" \
         || die "pip install ${TRITON_ENV_PACKAGES[*]} into .venv-triton failed"
+fi
+
+# --- a headless browser (tests/browser) ----------------------------------------------------------------
+if [ -x /usr/bin/chromium ]; then
+    :  # already installed
+elif ! command -v apt-get >/dev/null; then
+    echo "install-tools: no apt-get here: Chromium not installed (tests/browser will skip; they fail under CI=true)" >&2
+elif [ "$(id -u)" != 0 ]; then
+    echo "install-tools: not root: Chromium not installed; run 'apt-get install chromium' as root (tests/browser skip until then)" >&2
+else
+    echo "install-tools: installing chromium (Debian package, for tests/browser)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt_log="$(mktemp)"
+    if ! { apt-get install -y -q --no-install-recommends chromium >"$apt_log" 2>&1 \
+           || { apt-get update -q >>"$apt_log" 2>&1 \
+                && apt-get install -y -q --no-install-recommends chromium >>"$apt_log" 2>&1; }; }; then
+        tail -n 20 "$apt_log" >&2
+        echo "install-tools: apt-get install chromium failed (is Debian's package archive reachable?):" \
+             "tests/browser will skip (they fail under CI=true)" >&2
+    fi
+    rm -f "$apt_log"
+    if [ -x /usr/bin/chromium ]; then echo "install-tools: $(/usr/bin/chromium --version 2>/dev/null)" >&2; fi
 fi

@@ -19,7 +19,7 @@ DOCS_ASSETS = "/docs-assets"  # swagger-ui-bundle.js, swagger-ui.css, redoc.stan
 DOCS_PACKAGE = "fastapi_offline"  # the package that ships those files, in its folder static/
 # The playground loads only its own files and talks only to this gateway; images are data: and blob: URLs.
 PLAYGROUND_CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
-                  "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'self'")
+                  "connect-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'")
 
 
 def install_playground(app: FastAPI) -> None:

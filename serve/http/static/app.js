@@ -4,8 +4,9 @@
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
-const el = (tag, props = {}, ...children) => {
+const el = (tag, { dataset = {}, ...props } = {}, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
+  Object.assign(node.dataset, dataset);
   node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
 };
@@ -20,7 +21,8 @@ class ApiError extends Error {
   describe() {
     const head = this.status ? `${this.status} ${this.code}` : this.code;
     const retry = this.retryAfter ? ` Try again in ${this.retryAfter} s.` : "";
-    return `${head}: ${this.message}${retry}`;
+    const key = this.status === 401 ? " Enter an API key at the top of the page." : "";
+    return `${head}: ${this.message}${retry}${key}`;
   }
 }
 
@@ -28,8 +30,12 @@ class ApiError extends Error {
 const toJson = (value) =>
   JSON.stringify(value, (_, v) => (typeof v === "bigint" ? `@big:${v}` : v)).replace(/"@big:(\d+)"/g, "$1");
 
+// A gateway that asks for API keys (401) gets the key typed into the header's field, kept for the tab.
+const apiKey = () => sessionStorage.getItem("ganserve-api-key") || "";
+
 async function api(path, { method = "GET", json, body, contentType, accept = "application/json" } = {}) {
   const init = { method, headers: { Accept: accept } };
+  if (apiKey()) init.headers.Authorization = `Bearer ${apiKey()}`;
   if (json !== undefined) {
     init.body = toJson(json);
     init.headers["Content-Type"] = "application/json";
@@ -43,7 +49,10 @@ async function api(path, { method = "GET", json, body, contentType, accept = "ap
   } catch (err) {
     throw new ApiError(0, "unreachable", `the gateway did not answer (${err.message})`);
   }
-  if (!response.ok) throw await errorOf(response);
+  if (!response.ok) {
+    if (response.status === 401) $("#key-form").hidden = false;
+    throw await errorOf(response);
+  }
   return response;
 }
 
@@ -229,8 +238,9 @@ async function renderImages(container, body, seeds, panel) {
   const figures = await Promise.all(body.images.map(async (image, i) => {
     const seed = seeds[i] ?? String(image.seed);
     const img = await loadImage(dataUrl(image), `seed ${seed}`);
+    const label = seed.length > 8 ? `…${seed.slice(-6)}` : seed; // a drawn seed has up to 16 digits
     const tile = el("button", { type: "button", className: "tile", title: `seed ${seed}` }, img,
-      el("span", { textContent: seed }));
+      el("span", { textContent: label }));
     Object.assign(tile.dataset, { seed, model: body.model, version: body.version });
     tile.addEventListener("click", () => select(panel, tile, img.src));
     return tile;
@@ -657,6 +667,15 @@ async function start() {
     upscale(new File([blob], `seed-${detail.dataset.seed}.png`, { type: "image/png" }), `seed-${detail.dataset.seed}.png`);
   });
   wireDrop();
+  const keyForm = $("#key-form");
+  keyForm.hidden = !apiKey();
+  keyForm.key.value = apiKey();
+  keyForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem("ganserve-api-key", keyForm.key.value.trim());
+    loadModels();
+    refreshMetrics();
+  });
 
   let ready = await refreshStatus();
   await loadLimits();
