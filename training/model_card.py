@@ -44,22 +44,32 @@ class CardSection:
 
 
 def _dcgan_card(ckpt: dict, cfg: dict, reports, checkpoint: str) -> CardSection:
-    model, refs = reports[0], reports[1:]
+    model, refs = reports[0], [r for r in reports[1:] if r.get("truncation") is None]
+    curve = [r for r in reports[1:] if r.get("truncation") is not None]
     shift = next((r for r in refs if "shifted" in r["source"]), None)
     passes_fid = shift is not None and model["fid"] <= shift["fid"]
     passes_modes = model["classes_covered"] == 10 and model["min_class_share"] >= 0.05
     rows = "\n".join(
         f"| {r['source'] if r is not model else 'this model (EMA generator, uint8 output)'} | "
         f"{r['fid']:.2f} | {r['kid']:.0f} ± {r['kid_std']:.0f} | {r['classes_covered']} | "
-        f"{r['min_class_share']:.3f} | {r['kl_to_uniform']:.4f} |" for r in reports if r.get("truncation") is None)
+        f"{r['min_class_share']:.3f} | {r['kl_to_uniform']:.4f} |" for r in [model, *refs])
+    z_norm = cfg["model"].get("z_norm", "none") == "pixel"
     return CardSection(
         title="DCGAN generator trained on MNIST",
         summary=f"""Unconditional DCGAN (Radford et al. 2015) generator, 28x28 grey digits, trained and exported by
 ganserve. Input `z` FP32 `[batch, {cfg['model']['latent_dim']}]` ~ N(0, 1); output `image` FP32
 `[batch, 1, 28, 28]` in [-1, 1]. The weights are the exponential moving average of the generator
-(decay {cfg['train']['ema_decay']}) with standing BatchNorm statistics; see `docs/model-contract.md`.""",
-        evaluate=f"ganserve evaluate {checkpoint} --data ../shared/data/mnist --json metrics.json",
-        quality=f"""`ganserve evaluate` with {model['samples']} samples, features from ganserve's own MNIST classifier
+(decay {cfg['train']['ema_decay']}) with standing BatchNorm statistics; see `docs/model-contract.md`.{
+        " The generator first rescales z to length sqrt(" + str(cfg['model']['latent_dim']) + ") (`model.z_norm=pixel`): "
+        "only the direction of z picks the image." if z_norm else ""}""",
+        evaluate=f"ganserve evaluate {checkpoint} --data ../shared/data/mnist{' --truncation-curve' if curve else ''} "
+                 "--json metrics.json",
+        quality=f"""![seeds 0-59, then seeds 0-9 at each truncation](samples.png)
+
+`samples.png`: the images of seeds 0-59 (what `POST /generate` returns for each seed), then seeds 0-9
+at each truncation t of the curve below.
+
+`ganserve evaluate` with {model['samples']} samples, features from ganserve's own MNIST classifier
 (`training/assets/mnist_classifier.pt`, sha256-pinned) against the MNIST test set. Reference points
 are computed the same way; a classifier's feature space is very sensitive, so compare with them
 rather than with Inception-based FIDs from papers.
@@ -71,9 +81,42 @@ rather than with Inception-based FIDs from papers.
 Class shares of the samples (digits 0-9): {model['class_shares']}.
 
 Quality targets: all 10 digits with none under 5% — **{'met' if passes_modes else 'not met'}**;
-FID no worse than the one-pixel-shift reference — **{'met' if passes_fid else 'not met'}**.""",
+FID no worse than the one-pixel-shift reference — **{'met' if passes_fid else 'not met'}**.{_truncation_section(model, curve)}""",
         optimiser=_optimiser(cfg["train"], f"loss `{cfg['train']['loss']}`", with_d=True),
     )
+
+
+def _truncation_section(model: dict, curve: list[dict]) -> str:
+    """The truncation curve's table and its target (confidence rises as t falls, FID does not collapse)."""
+    if not curve:
+        return ""
+    points = [model, *sorted(curve, key=lambda r: -r["truncation"])]
+    label = lambda t: "∞ (none)" if t is None else f"{t:g}"
+    rows = "\n".join(
+        f"| {label(r.get('truncation'))} | {r['fid']:.2f} | "
+        f"{r['confidence']:.3f} | {r['pixel_diversity']:.3f} | {r['feature_diversity']:.2f} | "
+        f"{r['min_class_share']:.3f} |" for r in points)
+    conf = [r["confidence"] for r in points]
+    rises = conf[-1] > conf[0] and all(b >= a - 0.002 for a, b in zip(conf, conf[1:]))
+    worst = max(r["fid"] for r in points[1:])
+    holds = worst <= 1.5 * model["fid"]
+    return f"""
+
+### Truncation
+The gateway's `truncation` t redraws every component of z with |z_i| > t from the seed's own
+generator (`docs/model-contract.md`); the same {model['samples']} seeds at every t:
+
+| t | FID | classifier confidence | diversity (pixels) | diversity (features) | min class share |
+| --- | --- | --- | --- | --- | --- |
+{rows}
+
+Confidence is the classifier's mean top probability; diversity is the mean distance between the
+images of two different seeds (absolute pixel difference as a fraction of 255, and L2 distance of the
+classifier's features).
+
+Truncation target: confidence rises from t = ∞ to t = 0.5 (no point more than 0.002 below the one
+before) — **{'met' if rises else 'not met'}** ({conf[0]:.3f} -> {conf[-1]:.3f}); FID never above 1.5x its
+untruncated value — **{'met' if holds else 'not met'}** (worst {worst:.2f} against {model['fid']:.2f})."""
 
 
 def _optimiser(t: dict, losses: str, *, with_d: bool) -> str:
@@ -202,7 +245,13 @@ def write_model_cards(checkpoint: str | Path, *, metrics_path: str | Path, resul
     """The cards of everything one export wrote: one card for a one-model family; for a text-to-image
     export, the full card in the ensemble's folder and a short one in each step's folder."""
     ckpt = read_checkpoint(checkpoint)
-    if get_family(checkpoint_config(ckpt)).kind != "text-conditional":
+    kind = get_family(checkpoint_config(ckpt)).kind
+    if kind == "unconditional":  # the card and, beside it, a sheet of what the exported model makes
+        from ganserve.training.metrics.unconditional import sample_sheet
+
+        card = write_model_card(checkpoint, metrics_path=metrics_path, result=results[name], notes=notes)
+        return [card, sample_sheet(results[name].onnx_path, card.parent / "samples.png")]
+    if kind != "text-conditional":
         return [write_model_card(checkpoint, metrics_path=metrics_path, result=results[name], notes=notes)]
     return _text2img_cards(ckpt, str(checkpoint), json.loads(Path(metrics_path).read_text()), results, name, notes)
 

@@ -61,3 +61,38 @@ def test_text_to_image_card_has_the_sample_sheet_diversity_and_mix(t2i_run, tmp_
             assert verdict in card
     sheet = tmp_path / "repo" / "t2i" / "samples.png"
     assert sheet in paths and Image.open(sheet).size[0] > 200
+
+
+def _dcgan_report(*, confidences: list[float], fids: list[float]) -> list[dict]:
+    def row(source, fid, conf, truncation=None, kid=(30.0, 5.0)):
+        return {"source": source, "samples": 2000, "fid": fid, "kid": kid[0] if truncation is None else None,
+                "kid_std": kid[1] if truncation is None else None, "classes_covered": 10, "min_class_share": 0.08,
+                "kl_to_uniform": 0.01, "class_shares": [0.1] * 10, "confidence": conf, "pixel_diversity": 0.16,
+                "feature_diversity": 40.0, "truncation": truncation}
+    return [row("m.pt", fids[0], confidences[0]), row("reference: real digits shifted 1 px", 30.0, 0.98),
+            *(row(f"m.pt truncation {t}", f, c, truncation=t)
+              for t, f, c in zip((1.5, 1.0, 0.7, 0.5), fids[1:], confidences[1:]))]
+
+
+def test_dcgan_card_has_the_sample_sheet_and_the_truncation_curve_with_its_verdict(dcgan_tiny, tmp_path):
+    from PIL import Image
+
+    from ganserve.training.export import export_checkpoint_parts
+    from ganserve.training.model_card import write_model_cards
+
+    ckpt = dcgan_tiny / "run" / "checkpoint.pt"
+    results = export_checkpoint_parts(ckpt, repository=tmp_path / "repo", name="dcgan", max_batch_size=8)
+    cases = (([0.90, 0.91, 0.93, 0.94, 0.95], [25, 26, 28, 30, 36], ("**met** (0.900 -> 0.950)", "**met** (worst 36.00")),
+             ([0.89, 0.88, 0.88, 0.84, 0.75], [25, 26, 58, 126, 415], ("**not met** (0.890 -> 0.750)",
+                                                                        "**not met** (worst 415.00")))
+    for confidences, fids, verdicts in cases:
+        (tmp_path / "m.json").write_text(json.dumps(_dcgan_report(confidences=confidences, fids=fids)))
+        paths = write_model_cards(ckpt, metrics_path=tmp_path / "m.json", results=results, name="dcgan")
+        card = (tmp_path / "repo" / "dcgan" / "README.md").read_text()
+        assert "](samples.png)" in card and "### Truncation" in card and "--truncation-curve" in card
+        assert "| 0.5 | " in card and "| ∞ (none) | 25.00 |" in card
+        assert "FID no worse than the one-pixel-shift reference — **met**" in card
+        for verdict in verdicts:
+            assert verdict in card
+    sheet = tmp_path / "repo" / "dcgan" / "samples.png"
+    assert sheet in paths and Image.open(sheet).size[0] > 200

@@ -218,3 +218,45 @@ def evaluate(model: str | Path, *, data: str | Path | None, samples: int = 10_00
         truncated = frame(generate(model, samples=samples, seed=seed, truncation=t))
         reports.append(score(truncated, real, source=f"{model} truncation {t:g}", truncation=t))
     return reports
+
+
+# ---------------------------------------------------------------- the sample sheet beside the model card
+SHEET_SEEDS = tuple(range(60))        # the grid: 6 rows of 10, seeds 0-59 without truncation
+SHEET_STRIP_SEEDS = tuple(range(10))  # then one strip per point of the truncation curve, seeds 0-9
+
+
+def sample_sheet(model: str | Path, path: str | Path, *, scale: int = 2) -> Path:
+    """A PNG of the model: the images of seeds 0-59 (what ``POST /generate`` returns for each seed),
+    then the images of seeds 0-9 at every truncation of :data:`TRUNCATIONS`, a labelled row each."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    grid = generate(model, samples=len(SHEET_SEEDS), seed=SHEET_SEEDS[0])
+    strips = [generate(model, samples=len(SHEET_STRIP_SEEDS), seed=SHEET_STRIP_SEEDS[0], truncation=t)
+              for t in TRUNCATIONS]
+    cell, pad, label_w, head = grid.shape[-1] * scale + 2, 10, 64, 16
+    cols = len(SHEET_STRIP_SEEDS)
+    width = pad + label_w + cols * cell + pad
+    height = head + (len(SHEET_SEEDS) // cols) * cell + pad + head + len(strips) * cell + pad
+    sheet = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+
+    def paste(image: torch.Tensor, x: int, y: int) -> None:
+        tile = Image.fromarray(image[0].numpy()).resize((cell - 2, cell - 2), Image.NEAREST)
+        sheet.paste(tile, (x + 1, y + 1))
+
+    draw.text((pad, 2), f"seeds {SHEET_SEEDS[0]}-{SHEET_SEEDS[-1]}, no truncation", fill=200, font=font)
+    for i, image in enumerate(grid):
+        paste(image, pad + label_w + (i % cols) * cell, head + (i // cols) * cell)
+    top = head + (len(SHEET_SEEDS) // cols) * cell + pad
+    draw.text((pad, top + 2), f"seeds {SHEET_STRIP_SEEDS[0]}-{SHEET_STRIP_SEEDS[-1]} at truncation t",
+              fill=200, font=font)
+    for r, (t, strip) in enumerate(zip(TRUNCATIONS, strips)):
+        y = top + head + r * cell
+        draw.text((pad, y + cell // 2 - 5), "t = inf" if t is None else f"t = {t:g}", fill=200, font=font)
+        for i, image in enumerate(strip):
+            paste(image, pad + label_w + i * cell, y)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
+    return path
