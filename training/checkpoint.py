@@ -10,7 +10,7 @@ sampler's position. :class:`ganserve.training.loop.Trainer` writes it; everythin
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +58,21 @@ def load_generator(path: str | Path) -> LoadedGenerator:
 
 
 def initial_generator_weights(path: str | Path, G: nn.Module) -> dict[str, torch.Tensor]:
-    """The EMA generator weights of another run's checkpoint, checked against ``G``'s architecture."""
-    ckpt = read_checkpoint(path)
-    state, own = ckpt["ema"], G.state_dict()
+    """The EMA generator weights of another run's checkpoint, or of an exported model (``.onnx``: read
+    back by :func:`ganserve.training.onnx_weights.generator_from_onnx`), checked against ``G``'s
+    architecture."""
+    if Path(path).suffix == ".onnx":
+        from ganserve.training.onnx_weights import generator_from_onnx
+
+        family, model = generator_from_onnx(path)
+        state, model_config = model.state_dict(), asdict(family.cfg.model)
+    else:
+        ckpt = read_checkpoint(path)
+        state, model_config = ckpt["ema"], ckpt["config"]["model"]
+    own = G.state_dict()
     if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
-        raise UsageError(f"train.init_from={path}: its generator ({ckpt['config']['model']['family']}, "
-                         "model config " + json.dumps(ckpt["config"]["model"], sort_keys=True) +
+        raise UsageError(f"train.init_from={path}: its generator ({model_config['family']}, "
+                         "model config " + json.dumps(model_config, sort_keys=True) +
                          ") does not match this run's; use the same scale, blocks and g_width")
     return state
 

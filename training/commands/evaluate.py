@@ -52,11 +52,22 @@ def _super_resolution_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="use only the first N images")
     p.add_argument("--no-tiling", action="store_true",
                    help="skip comparing tiled upscaling (the model's tile size and overlap) with whole images")
+    p.add_argument("--compare", metavar="MODEL",
+                   help="another super-resolution model (checkpoint or .onnx) measured alongside, e.g. the "
+                        "SRResNet an SRGAN was fine-tuned from")
+    p.add_argument("--samples", metavar="PNG",
+                   help="also write a sample sheet: LR, bicubic, [--compare model,] this model and HR crops of "
+                        "each held-out image side by side")
 
 
 def _super_resolution(args: argparse.Namespace) -> None:
-    report = super_resolution.evaluate(args.model, data=args.data, limit=args.limit, tiling=not args.no_tiling)
+    report = super_resolution.evaluate(args.model, data=args.data, limit=args.limit, tiling=not args.no_tiling,
+                                       compare=args.compare)
     print(super_resolution.format_report(report))
+    if args.samples:
+        path = super_resolution.sample_sheet(args.model, args.samples, data=args.data, limit=args.limit,
+                                             compare=args.compare)
+        print(f"wrote {path}")
     if args.json:
         Path(args.json).write_text(json.dumps(super_resolution.report_to_json(report), indent=2) + "\n")
 
@@ -83,8 +94,9 @@ def _text_conditional(args: argparse.Namespace) -> None:
 EVALUATORS: dict[str, Evaluator] = {
     "unconditional": Evaluator("FID, KID and mode coverage in the feature space of ganserve's MNIST "
                                "classifier, with reference points.", _unconditional_options, _unconditional),
-    "super-resolution": Evaluator("PSNR/SSIM (Y channel) of a super-resolution model on held-out images, next "
-                                  "to bicubic upscaling.", _super_resolution_options, _super_resolution),
+    "super-resolution": Evaluator("PSNR/SSIM (Y channel) and sharpness (high-frequency energy relative to "
+                                  "the HR image) of a super-resolution model on held-out images, next to "
+                                  "bicubic upscaling (and --compare MODEL).", _super_resolution_options, _super_resolution),
     "text-conditional": Evaluator("Text-to-image: attribute accuracy on held-out prompts (seen and held-out "
                                   "combinations), FID, per-prompt diversity over seeds and the prompt-mix curve, "
                                   "by ganserve's colour-MNIST attribute classifier.",

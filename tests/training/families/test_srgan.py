@@ -89,3 +89,50 @@ def test_vgg19_content_loss_from_a_torchvision_layout_state_dict(photo_dir, tmp_
     torch.save(state, tmp_path / "broken.pth")
     with pytest.raises(UsageError, match="missing features.2.weight"):
         load_vgg19(tmp_path / "broken.pth")
+
+
+def test_stage2_starts_from_an_exported_srresnet(sr_exported, photo_dir, tmp_path):
+    """train.init_from=model.onnx: the generator is rebuilt from the ONNX initializers (BatchNorm folded into
+    the convolutions by the export) and computes what the ONNX model computes."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from ganserve.training.onnx_weights import generator_from_onnx
+
+    _, result = sr_exported
+    family, G = generator_from_onnx(result.onnx_path)
+    x = torch.rand(2, 3, 17, 23, generator=torch.Generator().manual_seed(3))
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    expected = session.run(["sr"], {"lr": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(G(x).numpy() - expected).max() <= 1e-5
+        # in train mode (batch statistics) it stays close: the BatchNorms undo what they measured
+        lr = family.sample_inputs(16, gen=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+        eval_out = G(lr)
+        assert (G.train()(lr).clamp(0, 1) - eval_out).abs().mean() < 0.02
+    cfg = sr_config(photo_dir, "model.family=srgan", "train.content_loss=feature-matching",
+                    f"train.init_from={result.onnx_path}", "train.steps=2")
+    trainer = Trainer(cfg, out_dir=tmp_path)
+    with torch.no_grad():
+        assert np.abs(trainer.G.eval()(x).numpy() - expected).max() <= 1e-5
+    trainer.G.train()
+    stats = trainer.train_step()
+    assert all(torch.isfinite(v) for v in stats.values())
+
+
+def test_init_from_an_onnx_model_that_does_not_fit_is_a_usage_error(sr_exported, photo_dir, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    _, result = sr_exported
+    cfg = sr_config(photo_dir, "model.family=srgan", "model.g_width=8", f"train.init_from={result.onnx_path}")
+    with pytest.raises(UsageError, match="does not match"):
+        Trainer(cfg, out_dir=tmp_path / "a")
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), tmp_path / "plain.onnx")
+    for path, message in [(tmp_path / "plain.onnx", "no ganserve.config"), (tmp_path / "none.onnx", "does not exist")]:
+        cfg = sr_config(photo_dir, "model.family=srgan", f"train.init_from={path}")
+        with pytest.raises(UsageError, match=message):
+            Trainer(cfg, out_dir=tmp_path / "b")
