@@ -27,11 +27,12 @@ def test_make_serve_args_reach_the_gateway() -> None:
     """A real ``make serve`` with an option the gateway does not know: its own usage error, status 2."""
     if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
         pytest.skip("make serve runs ./.venv, which is not the environment of this test run")
-    check = subprocess.run(["scripts/bootstrap.sh", "--check"], cwd=ROOT, env={**os.environ, "GANSERVE_EXTRAS": "serve"})
+    check = subprocess.run(["scripts/bootstrap.sh", "--check"], cwd=ROOT, check=False,
+                           env={**os.environ, "GANSERVE_EXTRAS": "serve"})
     if check.returncode != 0:
         pytest.skip("./.venv is not up to date (make serve would install first): run scripts/bootstrap.sh")
     out = subprocess.run(["make", "serve", "ARGS=--no-such-option"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, check=False)
     assert out.returncode != 0
     assert "ganserve serve: error: unrecognized arguments: --no-such-option" in out.stderr
     assert "serve: starting .venv/bin/ganserve serve --model-repository model_repository --no-such-option" in out.stderr
@@ -63,7 +64,7 @@ def _project_copy(tmp_path: Path) -> Path:
 def test_bootstrap_says_what_it_installs_step_by_step(tmp_path: Path) -> None:
     project = _project_copy(tmp_path)
     run = [str(project / "scripts" / "bootstrap.sh")]
-    assert subprocess.run([*run, "--check"]).returncode == 1  # nothing installed yet
+    assert subprocess.run([*run, "--check"], check=False).returncode == 1  # nothing installed yet
 
     out = subprocess.run(run, capture_output=True, text=True, check=True,
                          env={**os.environ, "GANSERVE_EXTRAS": "train,serve"})
@@ -80,7 +81,8 @@ def test_bootstrap_says_what_it_installs_step_by_step(tmp_path: Path) -> None:
     again = subprocess.run(run, capture_output=True, text=True, check=True,
                            env={**os.environ, "GANSERVE_EXTRAS": "serve"})
     assert again.stderr == ""
-    assert subprocess.run([*run, "--check"], env={**os.environ, "GANSERVE_EXTRAS": "serve"}).returncode == 0
+    serve_only = {**os.environ, "GANSERVE_EXTRAS": "serve"}
+    assert subprocess.run([*run, "--check"], env=serve_only, check=False).returncode == 0
     more = subprocess.run(run, capture_output=True, text=True, check=True,
                           env={**os.environ, "GANSERVE_EXTRAS": "serve,client"})
     assert "installing ganserve[serve,client]" in more.stderr and "PyTorch" not in more.stderr
