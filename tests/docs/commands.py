@@ -98,7 +98,7 @@ def split_comment(line: str) -> tuple[str, str]:
 
 def extract(path: Path) -> list[Command]:
     """Every command of one Markdown file, in the order they appear."""
-    doc = str(path.relative_to(ROOT))
+    doc = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
     lines = path.read_text().splitlines()
     commands: list[Command] = []
     fence: str | None = None  # the open fence's language ("" when none); None outside blocks

@@ -216,3 +216,33 @@ def test_documented_gateway_commands_work(doc: str, gateway: Gateway, tmp_path: 
             failures.append(f"{command.where}: {command.text[:300]}\n  {problem}")
     assert gateway.process.poll() is None, f"the gateway exited:\n{gateway.log.read_text()[-3000:]}"
     assert not failures, "documented commands that do not work:\n\n" + "\n\n".join(failures)
+
+
+def test_the_extraction_reads_blocks_inline_spans_and_python(tmp_path: Path) -> None:
+    from tests.docs.commands import classify, extract
+
+    page = tmp_path / "page.md"
+    page.write_text("Run `curl -s localhost:8000/healthz` or `ganserve serve`.\n\n"
+                    "```sh\ncurl -s -X POST localhost:8000/generate \\\n  -d '{\"seed\": 1}'  # {\"a\": 1}\n"
+                    "# a comment line\nganserve train --preset dcgan-mnist\n```\n\n"
+                    "```console\n$ grpcurl -plaintext localhost:50051 list\nganserve.v1.Gateway\n```\n\n"
+                    "```python\nfrom ganserve.client import Client\nClient('http://localhost:8000')\n```\n\n"
+                    "```yaml\nurl: localhost:8000\n```\n")
+    commands = extract(page)
+    assert [(c.line, c.text, c.inline, c.python) for c in commands] == [
+        (1, "curl -s localhost:8000/healthz", True, False), (1, "ganserve serve", True, False),
+        (4, "curl -s -X POST localhost:8000/generate  -d '{\"seed\": 1}'", False, False),
+        (7, "ganserve train --preset dcgan-mnist", False, False),
+        (11, "grpcurl -plaintext localhost:50051 list", False, False),
+        (15, "from ganserve.client import Client\nClient('http://localhost:8000')", False, True)]
+    assert commands[2].comment == '{"a": 1}'
+    kinds = [(c.kind if (c := classify(command)) else None) for command in commands]
+    assert kinds == ["curl", "skip", "curl", None, "grpcurl", "python-block"]
+
+
+@pytest.mark.parametrize("text", ["wget -qO- localhost:8000/healthz", "http POST localhost:8000/generate seed:=1",
+                                  "curl -s gateway.example.com:8000/generate", "ganserve generate"])
+def test_a_new_kind_of_gateway_command_is_unclassified(text: str) -> None:
+    from tests.docs.commands import Command, classify
+
+    assert classify(Command("new.md", 1, text)).kind == "unclassified"
