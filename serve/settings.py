@@ -74,9 +74,11 @@ class Settings(BaseSettings):
                                            "at once per super-resolution model; beyond it 429")
 
     default_models: str = Field(
-        "", description="the model a request that names none gets, per kind, when several models of the "
-                        "kind are loaded: 'KIND=MODEL,...', e.g. 'super-resolution=srresnet' (kinds: "
-                        "unconditional, text-conditional, super-resolution)")
+        "super-resolution=srresnet",
+        description="the model a request that names none gets, per kind, when several models of the "
+                    "kind are loaded: 'KIND=MODEL,...' (kinds: unconditional, text-conditional, "
+                    "super-resolution); the default picks the shipped PSNR-oriented srresnet over srgan; "
+                    "a name that is not loaded is ignored, '' picks none")
 
     # --- text prompts -----------------------------------------------------------------------------
     max_prompt_chars: int = Field(
