@@ -10,13 +10,15 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).resolve().parent / "static"
 PLAYGROUND_ASSETS = "/playground"  # static/ as served: app.js, style.css, favicon.svg
 DOCS_ASSETS = "/docs-assets"  # swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js
 DOCS_PACKAGE = "fastapi_offline"  # the package that ships those files, in its folder static/
+# ReDoc's credit line shows a logo from a CDN: served with our icon instead (a URL relative to /redoc).
+REDOC_CDN_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 # The playground loads only its own files and talks only to this gateway; images are data: and blob: URLs.
 PLAYGROUND_CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
                   "connect-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'")
@@ -24,6 +26,10 @@ PLAYGROUND_CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 's
 
 def install_playground(app: FastAPI) -> None:
     """``GET /``: the playground page; ``/playground/...``: its script, style sheet and icon."""
+    missing = [name for name in ("index.html", "app.js", "style.css", "favicon.svg") if not (STATIC / name).is_file()]
+    if missing:
+        raise RuntimeError(f"the playground's files are missing from {STATIC}: {', '.join(missing)} "
+                           f"(package data of ganserve.serve.http: reinstall ganserve)")
     app.mount(PLAYGROUND_ASSETS, StaticFiles(directory=STATIC), name="playground")
 
     @app.get("/", include_in_schema=False)
@@ -42,6 +48,15 @@ def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/re
     if missing:
         raise RuntimeError(f"the API docs' assets are missing from {assets}: {', '.join(missing)} "
                            f"(reinstall the 'serve' extra: pip install 'ganserve[serve]')")
+    redoc_js: list[bytes] = []  # read on first use
+
+    @app.get(f"{DOCS_ASSETS}/redoc.standalone.js", include_in_schema=False)  # before the mount below
+    async def redoc_script() -> Response:
+        if not redoc_js:
+            script = (assets / "redoc.standalone.js").read_bytes()
+            redoc_js.append(script.replace(REDOC_CDN_LOGO, f"{PLAYGROUND_ASSETS[1:]}/favicon.svg".encode()))
+        return Response(redoc_js[0], media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
+
     app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
     oauth2_redirect_url = f"{docs_url}/oauth2-redirect"
     icon = f"{PLAYGROUND_ASSETS}/favicon.svg"

@@ -20,9 +20,10 @@ class ApiError extends Error {
   }
   describe() {
     const head = this.status ? `${this.status} ${this.code}` : this.code;
-    const retry = this.retryAfter ? ` Try again in ${this.retryAfter} s.` : "";
-    const key = this.status === 401 ? " Enter an API key at the top of the page." : "";
-    return `${head}: ${this.message}${retry}${key}`;
+    const advice = [this.retryAfter && `Try again in ${this.retryAfter} s.`,
+      this.status === 401 && "Enter an API key at the top of the page."].filter(Boolean);
+    const message = advice.length && !/[.!?]$/.test(this.message) ? `${this.message}.` : this.message;
+    return [`${head}: ${message}`, ...advice].join(" ");
   }
 }
 
@@ -75,7 +76,7 @@ function showMessage(panel, text, kind = "error") {
 }
 
 function fail(panel, err) {
-  showMessage(panel, err instanceof ApiError ? err.describe() : `error: ${err.message}`);
+  showMessage(panel, err instanceof ApiError ? err.describe() : err.message);
   return null;
 }
 
