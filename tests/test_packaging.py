@@ -66,4 +66,6 @@ def test_the_gateway_image_files_build_the_gateway_alone(tmp_path: Path) -> None
     files = wheel_files(tmp_path, gateway_files(), leave_out=(DEV_TOOLS,))
     assert {name.split("/")[0] for name in files} == {"ganserve", "ganserve-0.1.0.dist-info"}
     assert "ganserve/serve/app.py" in files and "ganserve/serve/cli.py" in files
+    # the playground's files (package data): the gateway serves them at /
+    assert {f"ganserve/serve/http/static/{name}" for name in ("index.html", "app.js", "style.css", "favicon.svg")} <= files
     assert not [name for name in files if name.startswith(("ganserve/training/", "ganserve/dev/"))]

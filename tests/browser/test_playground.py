@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +29,11 @@ def api_png(gateway: RunningGateway, **request: Any) -> bytes:
 
 def pixels(image: Image.Image | bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(image)) if isinstance(image, bytes) else image)
+
+
+def lit(image: np.ndarray) -> np.ndarray:
+    """A colour digit's own pixels (those brighter than the background), as float RGB rows."""
+    return image[image.max(axis=-1) > 96].astype(float)
 
 
 def photo(width: int, height: int) -> bytes:
@@ -76,7 +82,7 @@ def test_the_seed_grid_shows_the_gateways_images_with_their_seeds(visit, gateway
     with page.expect_download() as download:
         page.click("#grid-detail .download")
     assert download.value.suggested_filename == "dcgan-102.png"
-    assert open(download.value.path(), "rb").read() == shown[2]
+    assert Path(download.value.path()).read_bytes() == shown[2]
     page.click("#grid-detail [data-walk=seed_b]")  # the walk panel takes the seed
     assert page.input_value("#walk-form [name=seed_b]") == "102"
     v.screenshot("seed-grid", "#grid-panel")
@@ -131,7 +137,6 @@ def test_prompts_the_mix_slider_and_the_vocabulary(visit, gateway: RunningGatewa
     # mix 0 draws the first prompt alone, mix 1 the second alone, as the API does
     assert np.array_equal(red[0], pixels(api_png(gateway, model="text2img", prompt="a red seven", seed=5)))
     assert np.array_equal(blue[0], pixels(api_png(gateway, model="text2img", prompt="a blue two", seed=5)))
-    lit = lambda image: image[image.max(axis=-1) > 96].astype(float)  # noqa: E731 - the digit's pixels
     assert all(lit(i)[:, 0].mean() > lit(i)[:, 2].mean() + 40 for i in red)  # red digits
     assert all(lit(i)[:, 2].mean() > lit(i)[:, 0].mean() + 40 for i in blue)  # blue digits
     v.screenshot("text-to-image", "#prompt-panel")
