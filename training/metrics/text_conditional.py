@@ -50,11 +50,11 @@ from ganserve.training.data.captions import (
     render_combos,
     seen_combos,
 )
-from ganserve.training.data.images import load_mnist, to_uint8
+from ganserve.training.data.images import ImageSet, load_mnist, load_sklearn_digits, to_uint8
 from ganserve.training.files import onnx_session
 from ganserve.training.metrics.classifiers import load_attribute_classifier, readout
 from ganserve.training.metrics.distances import fid
-from ganserve.training.metrics.unconditional import seed_latents
+from ganserve.training.metrics.unconditional import as_mnist_frame, seed_latents
 
 DIVERSITY_TARGET = 0.5        # per-prompt diversity (held-out prompts), as a share of real within-class diversity
 MIX_CONFIDENCE_TARGET = 0.5   # every mix step's mean digit confidence
@@ -262,7 +262,30 @@ def mix_met(mix: dict) -> bool:
 
 
 # ---------------------------------------------------------------- the whole evaluation
-def evaluate(model_path: str | Path, data: str | Path, *, per_seen: int = 50, per_heldout: int = 200,
+def measurable(model: TextToImage, data: str | Path | None) -> tuple[TextToImage, tuple[ImageSet, ImageSet]]:
+    """The model as the attribute classifier reads it, with (reference, other) real grey digits to colour.
+    A 28x28 model against MNIST test (and train); an 8x8 one (the tiny preset's colour digits) against
+    scikit-learn's digits split in two, its images and those digits both scaled into MNIST's 20x20 box on
+    a 28x28 frame, as the unconditional metrics do."""
+    with torch.no_grad():
+        probe = model.generate(torch.zeros(1, model.latent_dim), model.embed(model.tokens([mix_prompt((0, 0))])))
+    shape = tuple(probe.shape[1:])
+    if shape == (3, 28, 28):
+        if data is None:
+            raise UsageError("a 28x28 text-to-image model is measured against colour MNIST: pass --data DIR "
+                             "(the MNIST IDX files)")
+        return model, (load_mnist(data, split="test"), load_mnist(data, split="train"))
+    if shape != (3, 8, 8):
+        raise UsageError(f"these metrics need 3x28x28 colour-MNIST or 3x8x8 colour-digits images; the model makes {shape}")
+    digits = load_sklearn_digits()
+    framed, half = as_mnist_frame(digits.images), len(digits.images) // 2
+    sets = tuple(ImageSet(framed[part], digits.labels[part], f"{digits.description}, {name} half")
+                 for part, name in ((slice(None, half), "first"), (slice(half, None), "second")))
+    inner = model.generate
+    return TextToImage(model.embed, lambda z, e: as_mnist_frame(inner(z, e)), model.latent_dim, model.max_tokens), sets
+
+
+def evaluate(model_path: str | Path, data: str | Path | None, *, per_seen: int = 50, per_heldout: int = 200,
              seeds: int = 8, seed: int = 0, encoder: str | Path | None = None) -> dict:
     """Attribute accuracy and FID per group (seen, held-out combinations) and prompt phrasing; per-prompt
     diversity per group; the prompt-mix curve."""
@@ -271,8 +294,7 @@ def evaluate(model_path: str | Path, data: str | Path, *, per_seen: int = 50, pe
     if seeds < 2:
         raise UsageError("--seeds must be at least 2")
     read = attribute_readout()
-    model = load_text_to_image(model_path, encoder=encoder)
-    test, train = load_mnist(data, split="test"), load_mnist(data, split="train")
+    model, (test, train) = measurable(load_text_to_image(model_path, encoder=encoder), data)
     groups = {"seen": (seen_combos(), per_seen), "heldout": (sorted(HELDOUT_COMBOS), per_heldout)}
     report: dict = {"model": str(model_path), "groups": {}}
     reals = []

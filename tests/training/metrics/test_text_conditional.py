@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve import text
+from ganserve.errors import UsageError
 from ganserve.training.data.captions import (
     COLOUR_NAMES,
     COLOURS,
@@ -201,3 +202,14 @@ def test_distances():
     red[:, 0, 1] = 235
     assert tc.foreground(grey).mean() < 0.6 * tc.foreground(red).mean()
     assert torch.equal(tc.ink_area(grey), tc.ink_area(red))
+
+
+def test_a_model_of_another_size_is_refused_in_one_line():
+    square = tc.TextToImage(one_hot_embed, lambda z, e: torch.zeros(len(z), 3, 16, 16, dtype=torch.uint8), LATENT,
+                            text.DEFAULT_LENGTH)
+    with pytest.raises(UsageError, match=r"3x28x28 colour-MNIST or 3x8x8 colour-digits images; the model makes \(3, 16, 16\)"):
+        tc.measurable(square, None)
+    big = tc.TextToImage(one_hot_embed, lambda z, e: torch.zeros(len(z), 3, 28, 28, dtype=torch.uint8), LATENT,
+                         text.DEFAULT_LENGTH)
+    with pytest.raises(UsageError, match="pass --data DIR"):
+        tc.measurable(big, None)
