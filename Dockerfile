@@ -23,11 +23,14 @@ COPY ganserve/ ganserve/
 COPY serve/ serve/
 # The project itself is installed from source (nothing to pin); its dependencies' ranges are in
 # pyproject.toml. The checks after it fail the build if anything pulled in PyTorch, or if the installed
-# package cannot import the gateway (-I: the installed ganserve, not the source folder in /src).
+# package cannot import the gateway or build its HTTP app (-I: the installed ganserve, not the source
+# folder in /src); building the app checks that the playground's files and the API docs' assets (served at
+# /, /docs and /redoc, no CDN) are installed.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[serve]" \
     && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
-    && python -I -c "import ganserve.serve.app, ganserve.serve.cli"
+    && python -I -c "import ganserve.serve.app, ganserve.serve.cli" \
+    && python -I -c "from ganserve.serve.http.app import create_app; from ganserve.serve.settings import Settings; create_app(Settings())"
 
 # ---- runtime: the virtualenv and the models, nothing else ------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
