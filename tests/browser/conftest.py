@@ -31,7 +31,7 @@ SHIPPED = ("dcgan", "srresnet", "text2img")
 def unavailable(reason: str) -> None:
     """Skip, or under CI fail: CI must run the browser tests."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI must run the browser tests (scripts/install-tools.sh installs Chromium)",
+        pytest.fail(f"{reason}; CI must run the browser tests",
                     pytrace=False)
     pytest.skip(reason)
 
