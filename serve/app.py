@@ -22,6 +22,7 @@ import uvicorn
 from ganserve.serve.descriptors import ensure_descriptor_limit
 from ganserve.serve.grpc.server import GrpcServer
 from ganserve.serve.http import create_app
+from ganserve.serve.http.admin import create_admin_app, wants_admin_port
 from ganserve.serve.http.connections import HttpConnections
 from ganserve.serve.runtime import Runtime
 from ganserve.serve.settings import Settings
@@ -65,6 +66,7 @@ class Gateway:
         self.runtime = Runtime(settings)
         self.http_port: int | None = None
         self.grpc_port: int | None = None
+        self.admin_port: int | None = None  # when settings put something on the admin port
         self.listening = asyncio.Event()   # both servers accept connections (ports known)
         self.ready = asyncio.Event()       # models loaded: the gateway is ready
         self._stop = asyncio.Event()
@@ -82,8 +84,9 @@ class Gateway:
         sock = bind_tcp(settings.host, settings.http_port)
         self.http_port = sock.getsockname()[1]
         connections = HttpConnections(settings)  # header and body deadlines, max_connections
+        public_app = create_app(settings, runtime=self.runtime)
         http = _Server(uvicorn.Config(
-            connections.wrap(create_app(settings, runtime=self.runtime)), http=connections.protocol,
+            connections.wrap(public_app), http=connections.protocol,
             timeout_keep_alive=settings.http_keepalive_timeout_s, log_config=None, lifespan="on",
             access_log=False,  # the gateway writes its own (ganserve.serve.access.log)
             # uvicorn cancels what is left after this, answering a plain-text 500; the runtime answers
@@ -91,17 +94,33 @@ class Gateway:
             timeout_graceful_shutdown=settings.shutdown_grace_s + SHUTDOWN_MARGIN_S))
         grpc_server = GrpcServer(settings, service=self.runtime.service, metrics=self.runtime.metrics,
                                  gate=self.runtime.gate)
+        admin, admin_sock = None, None
         try:
+            if wants_admin_port(settings):  # /metrics and/or the API docs, away from the public port
+                admin_host = settings.admin_host or settings.host
+                admin_sock = bind_tcp(admin_host, settings.admin_port)
+                self.admin_port = admin_sock.getsockname()[1]
+                admin = _Server(uvicorn.Config(
+                    create_admin_app(settings, public=public_app, runtime=self.runtime), log_config=None,
+                    lifespan="off", access_log=False, timeout_keep_alive=settings.http_keepalive_timeout_s,
+                    timeout_graceful_shutdown=SHUTDOWN_MARGIN_S))
+                log.info("admin port (%s) on %s:%d", ", ".join(
+                    what for what, place in (("metrics", settings.metrics_endpoint), ("docs", settings.docs_endpoint))
+                    if place == "admin"), admin_host, self.admin_port)
             self.grpc_port = await grpc_server.start()
         except Exception:
             sock.close()
+            if admin_sock is not None:
+                admin_sock.close()
             raise
         http_task = asyncio.create_task(http.serve(sockets=[sock]), name="http")
+        admin_task = asyncio.create_task(admin.serve(sockets=[admin_sock]), name="admin") \
+            if admin is not None else None
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._loop.add_signal_handler(sig, self._stop.set)
         try:
-            while not http.started and not http_task.done():
+            while not (http.started and (admin is None or admin.started)) and not http_task.done():
                 await asyncio.sleep(0.01)
             self.listening.set()
             log.info("HTTP listening on %s:%d", settings.host, self.http_port)
@@ -115,12 +134,16 @@ class Gateway:
             log.info("shutting down: draining in-flight requests (up to %g s)", settings.shutdown_grace_s)
             self.runtime.begin_shutdown()  # new requests: 503 / UNAVAILABLE
             http.should_exit = True        # both servers stop accepting; kept-alive connections close
+            if admin is not None:
+                admin.should_exit = True
             grpc_stopping = asyncio.create_task(grpc_server.stop(grace_s=settings.shutdown_grace_s
                                                                  + SHUTDOWN_MARGIN_S))
             await self.runtime.drain(grace_s=settings.shutdown_grace_s, margin_s=SHUTDOWN_MARGIN_S)
-            await asyncio.gather(grpc_stopping, http_task, return_exceptions=True)
+            await asyncio.gather(grpc_stopping, http_task, *filter(None, [admin_task]), return_exceptions=True)
             await self.runtime.close()
             sock.close()
+            if admin_sock is not None:
+                admin_sock.close()
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     self._loop.remove_signal_handler(sig)

@@ -14,7 +14,7 @@ from ganserve.serve.http.access import install_access
 from ganserve.serve.http.errors import install_error_handlers
 from ganserve.serve.http.middleware import CancelOnDisconnect, JsonBodyLimit
 from ganserve.serve.http.playground import install_docs, install_playground
-from ganserve.serve.http.routes import router
+from ganserve.serve.http.routes import metrics_router, router
 from ganserve.serve.runtime import Runtime
 from ganserve.serve.settings import Settings
 
@@ -48,8 +48,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         app_version = version("ganserve")
     except PackageNotFoundError:  # running from a source tree that was never installed
         app_version = "0+unknown"
+    public_docs = settings.docs_endpoint == "public"  # else on the admin port (ganserve.serve.http.admin), or off
     app = FastAPI(title="ganserve gateway", version=app_version, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)  # install_docs: the same pages with local assets
+                  docs_url=None, redoc_url=None,  # install_docs: the same pages with local assets
+                  openapi_url="/openapi.json" if public_docs else None)
     if runtime is not None:
         app.state.runtime = runtime
     _document_limits(app, settings)
@@ -58,7 +60,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_bytes)
     install_access(app, settings)  # outermost: request ids, access log, CORS, API keys, rate limits
     app.include_router(router)
-    install_docs(app)
+    if settings.metrics_endpoint == "public":
+        app.include_router(metrics_router)
+    if public_docs:
+        install_docs(app)
     install_playground(app)
     return app
 

@@ -173,7 +173,10 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": runtime.readiness()}, status_code=200 if runtime.ready() else 503)
 
 
-@router.get("/metrics", name="metrics", summary="Prometheus metrics",
-            responses={200: {"content": {"text/plain": {}}}})
+metrics_router = APIRouter()  # on the public port or the admin port (settings.metrics_endpoint)
+
+
+@metrics_router.get("/metrics", name="metrics", summary="Prometheus metrics",
+                    responses={200: {"content": {"text/plain": {}}}})
 async def metrics(request: Request) -> Response:
     return Response(_runtime(request).metrics.exposition(), media_type=CONTENT_TYPE)

@@ -238,13 +238,20 @@ class RunningGateway:
     def settings(self) -> Settings:
         return self.gateway.settings
 
+    @property
+    def admin_url(self) -> str:
+        """The admin port's URL (settings that put /metrics or the docs there)."""
+        assert self.gateway.admin_port is not None, "nothing is on the admin port"
+        return f"http://127.0.0.1:{self.gateway.admin_port}"
+
     def metrics_text(self) -> str:
-        return httpx.get(f"{self.http_url}/metrics").text
+        base = self.admin_url if self.settings.metrics_endpoint == "admin" else self.http_url
+        return httpx.get(f"{base}/metrics").text
 
 
 def test_settings(repository: Path, **overrides: object) -> Settings:
     """Settings for a gateway on free loopback ports."""
-    values = {"model_repository": repository, "host": "127.0.0.1", "http_port": 0, "grpc_port": 0,
+    values = {"model_repository": repository, "host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "admin_port": 0,
                   "batch_max_queue_delay_ms": 0, "ort_intra_op_threads": 1, "shutdown_grace_s": 5,
                   "log_level": "warning"}
     values.update(overrides)
