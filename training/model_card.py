@@ -140,10 +140,27 @@ def _sr_card(ckpt: dict, cfg: dict, report, checkpoint: str) -> CardSection:
     else:
         losses = f"pixel `{t['pixel_loss']}` + {t['adv_weight']} x adversarial (`{t['loss']}`) (SRGAN-MSE)"
     init = f" G initialised from `{t['init_from']}`." if t.get("init_from") else ""
-    rows = "\n".join(
-        f"| {i['image']} | {i['size']} | {i['psnr']:.2f} | {i['bicubic_psnr']:.2f} | "
-        f"{i['psnr'] - i['bicubic_psnr']:+.2f} | {i['ssim']:.4f} | {i['bicubic_ssim']:.4f} |"
-        for i in report["images"])
+    ref = report.get("reference") or ""
+    ref_name = _model_name(ref)
+    sharp = "sharpness" in report  # metrics written before the sharpness figure have none
+
+    def row(name: str, size: str, r: dict, bold: bool = False) -> str:
+        b = "**" if bold else ""
+        cells = [name, size, f"{b}{r['psnr']:.2f}{b}", f"{r['bicubic_psnr']:.2f}",
+                 f"{b}{r['psnr'] - r['bicubic_psnr']:+.2f}{b}", f"{b}{r['ssim']:.4f}{b}", f"{r['bicubic_ssim']:.4f}"]
+        if sharp:
+            cells += [f"{b}{r['sharpness']:.3f}{b}", f"{r['bicubic_sharpness']:.3f}"]
+        if ref:
+            cells += [f"{r['reference_psnr']:.2f}", f"{r['reference_ssim']:.4f}"] + (
+                [f"{r['reference_sharpness']:.3f}"] if sharp else [])
+        return "| " + " | ".join(cells) + " |"
+
+    header = ["image", "HR size", "PSNR (dB)", "bicubic", "gain", "SSIM", "bicubic"] + (
+        ["sharpness", "bicubic"] if sharp else []) + (
+        [f"{ref_name} PSNR", "SSIM"] + (["sharpness"] if sharp else []) if ref else [])
+    table = "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] +
+                      [row(i["image"], i["size"], i) for i in report["images"]] +
+                      [row("**mean**", "", report, bold=True)])
     gain = report["psnr_gain"]
     tiling = ""
     if report.get("tiling"):
@@ -153,8 +170,21 @@ def _sr_card(ckpt: dict, cfg: dict, report, checkpoint: str) -> CardSection:
                   f"PSNR (Y) between the two >= {close:.1f} dB on every image.") + "\n")
     target = (f"Quality target: the PSNR-oriented model beats bicubic by >= 1.0 dB (Y) on held-out images — "
            f"**{'met' if gain >= 1.0 else 'not met'}** ({gain:+.2f} dB)." if not adversarial else
-           "Adversarial models trade PSNR for texture; the target applies to the PSNR-oriented `srresnet`, "
+           "Adversarial models trade PSNR for texture; the PSNR target applies to the PSNR-oriented `srresnet`, "
            f"and these figures are reported next to it ({gain:+.2f} dB vs bicubic).")
+    if adversarial and ref and sharp:
+        more = report["sharpness"] > report["reference_sharpness"]
+        target += (f" Sharpness target: more high-frequency energy than {ref_name} — "
+                   f"**{'met' if more else 'not met'}** ({report['sharpness']:.3f} vs {report['reference_sharpness']:.3f}, "
+                   f"at {report['psnr'] - report['reference_psnr']:+.2f} dB PSNR).")
+    sharpness = ("\nsharpness = high-frequency energy of the output over the HR image's (mean squared 3x3 "
+                 "Laplacian of Y, same border crop): 1 = as much fine detail as the ground truth, lower = "
+                 "blurrier; it does not say whether the detail is right (PSNR and SSIM do)." if sharp else "")
+    compared = (f"\n`{ref_name}` = `{ref}`, measured alongside (`--compare`)." if ref else "")
+    samples = ("\n\n![LR, bicubic, " + (f"{ref_name}, " if ref else "") + "this model and HR crops of each "
+               "held-out photo](samples.png)\n\n`samples.png`: the most detailed 96x96 window of each held-out "
+               "photo, enlarged 2x (nearest neighbour): LR input, bicubic, " + (f"{ref_name}, " if ref else "") +
+               "this model, HR (`ganserve evaluate ... --samples samples.png`).")
     return CardSection(
         title=f"x{s} super-resolution ({'SRGAN' if adversarial else 'SRResNet'})",
         summary=f"""{'SRGAN' if adversarial else 'SRResNet'} (Ledig et al. 2017) x{s} super-resolution generator trained and
@@ -168,22 +198,26 @@ and `config.pbtxt` (`[3, -1, -1]` -> `[3, -1, -1]`) take any h and w. The gatewa
 `/upscale` takes others per request) and sends each request's tiles, all of one shape, in batches.
 Weights: EMA of the generator (decay {t['ema_decay']}) with standing BatchNorm statistics; see
 `docs/model-contract.md`.""",
-        evaluate=f"ganserve evaluate {checkpoint} --json metrics.json",
+        evaluate=f"ganserve evaluate {checkpoint} --json metrics.json" + (
+            f" --compare {ref} --samples samples.png" if ref else " --samples samples.png"),
         quality=f"""`ganserve evaluate` on held-out images never trained on: {report['data']}.
 HR images cropped to a multiple of {s}, LR = Pillow bicubic downscaling, output quantised to uint8;
 PSNR and SSIM on the Y channel (BT.601) with {s} px cropped at the border (BasicSR's convention);
-bicubic = Pillow bicubic upscaling of the same LR image.
+bicubic = Pillow bicubic upscaling of the same LR image.{sharpness}{compared}{samples}
 
-| image | HR size | PSNR (dB) | bicubic | gain | SSIM | bicubic |
-| --- | --- | --- | --- | --- | --- | --- |
-{rows}
-| **mean** | | **{report['psnr']:.2f}** | {report['bicubic_psnr']:.2f} | **{gain:+.2f}** | **{report['ssim']:.4f}** | {report['bicubic_ssim']:.4f} |
+{table}
 {tiling}
 {target}""",
         optimiser=_optimiser(t, f"pixel loss `{t['pixel_loss']}`" + (
             f", content `{t['content_loss']}`, adversarial `{t['loss']}` x {t['adv_weight']}" if adversarial else ""),
             with_d=adversarial),
     )
+
+
+def _model_name(path: str) -> str:
+    """``model_repository/srresnet/1/model.onnx`` -> ``srresnet``; a checkpoint path as it is."""
+    p = Path(path)
+    return p.parent.parent.name if p.suffix == ".onnx" and p.parent.name.isdigit() else path
 
 
 CARDS: dict[str, Callable[..., CardSection]] = {"unconditional": _dcgan_card, "super-resolution": _sr_card}
@@ -251,6 +285,12 @@ def write_model_cards(checkpoint: str | Path, *, metrics_path: str | Path, resul
 
         card = write_model_card(checkpoint, metrics_path=metrics_path, result=results[name], notes=notes)
         return [card, sample_sheet(results[name].onnx_path, card.parent / "samples.png")]
+    if kind == "super-resolution":  # the card and a sheet of crops: LR, bicubic, [the compared model,] this, HR
+        from ganserve.training.metrics.super_resolution import sample_sheet
+
+        card = write_model_card(checkpoint, metrics_path=metrics_path, result=results[name], notes=notes)
+        compare = json.loads(Path(metrics_path).read_text()).get("reference") or None
+        return [card, sample_sheet(results[name].onnx_path, card.parent / "samples.png", compare=compare)]
     if kind != "text-conditional":
         return [write_model_card(checkpoint, metrics_path=metrics_path, result=results[name], notes=notes)]
     return _text2img_cards(ckpt, str(checkpoint), json.loads(Path(metrics_path).read_text()), results, name, notes)

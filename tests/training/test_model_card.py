@@ -23,6 +23,39 @@ def test_super_resolution_card_from_the_evaluate_commands_json(sr_exported, phot
     card = write_model_card(ckpt, metrics_path=tmp_path / "m.json", result=result).read_text()
     assert "SRResNet" in card and "bicubic" in card and "Quality target: the PSNR-oriented model beats bicubic" in card
     assert "ganserve train" in card and "issue" not in card
+    assert "| sharpness |" in card and "sharpness = high-frequency energy" in card
+
+
+def test_srgan_card_reports_srresnet_alongside_with_sharpness_and_sample_sheet(sr_exported, photo_dir, tmp_path):
+    """An SRGAN stage 2 from an exported SRResNet, evaluated with --compare: the card's table has the
+    SRResNet's columns, the sharpness verdict, and samples.png (five columns) beside it."""
+    from PIL import Image
+
+    from ganserve.training.export import export_checkpoint
+    from ganserve.training.loop import Trainer
+    from ganserve.training.model_card import write_model_cards
+    from tests.training.helpers import sr_config
+
+    _, srresnet = sr_exported
+    out = tmp_path / "srgan"
+    trainer = Trainer(sr_config(photo_dir, "model.family=srgan", "train.content_loss=feature-matching",
+                                f"train.init_from={srresnet.onnx_path}", "train.steps=2"), out_dir=out)
+    trainer.fit()
+    trainer.save_checkpoint()
+    ckpt = out / "checkpoint.pt"
+    assert main(["evaluate", str(ckpt), "--data", str(photo_dir), "--compare", str(srresnet.onnx_path),
+                 "--json", str(tmp_path / "m.json")]) == 0
+    report = json.loads((tmp_path / "m.json").read_text())
+    results = export_checkpoint(ckpt, repository=tmp_path / "repo", name="srgan", max_batch_size=8)
+    card_path, sheet = write_model_cards(ckpt, metrics_path=tmp_path / "m.json", results={"srgan": results},
+                                         name="srgan")
+    card = card_path.read_text()
+    assert "SRGAN" in card and f"G initialised from `{srresnet.onnx_path}`" in card
+    assert "| srresnet PSNR | SSIM | sharpness |" in card
+    verdict = "met" if report["sharpness"] > report["reference_sharpness"] else "not met"
+    assert f"Sharpness target: more high-frequency energy than srresnet — **{verdict}**" in card
+    assert f"--compare {srresnet.onnx_path} --samples samples.png" in card and "](samples.png)" in card
+    assert sheet == card_path.parent / "samples.png" and Image.open(sheet).size[0] == 90 + 5 * (2 * 96 + 4)
 
 
 def _t2i_report(*, diversity_ratio: float, blank_frames: int) -> dict:
