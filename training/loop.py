@@ -44,7 +44,12 @@ class TrainingFailure(RuntimeError):
 
 
 class Callback:
-    """Hooks called on rank 0. ``stats`` holds floats for the steps since the previous call."""
+    """Hooks called on rank 0. ``stats`` holds floats for the steps since the previous call.
+
+    The time spent in a callback's hooks is summed in :attr:`Trainer.timings` under its ``timing``
+    (what ``ganserve train``'s ``done:`` line names it)."""
+
+    timing = "callbacks"
 
     def on_train_start(self, trainer: Trainer) -> None: ...
     def on_log(self, trainer: Trainer, rows: list[dict[str, float]]) -> None: ...
@@ -120,6 +125,8 @@ class Trainer:
         # one generator per process for every random draw of the loop (z, noise, penalty points)
         self.gen = torch.Generator(device=self.device).manual_seed(t.seed * 7919 + self.dist.rank)
         self.state = TrainState(meta=dict(meta or {}))
+        # seconds this process spent, by what: "training" (the steps), then each callback's timing
+        self.timings: dict[str, float] = {"training": 0.0}
         self.state.meta.setdefault("machine", machine_description())
         self.state.meta.setdefault("commit", git_commit())
         self.state.meta.setdefault("data", self.data.description)
@@ -250,7 +257,9 @@ class Trainer:
     def _call(self, hook: str, *args: Any) -> None:
         if self.dist.is_main:
             for cb in self.callbacks:
+                started = time.perf_counter()
                 getattr(cb, hook)(self, *args)
+                self.timings[cb.timing] = self.timings.get(cb.timing, 0.0) + time.perf_counter() - started
 
     def fit(self, *, until: int | None = None) -> TrainState:
         """Train to ``train.steps`` (or to step ``until``, if smaller: benchmarks run in blocks)."""
@@ -265,7 +274,9 @@ class Trainer:
         base_wall = self.state.wall_time
         try:
             while self.state.step < last:
+                step_started = time.perf_counter()
                 step_stats = self.train_step()
+                self.timings["training"] += time.perf_counter() - step_started
                 step_stats["step"] = torch.tensor(float(self.state.step))
                 pending.append(step_stats)
                 self.state.wall_time = base_wall + time.perf_counter() - started

@@ -7,6 +7,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from ganserve.errors import UsageError
@@ -15,6 +16,7 @@ from ganserve.training.config import RunConfig
 from ganserve.training.families import apply_overrides, validate
 from ganserve.training.loop import Trainer
 from ganserve.training.presets import PRESETS, preset
+from ganserve.training.progress import breakdown, process_age
 from ganserve.usage import UsageParser
 
 
@@ -31,7 +33,8 @@ def parser() -> UsageParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set train.lr_d=4e-4 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (logs still written; there is none when stderr is not a terminal)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p
 
@@ -49,6 +52,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 
 
 def main(argv: list[str]) -> int:
+    started = time.perf_counter() - (process_age() or 0.0)  # the process's start: imports count too
     args = parser().parse_args(argv)
     cfg = build_config(args)
     if args.print_config:
@@ -58,7 +62,7 @@ def main(argv: list[str]) -> int:
     ckpt = out / "checkpoint.pt"
     if ckpt.exists() and not args.resume:
         raise UsageError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
-    trainer = Trainer(cfg, out_dir=out, callbacks=default_callbacks(out, progress=not args.no_progress),
+    trainer = Trainer(cfg, out_dir=out, callbacks=default_callbacks(out, progress=False if args.no_progress else None),
                       meta={"argv": "ganserve train " + shlex.join(argv)})
     if args.resume:
         trainer.load_checkpoint(ckpt)
@@ -68,6 +72,7 @@ def main(argv: list[str]) -> int:
         print(f"training {cfg.model.family} on {trainer.data.description}: step {trainer.state.step} -> "
               f"{cfg.train.steps}, {trainer.dist.world} process(es) on {trainer.device}; run folder {out}",
               file=sys.stderr)
+    first_step, fit_started = trainer.state.step, time.perf_counter()
     finished = False
     try:
         trainer.fit()
@@ -77,6 +82,10 @@ def main(argv: list[str]) -> int:
     finally:
         trainer.close(clean=finished)  # after an error the other ranks may never reach a barrier
     if trainer.dist.is_main:
-        print(f"done: {trainer.state.step} steps in {trainer.state.wall_time:.0f}s; checkpoint {ckpt}",
+        steps = trainer.state.step - first_step
+        upto = f" (to step {trainer.state.step})" if first_step else ""
+        # wall time, and what the time beside the steps went into (sample grids, checkpoints, ...)
+        parts = {"imports and set-up": fit_started - started, **trainer.timings}
+        print(f"done: {steps} steps{upto} in {breakdown(time.perf_counter() - started, parts)}; checkpoint {ckpt}",
               file=sys.stderr)
     return 0
