@@ -57,16 +57,17 @@ def wait_for(page: Any, expression: str, timeout_s: float = 30) -> None:
         page.wait_for_timeout(50)
 
 
-def submit(page: Any, form: str) -> None:
+def submit(page: Any, form: str, **fields: str) -> None:
+    """Fills ``fields`` of ``form`` (by input name) as a person types them, then presses its button."""
+    for name, value in fields.items():
+        page.fill(f"{form} [name={name}]", value)
     page.click(f"{form} button[type=submit]")
 
 
 def test_the_seed_grid_shows_the_gateways_images_with_their_seeds(visit, gateway: RunningGateway) -> None:
     v = visit()
     page = v.page
-    page.fill("#grid-form [name=n]", "6")
-    page.fill("#grid-form [name=seed]", "100")
-    submit(page, "#grid-form")
+    submit(page, "#grid-form", n="6", seed="100")
     wait_for(page, "document.querySelectorAll('#grid .tile img').length === 6")
     assert page.eval_on_selector_all("#grid .tile", "ts => ts.map(t => t.dataset.seed)") == \
         [str(seed) for seed in range(100, 106)]
@@ -91,11 +92,7 @@ def test_the_seed_grid_shows_the_gateways_images_with_their_seeds(visit, gateway
 def test_the_latent_walk_animates_from_one_seed_to_the_other(visit, gateway: RunningGateway) -> None:
     v = visit()
     page = v.page
-    page.fill("#walk-form [name=seed_a]", "7")
-    page.fill("#walk-form [name=seed_b]", "8")
-    page.fill("#walk-form [name=frames]", "6")
-    page.fill("#walk-form [name=frame_duration_ms]", "60")
-    submit(page, "#walk-form")
+    submit(page, "#walk-form", seed_a="7", seed_b="8", frames="6", frame_duration_ms="60")
     wait_for(page, "document.querySelectorAll('#walk-strip img').length === 6")
     frames = [pixels(image) for image in v.images("#walk-strip img")]
     assert all(frame.shape == (28, 28) for frame in frames)
@@ -120,12 +117,7 @@ def test_the_latent_walk_animates_from_one_seed_to_the_other(visit, gateway: Run
 def test_prompts_the_mix_slider_and_the_vocabulary(visit, gateway: RunningGateway) -> None:
     v = visit()
     page = v.page
-    page.fill("#prompt-form [name=prompt]", "a red seven")
-    page.fill("#prompt-form [name=prompt_b]", "a blue two")
-    page.fill("#prompt-form [name=n]", "3")
-    page.fill("#prompt-form [name=seed]", "5")
-    page.fill("#prompt-form [name=mix]", "0")
-    submit(page, "#prompt-form")
+    submit(page, "#prompt-form", prompt="a red seven", prompt_b="a blue two", n="3", seed="5", mix="0")
     wait_for(page, "document.querySelector('#prompt-grid').dataset.mix === '0'"
                            " && document.querySelectorAll('#prompt-grid img').length === 3")
     red = [pixels(image) for image in v.images("#prompt-grid img")]
