@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import math
+import os
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -26,7 +28,7 @@ from ganserve.serve.admission import Admission, Ticket
 from ganserve.serve.backends.base import REQUEST_DEADLINE, Backend
 from ganserve.serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
 from ganserve.serve.images import ImageFormat
-from ganserve.serve.repository import TOKENIZERS, ModelKind, ModelVersion, Repository
+from ganserve.serve.repository import TOKENIZERS, LoadProblem, ModelKind, ModelVersion, Repository
 from ganserve.serve.settings import Settings, parse_default_models
 from ganserve.text import is_blank
 
@@ -35,6 +37,9 @@ DEFAULT_FRAME_DURATION_MS = 100
 MAX_FRAME_DURATION_MS = 60_000
 _INLINE_MAX_SIZE = 64 * 1024  # image work up to this many values (or bytes) runs on the event loop
 _MAX_NAME_IN_MESSAGE = 64
+# Metadata of how a model was trained: shown by /models only with models_show_training
+TRAINING_METADATA = frozenset({"ganserve.training_commit", "ganserve.training_data", "ganserve.training_steps",
+                               "ganserve.config"})
 DEFAULT_MIX = 0.5
 _PROMPT_WHITESPACE = "\t\n\r"  # the only control characters a prompt may hold (they become spaces)
 T = TypeVar("T")
@@ -136,6 +141,20 @@ class GatewayService:
     def repository(self) -> Repository:
         """Loaded models (every version) and load problems."""
         return self._backend.repository
+
+    def public_metadata(self, mv: ModelVersion) -> dict[str, str]:
+        """What ``/models`` and ``ListModels`` show of a model's metadata: without the training details
+        (:data:`TRAINING_METADATA`; the model card has them) unless ``models_show_training``."""
+        if self._settings.models_show_training:
+            return dict(mv.metadata)
+        return {k: v for k, v in mv.metadata.items() if k not in TRAINING_METADATA}
+
+    def public_problems(self) -> list[LoadProblem]:
+        """Load problems as ``/models`` and ``ListModels`` show them: paths relative to the repository
+        (the log has them whole)."""
+        repo = self._backend.repository
+        root = str(repo.root).rstrip(os.sep) + os.sep
+        return [dataclasses.replace(p, message=p.message.replace(root, "")) for p in repo.problems]
 
     def default_model(self, kind: ModelKind) -> str | None:
         """The model a request of ``kind`` that names none gets: the only loaded one of the kind, or

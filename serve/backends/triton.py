@@ -89,10 +89,12 @@ class TritonBackend:
                 and any(m.ready for m in self._models.values()))
 
     def readiness(self) -> str:
+        """Why the backend is (not) ready, for clients (``/readyz``): no address, no raw error (the log
+        has them: :meth:`_check`)."""
         if not self._server_ready:
-            return f"Triton at {self._url} is not available ({self._server_problem})"
+            return "Triton (the inference server) is not available"
         if not any(m.ready for m in self._models.values()):
-            return f"no model is ready on Triton at {self._url}"
+            return "no model is ready on Triton (the inference server)"
         return "ready"
 
     async def load(self) -> None:
@@ -133,7 +135,7 @@ class TritonBackend:
         if entry is None or model not in self._repository.models:
             raise ModelNotFound(f"model {model!r} version {version} is not loaded")
         if not self._server_ready:
-            raise NotReady(f"Triton at {self._url} is not available ({self._server_problem})", model=model)
+            raise NotReady("Triton (the inference server) is not available; retry shortly", model=model)
         if not entry.ready:
             raise NotReady(f"model {model!r} version {version} is not ready on Triton", model=model)
         rows = len(next(iter(inputs.values())))
@@ -194,7 +196,8 @@ class TritonBackend:
             self._server_ready = False  # the watcher confirms, and re-checks everything on return
             self._server_problem = message
             self._wake.set()  # the watcher confirms and re-checks now
-            return NotReady(f"Triton at {self._url} is not available: {message}", model=mv.name)
+            log.warning("Triton at %s failed a request for model %s: %s", self._url, mv.name, message)
+            return NotReady("Triton (the inference server) is not available; retry shortly", model=mv.name)
         if status.endswith("DEADLINE_EXCEEDED"):
             return DeadlineExceeded(f"Triton did not answer for model {mv.name!r} in time: {message}",
                                     model=mv.name)

@@ -154,12 +154,12 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     return context.time_remaining()
 
 
-def model_message(mv: ModelVersion, *, is_default: bool = False) -> pb.Model:
+def model_message(mv: ModelVersion, *, is_default: bool, metadata: dict[str, str]) -> pb.Model:
     return pb.Model(name=mv.name, version=mv.version, kind=mv.kind, is_default=is_default,
                     max_batch_size=mv.max_batch_size,
                     value_range=list(mv.value_range or ()), latent_dim=mv.latent_dim or 0,
                     channels=mv.channels or 0, image_size=mv.image_size or 0, scale=mv.scale or 0,
-                    metadata=dict(mv.metadata), tokenizer=mv.tokenizer or "", max_tokens=mv.max_tokens or 0,
+                    metadata=metadata, tokenizer=mv.tokenizer or "", max_tokens=mv.max_tokens or 0,
                     embedding_dim=mv.embedding_dim or 0,
                     steps=[pb.ModelStep(model=s.model, version=s.version) for s in mv.steps])
 
@@ -211,12 +211,12 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     @_rpc("list_models")
     async def ListModels(self, request: pb.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
-        repo = self._service.repository()
+        service = self._service
         return pb.ListModelsResponse(
-            models=[model_message(mv, is_default=self._service.is_default(mv))
-                    for versions in repo.models.values() for mv in versions],
+            models=[model_message(mv, is_default=service.is_default(mv), metadata=service.public_metadata(mv))
+                    for versions in service.repository().models.values() for mv in versions],
             problems=[pb.ModelProblem(model=p.model, version=p.version, message=p.message)
-                      for p in repo.problems])
+                      for p in service.public_problems()])
 
 
 def _parse(message: type[Message]) -> Callable[[bytes], Message | Malformed]:

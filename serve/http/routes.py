@@ -137,7 +137,7 @@ async def upscale(request: Request,
                         headers=headers)
 
 
-def _model_out(mv: ModelVersion, *, is_default: bool) -> dict:
+def _model_out(mv: ModelVersion, *, is_default: bool, metadata: dict[str, str]) -> dict:
     return {"name": mv.name, "version": mv.version, "kind": mv.kind, "is_default": is_default,
             "max_batch_size": mv.max_batch_size,
             "value_range": list(mv.value_range) if mv.value_range else None, "latent_dim": mv.latent_dim,
@@ -145,7 +145,7 @@ def _model_out(mv: ModelVersion, *, is_default: bool) -> dict:
             "tokenizer": mv.tokenizer, "max_tokens": mv.max_tokens, "embedding_dim": mv.embedding_dim,
             "vocabulary": {a: {v: list(w) for v, w in values.items()} for a, values in mv.vocabulary.items()}
             if mv.vocabulary else None,
-            "steps": [{"model": s.model, "version": s.version} for s in mv.steps], "metadata": dict(mv.metadata)}
+            "steps": [{"model": s.model, "version": s.version} for s in mv.steps], "metadata": metadata}
 
 
 @router.get("/models", name="list_models", summary="Loaded models and load problems",
@@ -153,12 +153,12 @@ def _model_out(mv: ModelVersion, *, is_default: bool) -> dict:
 async def list_models(request: Request) -> JSONResponse:
     runtime = _runtime(request)
     with runtime.metrics.track(protocol="http", endpoint="list_models"):
-        repo = runtime.service.repository()
+        service = runtime.service
         return JSONResponse({
-            "models": [_model_out(mv, is_default=runtime.service.is_default(mv))
-                       for versions in repo.models.values() for mv in versions],
+            "models": [_model_out(mv, is_default=service.is_default(mv), metadata=service.public_metadata(mv))
+                       for versions in service.repository().models.values() for mv in versions],
             "problems": [{"model": p.model, "version": p.version, "message": p.message}
-                         for p in repo.problems]})
+                         for p in service.public_problems()]})
 
 
 @router.get("/healthz", name="healthz", summary="Liveness", response_model=schemas.Status)
