@@ -91,6 +91,26 @@ async function busy(button, work) {
   }
 }
 
+// A panel's form sent: ``build(form)`` makes the request (a mistake in it is the panel's message),
+// ``send(request)`` asks the gateway and shows the answer (a refusal is the panel's message), then the
+// metrics refresh. The button is disabled meanwhile.
+async function submitPanel(panel, form, build, send) {
+  await busy($("button[type=submit]", form), async () => {
+    let request;
+    try {
+      request = build(form);
+    } catch (err) {
+      return fail(panel, err);
+    }
+    try {
+      await send(request);
+    } catch (err) {
+      fail(panel, err);
+    }
+    refreshMetrics();
+  });
+}
+
 // An <img> that only joins the page once it decoded: a failure becomes a message, never a broken image.
 function loadImage(src, alt) {
   return new Promise((resolve, reject) => {
@@ -271,29 +291,17 @@ function select(panel, tile, src) {
 async function generateGrid(event) {
   event.preventDefault();
   const panel = $("#grid-panel");
-  const form = event.target;
-  await busy($("button[type=submit]", form), async () => {
-    let request;
-    try {
-      request = compact({
-        model: form.model.value, n: numberOf(form.n, "images"), seed: seedOf(form.seed),
-        truncation: numberOf(form.truncation, "truncation", { optional: true }),
-      });
-    } catch (err) {
-      return fail(panel, err);
-    }
-    try {
-      const response = await api("generate", { method: "POST", json: request });
-      const seeds = (response.headers.get("X-Ganserve-Seed") || "").split(",");
-      const body = await response.json();
-      await renderImages($("#grid"), body, seeds, panel);
-      $("#grid-detail").hidden = true;
-      showMessage(panel, `${body.images.length} images from ${body.model} v${body.version}, seeds ${seeds[0]}` +
-        (seeds.length > 1 ? ` … ${seeds[seeds.length - 1]}` : ""), "ok");
-    } catch (err) {
-      fail(panel, err);
-    }
-    refreshMetrics();
+  await submitPanel(panel, event.target, (form) => compact({
+    model: form.model.value, n: numberOf(form.n, "images"), seed: seedOf(form.seed),
+    truncation: numberOf(form.truncation, "truncation", { optional: true }),
+  }), async (request) => {
+    const response = await api("generate", { method: "POST", json: request });
+    const seeds = (response.headers.get("X-Ganserve-Seed") || "").split(",");
+    const body = await response.json();
+    await renderImages($("#grid"), body, seeds, panel);
+    $("#grid-detail").hidden = true;
+    showMessage(panel, `${body.images.length} images from ${body.model} v${body.version}, seeds ${seeds[0]}` +
+      (seeds.length > 1 ? ` … ${seeds[seeds.length - 1]}` : ""), "ok");
   });
 }
 
@@ -328,39 +336,27 @@ function play(on) {
 async function runWalk(event) {
   event.preventDefault();
   const panel = $("#walk-panel");
-  const form = event.target;
-  await busy($("button[type=submit]", form), async () => {
-    let request;
-    try {
-      request = compact({
-        model: form.model.value, seed_a: seedOf(form.seed_a), seed_b: seedOf(form.seed_b),
-        frames: numberOf(form.frames, "frames"), frame_duration_ms: numberOf(form.frame_duration_ms, "ms per frame"),
-        truncation: numberOf(form.truncation, "truncation", { optional: true }), format: "png",
-      });
-    } catch (err) {
-      return fail(panel, err);
-    }
-    try {
-      const response = await api("interpolate", { method: "POST", json: request });
-      const [seedA, seedB] = (response.headers.get("X-Ganserve-Seed") || ",").split(",");
-      const body = await response.json();
-      const images = await Promise.all(body.frames.map((f, i) => loadImage(dataUrl(f), `frame ${i + 1}`)));
-      play(false);
-      Object.assign(walk, { frames: images.map((img) => img.src), t: body.t, index: 0, direction: 1,
-        delay: request.frame_duration_ms, request: { ...request, seed_a: BigInt(seedA), seed_b: BigInt(seedB) } });
-      $("#walk-strip").replaceChildren(...images.map((img, i) => {
-        img.addEventListener("click", () => { play(false); showFrame(i); });
-        return img;
-      }));
-      $("#walk-scrub").max = images.length - 1;
-      $("#walk").hidden = false;
-      showFrame(0);
-      play(true);
-      showMessage(panel, `${images.length} frames from seed ${seedA} to seed ${seedB} (${body.model} v${body.version})`, "ok");
-    } catch (err) {
-      fail(panel, err);
-    }
-    refreshMetrics();
+  await submitPanel(panel, event.target, (form) => compact({
+    model: form.model.value, seed_a: seedOf(form.seed_a), seed_b: seedOf(form.seed_b),
+    frames: numberOf(form.frames, "frames"), frame_duration_ms: numberOf(form.frame_duration_ms, "ms per frame"),
+    truncation: numberOf(form.truncation, "truncation", { optional: true }), format: "png",
+  }), async (request) => {
+    const response = await api("interpolate", { method: "POST", json: request });
+    const [seedA, seedB] = (response.headers.get("X-Ganserve-Seed") || ",").split(",");
+    const body = await response.json();
+    const images = await Promise.all(body.frames.map((f, i) => loadImage(dataUrl(f), `frame ${i + 1}`)));
+    play(false);
+    Object.assign(walk, { frames: images.map((img) => img.src), t: body.t, index: 0, direction: 1,
+      delay: request.frame_duration_ms, request: { ...request, seed_a: BigInt(seedA), seed_b: BigInt(seedB) } });
+    $("#walk-strip").replaceChildren(...images.map((img, i) => {
+      img.addEventListener("click", () => { play(false); showFrame(i); });
+      return img;
+    }));
+    $("#walk-scrub").max = images.length - 1;
+    $("#walk").hidden = false;
+    showFrame(0);
+    play(true);
+    showMessage(panel, `${images.length} frames from seed ${seedA} to seed ${seedB} (${body.model} v${body.version})`, "ok");
   });
 }
 
@@ -414,37 +410,32 @@ let promptRun = 0;
 async function generatePrompt(event) {
   if (event) event.preventDefault();
   const panel = $("#prompt-panel");
-  const form = $("#prompt-form");
   const run = ++promptRun;
-  await busy($("button[type=submit]", form), async () => {
-    let request;
+  await submitPanel(panel, $("#prompt-form"), (form) => {
+    const promptB = form.prompt_b.value.trim() ? form.prompt_b.value : undefined;
+    return compact({
+      model: form.model.value, prompt: form.prompt.value, prompt_b: promptB,
+      mix: promptB === undefined ? undefined : Number(form.mix.value),
+      n: numberOf(form.n, "images"), seed: seedOf(form.seed),
+    });
+  }, async (request) => {
+    let response, body;
     try {
-      const promptB = form.prompt_b.value.trim() ? form.prompt_b.value : undefined;
-      request = compact({
-        model: form.model.value, prompt: form.prompt.value, prompt_b: promptB,
-        mix: promptB === undefined ? undefined : Number(form.mix.value),
-        n: numberOf(form.n, "images"), seed: seedOf(form.seed),
-      });
+      response = await api("generate", { method: "POST", json: request });
+      body = await response.json();
     } catch (err) {
-      return fail(panel, err);
+      if (run === promptRun) throw err;
     }
-    try {
-      const response = await api("generate", { method: "POST", json: request });
-      const seeds = (response.headers.get("X-Ganserve-Seed") || "").split(",");
-      const body = await response.json();
-      if (run !== promptRun) return; // a newer request (the mix slider moved again) wins
-      const grid = $("#prompt-grid");
-      await renderImages(grid, body, seeds, panel);
-      grid.dataset.mix = request.mix ?? "";
-      const warnings = $("#prompt-warnings");
-      warnings.replaceChildren(...body.warnings.map((w) => el("li", { textContent: w })));
-      warnings.hidden = body.warnings.length === 0;
-      showMessage(panel, `“${request.prompt}”` + (request.prompt_b ? ` mixed with “${request.prompt_b}” at ${request.mix.toFixed(2)}` : "") +
-        ` · ${body.model} v${body.version}`, "ok");
-    } catch (err) {
-      if (run === promptRun) fail(panel, err);
-    }
-    refreshMetrics();
+    if (run !== promptRun) return; // a newer request (the mix slider moved again) wins
+    const seeds = (response.headers.get("X-Ganserve-Seed") || "").split(",");
+    const grid = $("#prompt-grid");
+    await renderImages(grid, body, seeds, panel);
+    grid.dataset.mix = request.mix ?? "";
+    const warnings = $("#prompt-warnings");
+    warnings.replaceChildren(...body.warnings.map((w) => el("li", { textContent: w })));
+    warnings.hidden = body.warnings.length === 0;
+    showMessage(panel, `“${request.prompt}”` + (request.prompt_b ? ` mixed with “${request.prompt_b}” at ${request.mix.toFixed(2)}` : "") +
+      ` · ${body.model} v${body.version}`, "ok");
   });
 }
 
