@@ -16,6 +16,7 @@ from pathlib import Path
 from ganserve.errors import UsageError
 from ganserve.training.checkpoint import model_kind
 from ganserve.training.metrics import super_resolution, text_conditional, unconditional
+from ganserve.training.progress import bars, wanted
 from ganserve.usage import UsageParser
 
 
@@ -120,6 +121,8 @@ def parser(evaluator: Evaluator) -> UsageParser:
     p.add_argument("model", help="checkpoint.pt (its EMA generator) or model.onnx")
     evaluator.add_options(p)
     p.add_argument("--json", help="also write the report to this JSON file")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (there are none when stderr is not a terminal)")
     return p
 
 
@@ -138,5 +141,7 @@ def main(argv: list[str]) -> int:
             return 0
         raise UsageError("evaluate needs a model: a checkpoint .pt or an .onnx file (ganserve evaluate MODEL ...)")
     evaluator = evaluator_for(model_kind(model))
-    evaluator.run(parser(evaluator).parse_args(argv))
+    args = parser(evaluator).parse_args(argv)
+    with bars(wanted(args.no_progress)):  # a bar per generation, scoring and upscaling loop
+        evaluator.run(args)
     return 0

@@ -27,6 +27,7 @@ from ganserve.errors import UsageError
 from ganserve.training.data.captions import N_COLOURS, N_DIGITS, load_colour_mnist
 from ganserve.training.data.images import load_mnist, to_unit_range
 from ganserve.training.data.sampler import BatchSampler
+from ganserve.training.progress import track
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MNIST_ASSET = ASSETS / "mnist_classifier.pt"
@@ -124,7 +125,7 @@ def readout(net: AttributeClassifier, images: torch.Tensor, *, batch: int = 500)
     """uint8 [N, 3, 28, 28] -> (features [N, 128] float64 numpy, digit probabilities [N, 10], colour
     probabilities [N, 9])."""
     feats, digits, colours = [], [], []
-    for i in range(0, images.shape[0], batch):
+    for i in track(range(0, images.shape[0], batch), desc=f"scoring {images.shape[0]} images"):
         f, d, c = net(to_unit_range(images[i: i + batch]))
         feats.append(f.double())
         digits.append(d.softmax(1))

@@ -30,6 +30,7 @@ from ganserve.training.checkpoint import load_generator, model_file
 from ganserve.training.config import DataConfig
 from ganserve.training.data.sr import bicubic_resize, load_sr_images, make_pair
 from ganserve.training.files import onnx_session
+from ganserve.training.progress import track
 
 
 def rgb_to_y(image: np.ndarray) -> np.ndarray:
@@ -135,7 +136,7 @@ def evaluate_upscaler(upscale: Upscaler, images: list[tuple[str, np.ndarray]], *
                       reference: tuple[str, Upscaler] | None = None) -> SRReport:
     """Scores of ``upscale`` on ``images``; ``reference`` = (name, upscaler) is measured alongside."""
     scores, tiled = [], []
-    for name, image in images:
+    for name, image in track(images, desc=f"upscaling {len(images)} images", unit="image"):
         pair = make_pair(name, image, scale)
         h, w = pair.hr.shape[:2]
         sr = upscale(pair.lr)

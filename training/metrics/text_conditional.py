@@ -55,6 +55,7 @@ from ganserve.training.files import onnx_session
 from ganserve.training.metrics.classifiers import load_attribute_classifier, readout
 from ganserve.training.metrics.distances import fid
 from ganserve.training.metrics.unconditional import as_mnist_frame, seed_latents
+from ganserve.training.progress import track
 
 DIVERSITY_TARGET = 0.5        # per-prompt diversity (held-out prompts), as a share of real within-class diversity
 MIX_CONFIDENCE_TARGET = 0.5   # every mix step's mean digit confidence
@@ -132,7 +133,7 @@ def run_prompts(model: TextToImage, prompts: Sequence[str], z: torch.Tensor, *, 
     """uint8 images [len(prompts), 3, S, S], prompt i with z[i]."""
     tokens = model.tokens(prompts)
     return torch.cat([model.generate(z[i: i + batch], model.embed(tokens[i: i + batch]))
-                      for i in range(0, len(prompts), batch)])
+                      for i in track(range(0, len(prompts), batch), desc=f"generating {len(prompts)} images")])
 
 
 def generate_for(model: TextToImage, combos: list[tuple[int, int]], n: int, *, held_out_phrasing: bool,

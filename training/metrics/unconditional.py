@@ -38,6 +38,7 @@ from ganserve.training.data.images import (
 from ganserve.training.files import onnx_session
 from ganserve.training.metrics.classifiers import load_classifier
 from ganserve.training.metrics.distances import fid, kid
+from ganserve.training.progress import track
 
 TRUNCATIONS: tuple[float | None, ...] = (None, 1.5, 1.0, 0.7, 0.5)  # the curve's points; None is t = inf
 
@@ -47,7 +48,7 @@ def features_and_probabilities(images: torch.Tensor, *, batch: int = 500) -> tup
     """uint8 [N, 1, 28, 28] -> (features [N, D] float64, class probabilities [N, 10])."""
     net = load_classifier()
     feats, probs = [], []
-    for i in range(0, images.shape[0], batch):
+    for i in track(range(0, images.shape[0], batch), desc=f"scoring {images.shape[0]} images"):
         f, logits = net.features_and_logits(to_unit_range(images[i: i + batch]))
         feats.append(f.double().numpy())
         probs.append(logits.softmax(1).double().numpy())
@@ -161,7 +162,7 @@ def generate(model_path: str | Path, *, samples: int, seed: int = 0, truncation:
         run = lambda z: loaded.model(z)
     out = []
     with torch.no_grad():
-        for i in range(0, samples, batch):
+        for i in track(range(0, samples, batch), desc=f"generating {samples} images"):
             seeds = range(seed + i, seed + min(samples, i + batch))
             out.append(to_uint8(run(torch.from_numpy(seed_latents(seeds, latent_dim=latent, truncation=truncation)))))
     images = torch.cat(out)
