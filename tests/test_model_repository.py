@@ -91,3 +91,22 @@ def test_shipped_text2img_follows_held_out_prompts():
     want_d = torch.tensor([d for d, _ in combos for _ in range(3)])
     want_c = torch.tensor([c for _, c in combos for _ in range(3)])
     assert (digit == want_d).float().mean() >= 0.85 and (colour == want_c).float().mean() >= 0.9
+
+
+@pytest.mark.skipif(not (REPO / "srgan").is_dir(), reason="srgan is not shipped")
+def test_shipped_srgan_is_sharper_than_srresnet_and_beats_bicubic():
+    """On a held-out photo (chelsea, a 160x160 crop): the SRGAN's output has more high-frequency energy
+    than the SRResNet's, and still scores above bicubic on PSNR (the card has the full figures)."""
+    from ganserve.training.data.sr import bicubic_resize, make_pair
+    from ganserve.training.metrics.super_resolution import held_out_images, load_upscaler, psnr_y, sharpness_y
+
+    images, _ = held_out_images(None, None)
+    hr = dict(images)["chelsea"][60:220, 200:360]
+    pair = make_pair("chelsea", hr, 4)
+    bicubic = bicubic_resize(pair.lr, pair.hr.shape[:2])
+    scores = {}
+    for name in ("srresnet", "srgan"):
+        sr = load_upscaler(REPO / name / "1" / "model.onnx")[0](pair.lr)
+        scores[name] = (psnr_y(sr, pair.hr, border=4), sharpness_y(sr, pair.hr, border=4))
+    assert scores["srgan"][1] > 1.2 * scores["srresnet"][1], scores
+    assert scores["srgan"][0] > psnr_y(bicubic, pair.hr, border=4), scores

@@ -5,6 +5,7 @@ the Triton address and the repository path are changed, as the cluster's DNS and
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.deploy.helpers import REPO, container, env_of
 
@@ -56,6 +58,15 @@ def test_the_rendered_gateway_serves_through_a_real_triton(render, tmp_path: Pat
                        timeout=30)
         assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
         assert r.headers["x-ganserve-seed"] == "7"
+        if (SHIPPED / "srgan").is_dir() and (SHIPPED / "srresnet").is_dir():
+            # two super-resolution models: the chart's defaultModels gives a call naming none srresnet
+            assert env["GANSERVE_DEFAULT_MODELS"] == "super-resolution=srresnet"
+            png = io.BytesIO()
+            Image.new("RGB", (12, 10), (90, 140, 30)).save(png, "PNG")
+            for params, model in (({}, "srresnet"), ({"model": "srgan"}, "srgan")):
+                r = httpx.post(f"{url}/upscale", params=params, content=png.getvalue(),
+                               headers={"Content-Type": "image/png"}, timeout=60)
+                assert r.status_code == 200 and r.json()["model"] == model, r.text
     finally:
         if gateway is not None:
             gateway.terminate()

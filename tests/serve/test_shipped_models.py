@@ -19,8 +19,10 @@ from tests.serve.helpers import RunningGateway, running_gateway, test_settings
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 DCGAN = REPOSITORY / "dcgan" / "1" / "model.onnx"
 SRRESNET = REPOSITORY / "srresnet" / "1" / "model.onnx"
+SRGAN = REPOSITORY / "srgan" / "1" / "model.onnx"
 needs_dcgan = pytest.mark.skipif(not DCGAN.is_file(), reason=f"{DCGAN} is not shipped yet")
 needs_srresnet = pytest.mark.skipif(not SRRESNET.is_file(), reason=f"{SRRESNET} is not shipped yet")
+needs_srgan = pytest.mark.skipif(not SRGAN.is_file(), reason=f"{SRGAN} is not shipped yet")
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +71,35 @@ def test_srresnet_upscales_a_small_image(shipped: RunningGateway) -> None:
     assert r.status_code == 200, r.text
     out = Image.open(io.BytesIO(r.content))
     assert out.size == (120, 80) and out.text["ganserve.model"] == "srresnet"
+
+
+@pytest.mark.slow
+@needs_srresnet
+@needs_srgan
+def test_upscale_names_srgan_or_gets_the_default_srresnet_over_http_and_grpc(shipped: RunningGateway) -> None:
+    """Two super-resolution models ship: /models marks srresnet as the default (the gateway's
+    default_models), a call naming none gets it, and model=srgan gets the SRGAN, over both protocols."""
+    listed = httpx.get(f"{shipped.http_url}/models").json()["models"]
+    assert {m["name"]: m["is_default"] for m in listed if m["kind"] == "super-resolution"} == \
+        {"srresnet": True, "srgan": False}
+    rng = np.random.default_rng(1)
+    source = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (18, 26, 3), dtype=np.uint8)).save(source, "PNG")
+    png = source.getvalue()
+    over_http = {}
+    for model in (None, "srgan"):
+        r = httpx.post(f"{shipped.http_url}/upscale", params={"model": model} if model else {}, content=png,
+                       headers={"Content-Type": "image/png", "Accept": "image/png"}, timeout=60)
+        assert r.status_code == 200, r.text
+        out = Image.open(io.BytesIO(r.content))
+        assert out.size == (104, 72)
+        over_http[out.text["ganserve.model"]] = np.asarray(out.convert("RGB"))
+    assert set(over_http) == {"srresnet", "srgan"}
+    assert np.abs(over_http["srgan"].astype(int) - over_http["srresnet"]).mean() > 0.5  # two different models
+    with grpc.insecure_channel(shipped.grpc_target) as channel:
+        stub = pb_grpc.GatewayStub(channel)
+        for model, expected in (("", "srresnet"), ("srgan", "srgan")):
+            reply = stub.Upscale(pb.UpscaleRequest(model=model, image=pb.Image(data=png)), timeout=60)
+            assert reply.model == expected and reply.version == 1
+            got = np.asarray(Image.open(io.BytesIO(reply.image.data)).convert("RGB"))
+            assert np.array_equal(got, over_http[expected])
