@@ -15,9 +15,10 @@ from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).resolve().parent / "static"
 PLAYGROUND_ASSETS = "/playground"  # static/ as served: app.js, style.css, favicon.svg
-DOCS_ASSETS = "/docs-assets"  # swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js
+DOCS_ASSETS = "/docs-assets"  # swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js, favicon.svg
 DOCS_PACKAGE = "fastapi_offline"  # the package that ships those files, in its folder static/
-# ReDoc's credit line shows a logo from a CDN: served with our icon instead (a URL relative to /redoc).
+# ReDoc's credit line shows a logo from a CDN: served with the gateway's icon instead (a URL relative to the
+# page, so it follows a root path).
 REDOC_CDN_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 # The playground loads only its own files and talks only to this gateway; images are data: and blob: URLs.
 PLAYGROUND_CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
@@ -54,12 +55,16 @@ def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/re
     async def redoc_script() -> Response:
         if not redoc_js:
             script = (assets / "redoc.standalone.js").read_bytes()
-            redoc_js.append(script.replace(REDOC_CDN_LOGO, f"{PLAYGROUND_ASSETS[1:]}/favicon.svg".encode()))
+            redoc_js.append(script.replace(REDOC_CDN_LOGO, f"{DOCS_ASSETS[1:]}/favicon.svg".encode()))
         return Response(redoc_js[0], media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
+
+    @app.get(f"{DOCS_ASSETS}/favicon.svg", include_in_schema=False)  # the pages need nothing from install_playground
+    async def docs_icon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
     oauth2_redirect_url = f"{docs_url}/oauth2-redirect"
-    icon = f"{PLAYGROUND_ASSETS}/favicon.svg"
+    icon = f"{DOCS_ASSETS}/favicon.svg"
     # no online validator badge (Swagger UI would send the schema to validator.swagger.io)
     swagger_parameters = {**(app.swagger_ui_parameters or {}), "validatorUrl": None}
 

@@ -106,30 +106,34 @@ class Visit:
 
 
 @pytest.fixture
-def visit(browser: Any, gateway: RunningGateway) -> Iterator[Any]:
-    """``visit(path)`` opens a page of the gateway in a fresh browser context. Afterwards: no script
-    errors, and no request left the gateway (any attempt is also aborted, so nothing goes out)."""
+def visit(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``visit(path, origin=...)`` opens a page of a gateway (by default the shipped models' one) in a fresh
+    browser context. Afterwards: no script errors, and no request left the page's gateway (any attempt
+    is also aborted, so nothing goes out)."""
     visits: list[Visit] = []
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    origins: list[str] = []
 
     def stay_local(route: Any) -> None:
         url = route.request.url
-        if urlsplit(url).scheme in ("data", "blob") or url.startswith(gateway.http_url + "/"):
+        if urlsplit(url).scheme in ("data", "blob") or any(url.startswith(o + "/") for o in origins):
             route.continue_()
         else:
             route.abort()
 
     context.route("**/*", stay_local)
 
-    def open_page(path: str = "/", *, wait_ready: bool = True) -> Visit:
+    def open_page(path: str = "/", *, origin: str | None = None, wait_ready: bool = True) -> Visit:
+        origin = origin or request.getfixturevalue("gateway").http_url
+        origins.append(origin)
         page = context.new_page()
         page.set_default_timeout(30_000)
-        v = Visit(page, gateway.http_url)
+        v = Visit(page, origin)
         page.on("request", lambda r: v.requests.append(r.url))
         page.on("pageerror", lambda e: v.errors.append(str(e)))
         page.on("console", lambda m: v.errors.append(m.text) if m.type == "error" and "status of" not in m.text
                 else None)
-        page.goto(gateway.http_url + path)
+        page.goto(origin + path)
         if wait_ready and path == "/":
             page.wait_for_selector("body[data-ready=true]", state="attached")
         visits.append(v)

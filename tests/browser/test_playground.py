@@ -164,7 +164,9 @@ def test_drag_and_drop_upscale_shows_before_after_and_the_time(visit, gateway: R
     (before,), (after,) = v.images("#before"), v.images("#after")
     assert before.size == (32, 24) and np.array_equal(pixels(before), pixels(picture))
     assert after.size == (128, 96)  # x4
-    r = httpx.post(f"{gateway.http_url}/upscale", content=picture,
+    model, version = page.input_value("#upscale-form [name=model]").split("@")  # the default, or the first
+    assert f"· {model} v{version} ·" in page.text_content("#upscale-info")
+    r = httpx.post(f"{gateway.http_url}/upscale", params={"model": model, "version": version}, content=picture,
                    headers={"Content-Type": "image/png", "Accept": "image/png"}, timeout=60)
     assert r.status_code == 200, r.text
     assert np.array_equal(pixels(after), pixels(r.content))

@@ -128,6 +128,12 @@ const dataUrl = (image) => `data:${image.media_type};base64,${image.data}`;
 
 const state = { limits: {}, models: [], selected: null };
 
+// Pages and endpoints a gateway may serve on another port only (its docs_endpoint, metrics_endpoint
+// settings): answered 404 here, their links go and the page goes on without them.
+function absent(what) {
+  $$(`[data-needs=${what}]`).forEach((node) => node.remove());
+}
+
 async function loadLimits() {
   try {
     const schema = await (await api("openapi.json")).json();
@@ -141,8 +147,9 @@ async function loadLimits() {
       truncation: (gen.truncation.anyOf || [gen.truncation]).map((v) => v.minimum).find((m) => m !== undefined)
         ?? gen.truncation.minimum,
     };
-  } catch (_) {
+  } catch (err) {
     state.limits = {}; // no schema: the gateway still checks every request
+    if (err.status === 404) absent("docs");
   }
   for (const input of $$("input[name=n]")) if (state.limits.n) input.max = state.limits.n;
   const frames = $("#walk-form [name=frames]");
@@ -169,10 +176,12 @@ async function loadModels() {
     const kind = panel.dataset.kind;
     const select = $("select[name=model]", panel);
     const models = state.models.filter((m) => m.kind === kind);
+    // what a request naming no model gets: the default model's latest version
+    const latest = models.filter((m) => m.is_default).sort((a, b) => b.version - a.version)[0];
     const previous = select.value;
     select.replaceChildren(...models.map((m) => el("option", {
-      value: m.name, textContent: `${m.name} v${m.version}${m.is_default ? " (default)" : ""}`,
-      selected: previous ? m.name === previous : m.is_default,
+      value: `${m.name}@${m.version}`, textContent: `${m.name} v${m.version}${m === latest ? " (default)" : ""}`,
+      selected: previous ? `${m.name}@${m.version}` === previous : m === latest,
     })));
     const none = models.length === 0;
     for (const control of $$("input, select, button", $("form", panel))) control.disabled = none;
@@ -182,7 +191,17 @@ async function loadModels() {
   $("#prompt-form [name=mix]").disabled = !$("#prompt-form [name=prompt_b]").value.trim();
 }
 
-const modelNamed = (name) => state.models.find((m) => m.name === name);
+// The model version a panel's select names ("name@version"), as request fields.
+function chosen(select) {
+  const at = select.value.lastIndexOf("@");
+  return { model: select.value.slice(0, at), version: Number(select.value.slice(at + 1)) };
+}
+
+// ... and as /models lists it.
+function listedModel(select) {
+  const { model, version } = chosen(select);
+  return state.models.find((m) => m.name === model && m.version === version);
+}
 
 function shapeOf(m) {
   switch (m.kind) {
@@ -208,13 +227,12 @@ function renderModels(body) {
     const details = el("details", {}, el("summary", { textContent: "metadata" }),
       el("dl", {}, ...Object.entries(m.metadata).filter(([k]) => k !== "ganserve.config")
         .flatMap(([k, v]) => [el("dt", { textContent: k.replace(/^ganserve\./, "") }), el("dd", { textContent: v })])));
-    const trained = [m.metadata["ganserve.training_steps"] && `${m.metadata["ganserve.training_steps"]} steps`,
-      m.metadata["ganserve.family"]].filter(Boolean).join(", ");
+    const family = m.metadata["ganserve.family"] || "";
     return el("tr", { dataset: { model: m.name } },
       el("td", {}, el("strong", { textContent: m.name }), ` v${m.version}`, steps),
       el("td", {}, m.kind, m.is_default ? el("span", { className: "badge", textContent: "default" }) : null),
       el("td", { textContent: shapeOf(m) }),
-      el("td", {}, trained, details));
+      el("td", {}, family, details));
   });
   $("#models-table tbody").replaceChildren(...rows);
   const problems = $("#model-problems");
@@ -292,7 +310,7 @@ async function generateGrid(event) {
   event.preventDefault();
   const panel = $("#grid-panel");
   await submitPanel(panel, event.target, (form) => compact({
-    model: form.model.value, n: numberOf(form.n, "images"), seed: seedOf(form.seed),
+    ...chosen(form.model), n: numberOf(form.n, "images"), seed: seedOf(form.seed),
     truncation: numberOf(form.truncation, "truncation", { optional: true }),
   }), async (request) => {
     const response = await api("generate", { method: "POST", json: request });
@@ -337,7 +355,7 @@ async function runWalk(event) {
   event.preventDefault();
   const panel = $("#walk-panel");
   await submitPanel(panel, event.target, (form) => compact({
-    model: form.model.value, seed_a: seedOf(form.seed_a), seed_b: seedOf(form.seed_b),
+    ...chosen(form.model), seed_a: seedOf(form.seed_a), seed_b: seedOf(form.seed_b),
     frames: numberOf(form.frames, "frames"), frame_duration_ms: numberOf(form.frame_duration_ms, "ms per frame"),
     truncation: numberOf(form.truncation, "truncation", { optional: true }), format: "png",
   }), async (request) => {
@@ -381,7 +399,7 @@ async function downloadGif(event) {
 
 function renderVocabulary() {
   const box = $("#vocabulary");
-  const model = modelNamed($("#prompt-form [name=model]").value);
+  const model = listedModel($("#prompt-form [name=model]"));
   if (!model) return box.replaceChildren();
   if (!model.vocabulary) {
     box.replaceChildren(el("p", { className: "hint", textContent:
@@ -414,7 +432,7 @@ async function generatePrompt(event) {
   await submitPanel(panel, $("#prompt-form"), (form) => {
     const promptB = form.prompt_b.value.trim() ? form.prompt_b.value : undefined;
     return compact({
-      model: form.model.value, prompt: form.prompt.value, prompt_b: promptB,
+      ...chosen(form.model), prompt: form.prompt.value, prompt_b: promptB,
       mix: promptB === undefined ? undefined : Number(form.mix.value),
       n: numberOf(form.n, "images"), seed: seedOf(form.seed),
     });
@@ -462,7 +480,8 @@ async function upscale(file, name) {
   showMessage(panel, `Upscaling ${name} (${(file.size / 1024).toFixed(1)} kB)…`, "info");
   const started = performance.now();
   try {
-    const query = new URLSearchParams({ model: form.model.value });
+    const { model, version } = chosen(form.model);
+    const query = new URLSearchParams({ model, version });
     const response = await api(`upscale?${query}`, { method: "POST", body: file, contentType: file.type, accept: "image/png" });
     const blob = await response.blob();
     const seconds = (performance.now() - started) / 1000;
@@ -547,10 +566,10 @@ function quantile(buckets, q) {
 const ms = (seconds) => (seconds === null || seconds === undefined || Number.isNaN(seconds) ? "–"
   : seconds === Infinity ? "> largest bucket" : seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(2)} s`);
 
-const metricsState = { previous: null, timer: null, pending: false };
+const metricsState = { previous: null, timer: null, pending: false, off: false };
 
 async function refreshMetrics() {
-  if (metricsState.pending) return;
+  if (metricsState.pending || metricsState.off) return;
   metricsState.pending = true;
   const panel = $("#metrics-panel");
   try {
@@ -558,7 +577,15 @@ async function refreshMetrics() {
     renderMetrics(parsePrometheus(text));
     showMessage(panel, "");
   } catch (err) {
-    fail(panel, err);
+    if (err.status === 404) {
+      clearInterval(metricsState.timer);
+      metricsState.off = true;
+      absent("metrics");
+      panel.classList.add("off");
+      showMessage(panel, "This gateway does not serve /metrics on this port (its metrics_endpoint setting).", "info");
+    } else {
+      fail(panel, err);
+    }
   } finally {
     metricsState.pending = false;
   }
