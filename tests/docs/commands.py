@@ -22,7 +22,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 GATEWAY = re.compile(r"\bcurl\b|\bgrpcurl\b|\bganserve (serve|generate|upscale|triton-cpu)\b|ganserve\.client"
                      r"|\bmake serve\b|scripts/serve\.sh|\b(localhost|127\.0\.0\.1):(8000|50051)\b")
 # Inline code spans considered as commands at all: those starting with a command word.
-_INLINE_COMMAND = re.compile(r"^(curl|grpcurl|wget|http|\.venv/bin/|ganserve |python|make |docker |helm "
+_INLINE_COMMAND = re.compile(r"^((curl|grpcurl|wget|http|https)\s|\.venv/bin/|ganserve |python|make |docker |helm "
                              r"|kubectl |scripts/)")
 _GANSERVE = r"^(\.venv/bin/)?ganserve"
 
@@ -159,8 +159,8 @@ def classify(command: Command) -> Classified | None:
         return None
     if command.python:
         return Classified(command, "python-block")
-    for pattern, reason in SKIPS:
-        if pattern.search(("inline: " if command.inline else "") + command.text):
+    for pattern, reason in SKIPS:  # a rule starting with "^(inline: )" is for inline spans only
+        if pattern.search(command.text) or (command.inline and pattern.search("inline: " + command.text)):
             return Classified(command, "skip", reason)
     for kind, pattern in RUNS:
         if pattern.search(command.text):

@@ -222,7 +222,7 @@ def test_the_extraction_reads_blocks_inline_spans_and_python(tmp_path: Path) -> 
     from tests.docs.commands import classify, extract
 
     page = tmp_path / "page.md"
-    page.write_text("Run `curl -s localhost:8000/healthz` or `ganserve serve`.\n\n"
+    page.write_text("Run `curl -s localhost:8000/healthz` or `ganserve serve`, then open `http://localhost:8000/`.\n\n"
                     "```sh\ncurl -s -X POST localhost:8000/generate \\\n  -d '{\"seed\": 1}'  # {\"a\": 1}\n"
                     "# a comment line\nganserve train --preset dcgan-mnist\n```\n\n"
                     "```console\n$ grpcurl -plaintext localhost:50051 list\nganserve.v1.Gateway\n```\n\n"
