@@ -5,7 +5,6 @@ generator, three broken models): it goes on without them, and the docs render of
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
