@@ -233,3 +233,27 @@ component's image already holds the models. Call with (dict "ctx" $ "component" 
       mountPath: /tmp
 {{- end }}
 {{- end }}
+
+{{/* API keys: the Secret holding the key file (an existing one, or the chart's), and where it is mounted. */}}
+{{- define "ganserve.gateway.apiKeysSecret" -}}
+{{- default (printf "%s-api-keys" (include "ganserve.gateway.fullname" .)) .Values.gateway.apiKeys.existingSecret }}
+{{- end }}
+
+{{- define "ganserve.gateway.apiKeysDir" -}}
+/etc/ganserve/api-keys
+{{- end }}
+
+{{- define "ganserve.gateway.adminName" -}}
+{{- printf "%s-admin" (include "ganserve.gateway.fullname" .) }}
+{{- end }}
+
+{{/* Combinations of the public-exposure values that cannot work, refused with what to change. */}}
+{{- define "ganserve.gateway.validateAccess" -}}
+{{- $g := .Values.gateway }}
+{{- if and $g.apiKeys.enabled (not $g.apiKeys.existingSecret) (not $g.apiKeys.entries) }}
+{{- fail "gateway.apiKeys.enabled needs the keys: gateway.apiKeys.existingSecret (a Secret holding the key file) or gateway.apiKeys.entries" }}
+{{- end }}
+{{- if and $g.apiKeys.enabled .Values.serviceMonitor.enabled (not $g.adminPort.enabled) }}
+{{- fail "with gateway.apiKeys.enabled, /metrics on the public port needs a key: set gateway.adminPort.enabled=true so that Prometheus scrapes the admin port" }}
+{{- end }}
+{{- end }}
