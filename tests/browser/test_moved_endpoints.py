@@ -1,9 +1,11 @@
-"""The playground on a gateway that serves its docs and metrics on the admin port only (settings
-docs_endpoint, metrics_endpoint) and other models (the test repository: two versions of a tiny
-generator, three broken models): it goes on without them, and the docs render offline where they moved."""
+"""The playground on a gateway that wants API keys, serves its docs and metrics on the admin port only
+(settings api_keys, docs_endpoint, metrics_endpoint) and other models (the test repository: two versions
+of a tiny generator, three broken models): the page asks for a key, goes on without docs and metrics,
+and the docs render offline where they moved."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,18 +15,29 @@ from tests.browser.test_playground import submit, wait_for
 from tests.serve.helpers import RunningGateway, build_repository, running_gateway, test_settings
 
 pytestmark = pytest.mark.timeout(120)
+KEY = "playground-test-key-0123456789"
 
 
 @pytest.fixture(scope="module")
 def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     root = build_repository(tmp_path_factory.mktemp("repository"))
-    with running_gateway(test_settings(root, metrics_endpoint="admin", docs_endpoint="admin")) as gateway:
+    keys = f"tester {hashlib.sha256(KEY.encode()).hexdigest()}"
+    settings = test_settings(root, api_keys=keys, metrics_endpoint="admin", docs_endpoint="admin")
+    with running_gateway(settings) as gateway:
         yield gateway
 
 
 def test_the_playground_goes_on_without_docs_and_metrics(visit, moved: RunningGateway) -> None:
     v = visit("/", origin=moved.http_url)
     page = v.page
+    # no key yet: the gateway's 401 is the models panel's message, and the key field shows
+    assert page.text_content("#models-panel .message").startswith("401 unauthenticated: an API key is required")
+    assert page.text_content("#grid-panel .message") == "The models could not be listed (see Models below)."
+    assert page.is_disabled("#grid-form button[type=submit]")
+    page.fill("#key-form [name=key]", KEY)
+    page.click("#key-form button")
+    page.wait_for_selector("#grid-form button[type=submit]:enabled")
+    assert page.is_hidden("#models-panel .message")
     assert "does not serve /metrics on this port" in page.text_content("#metrics-panel .message")
     assert page.is_hidden("#endpoint-table")
     assert page.locator("header nav a").all_text_contents() == ["/models"]  # no links to what is not here

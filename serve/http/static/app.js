@@ -126,7 +126,7 @@ const dataUrl = (image) => `data:${image.media_type};base64,${image.data}`;
 
 // ---- what the gateway exposes: limits (OpenAPI schema), models --------------------------------------
 
-const state = { limits: {}, models: [], selected: null };
+const state = { limits: {}, models: [], modelsError: null };
 
 // Pages and endpoints a gateway may serve on another port only (its docs_endpoint, metrics_endpoint
 // settings): answered 404 here, their links go and the page goes on without them.
@@ -167,9 +167,11 @@ async function loadModels() {
   try {
     const body = await (await api("models")).json();
     state.models = body.models;
+    state.modelsError = null;
     showMessage(panel, "");
     renderModels(body);
   } catch (err) {
+    state.modelsError = err;
     fail(panel, err);
   }
   for (const panel of $$("section[data-kind]")) {
@@ -185,7 +187,9 @@ async function loadModels() {
     })));
     const none = models.length === 0;
     for (const control of $$("input, select, button", $("form", panel))) control.disabled = none;
-    if (none) showMessage(panel, `No ${kind} model is loaded in this gateway.`, "info");
+    if (none && state.modelsError) showMessage(panel, "The models could not be listed (see Models below).", "info");
+    else if (none) showMessage(panel, `No ${kind} model is loaded in this gateway.`, "info");
+    else if ($(".message", panel).dataset.kind === "info") showMessage(panel, "");
   }
   renderVocabulary();
   $("#prompt-form [name=mix]").disabled = !$("#prompt-form [name=prompt_b]").value.trim();
@@ -692,6 +696,7 @@ async function start() {
   keyForm.addEventListener("submit", (e) => {
     e.preventDefault();
     sessionStorage.setItem("ganserve-api-key", keyForm.key.value.trim());
+    loadLimits();
     loadModels();
     refreshMetrics();
   });
