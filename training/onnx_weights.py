@@ -13,8 +13,10 @@ ONNX model's function (checked: max abs difference <= :data:`PARITY_TOLERANCE`);
 batch statistics stand in for the measured ones, so training (e.g. SRGAN's stage 2 through
 ``train.init_from=model.onnx``) starts from the exported model, not from a broken copy.
 
-Only Conv, PReLU and parameter-free operations are read back: a generator with other weighted layers
-(Gemm, ConvTranspose, embeddings) is refused with a :class:`UsageError`.
+A graph that keeps every weight under its module's state_dict name (no BatchNorm folded: the DCGAN
+generator's ConvTranspose + BatchNormalization) is loaded by name instead. Otherwise only Conv, PReLU
+and parameter-free operations are read back: a generator with other weighted layers (Gemm,
+ConvTranspose, embeddings) is refused with a :class:`UsageError`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def generator_from_onnx(path: str | Path) -> tuple[Family, nn.Module]:
     family = get_family(config_from_dict(json.loads(meta["ganserve.config"])))
     G = family.build_generator()
     init = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    if _load_by_name(G, init):  # every weight kept under its module name (e.g. DCGAN: unfolded BatchNorm)
+        _check_parity(path, family, G)
+        return family, G.eval()
     consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in proto.graph.node
               if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
     weighted = [n for n in proto.graph.node if n.op_type in WEIGHTED_OPS]
@@ -93,6 +98,16 @@ def generator_from_onnx(path: str | Path) -> tuple[Family, nn.Module]:
     _batchnorm_as_identity(family, G)
     _check_parity(path, family, G)
     return family, G.eval()
+
+
+def _load_by_name(G: nn.Module, init: dict[str, np.ndarray]) -> bool:
+    """Load ``G``'s state from initializers named as its state_dict keys (BatchNorm batch counters
+    aside); False, loading nothing, unless every one is there with its shape."""
+    own = {k: v for k, v in G.state_dict().items() if not k.endswith("num_batches_tracked")}
+    if not all(k in init and tuple(init[k].shape) == tuple(v.shape) for k, v in own.items()):
+        return False
+    G.load_state_dict({k: torch.from_numpy(np.array(init[k], dtype=np.float32)) for k in own}, strict=False)
+    return True
 
 
 def _batchnorm_as_identity(family: Family, G: nn.Module) -> None:

@@ -1,0 +1,27 @@
+"""ganserve.training.families.dcgan: continuing from a shipped DCGAN's ONNX model."""
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from ganserve.training.export import export_checkpoint
+from ganserve.training.loop import Trainer
+from tests.training.helpers import tiny_config
+
+
+def test_a_run_starts_from_an_exported_dcgan_with_z_norm_switched_on(dcgan_tiny, tmp_path):
+    """train.init_from=model.onnx reads the DCGAN generator back by its weights' names (ConvTranspose and
+    unfolded BatchNorm); with model.z_norm=pixel the continued generator makes the exported model's images
+    for z of the length it was trained on."""
+    result = export_checkpoint(dcgan_tiny / "run" / "checkpoint.pt", repository=tmp_path / "repo", name="d",
+                               max_batch_size=8)
+    trainer = Trainer(tiny_config("train.steps=1", "model.z_norm=pixel", f"train.init_from={result.onnx_path}"),
+                      out_dir=tmp_path / "run")
+    z = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    z = z * (16 ** 0.5) / z.norm(dim=1, keepdim=True)  # on the shell: pixel norm leaves it unchanged
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    expected = session.run(["image"], {"z": z.numpy()})[0]
+    G = trainer.G.eval()
+    with torch.no_grad():
+        assert np.abs(G(z).numpy() - expected).max() <= 1e-5
+        assert np.abs(G(0.3 * z).numpy() - expected).max() <= 1e-5  # a shortened z: the same image
