@@ -62,11 +62,11 @@ class _Base:
     _transports: tuple[Callable[..., Any], Callable[..., Any]]  # (HTTP, gRPC)
 
     def __init__(self, url: str = DEFAULT_URL, *, grpc: bool = False, timeout: float | None = DEFAULT_TIMEOUT_S,
-                 retries: int = 0, max_retry_wait_s: float = 30.0) -> None:
+                 retries: int = 0, max_retry_wait_s: float = 30.0, api_key: str | None = None) -> None:
         self.url, is_grpc = endpoint(url, grpc=grpc)
         self.protocol = "grpc" if is_grpc else "http"
         http, rpc = self._transports
-        self._transport = (rpc if is_grpc else http)(self.url, timeout=timeout)
+        self._transport = (rpc if is_grpc else http)(self.url, timeout=timeout, api_key=api_key)
         self._retries = Retries(retries, max_retry_wait_s)
 
     def __repr__(self) -> str:
@@ -108,8 +108,10 @@ class Client(_Base):
 
     url: ``http://HOST:PORT`` (or https), ``grpc://HOST:PORT``, or ``HOST:PORT`` with ``grpc=True``;
     timeout: seconds one request may take (None: no limit); retries: how many times a request refused
-    with 429 ``queue_full`` or 503 ``not_ready`` is sent again, after the gateway's ``Retry-After`` (gRPC:
-    0.25 s, doubling), at most ``max_retry_wait_s`` each. Every failure raises a
+    with 429 ``queue_full`` / ``rate_limited`` or 503 ``not_ready`` is sent again, after the gateway's
+    ``Retry-After`` (gRPC: 0.25 s, doubling), at most ``max_retry_wait_s`` each; api_key: sent with every
+    call (``Authorization: Bearer``; gRPC metadata ``authorization``) to a gateway with API keys on. Every
+    failure raises a
     :class:`~ganserve.client.errors.GanserveError`. Use it in a ``with`` block, or call ``close()``.
     """
 

@@ -92,16 +92,20 @@ def target(url: str) -> str:
     return url.removeprefix("grpc://")
 
 
+def auth_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+
 class GrpcTransport:
-    def __init__(self, url: str, *, timeout: float | None) -> None:
-        self.url, self._timeout = url, timeout
+    def __init__(self, url: str, *, timeout: float | None, api_key: str | None = None) -> None:
+        self.url, self._timeout, self._metadata = url, timeout, auth_metadata(api_key)
         self._channel = grpc.insecure_channel(target(url), options=_OPTIONS)
         self._stub = pb_grpc.GatewayStub(self._channel)
 
     def send(self, call: Call) -> Reply:
         method, message = request(call)
         try:
-            response = getattr(self._stub, method)(message, timeout=self._timeout)
+            response = getattr(self._stub, method)(message, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise failure(exc, url=self.url, timeout=self._timeout) from None
         return reply(call.endpoint, response)
@@ -113,8 +117,8 @@ class GrpcTransport:
 class AsyncGrpcTransport:
     """Its channel is opened by the first call, in the event loop that makes it."""
 
-    def __init__(self, url: str, *, timeout: float | None) -> None:
-        self.url, self._timeout = url, timeout
+    def __init__(self, url: str, *, timeout: float | None, api_key: str | None = None) -> None:
+        self.url, self._timeout, self._metadata = url, timeout, auth_metadata(api_key)
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.GatewayStub | None = None
 
@@ -124,7 +128,8 @@ class AsyncGrpcTransport:
             self._channel = grpc.aio.insecure_channel(target(self.url), options=_OPTIONS)
             self._stub = pb_grpc.GatewayStub(self._channel)
         try:
-            response = await getattr(self._stub, method)(message, timeout=self._timeout)
+            response = await getattr(self._stub, method)(message, timeout=self._timeout,
+                                                         metadata=self._metadata)
         except grpc.RpcError as exc:
             raise failure(exc, url=self.url, timeout=self._timeout) from None
         return reply(call.endpoint, response)

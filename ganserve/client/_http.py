@@ -75,10 +75,14 @@ def failure(exc: httpx.TransportError, *, url: str, timeout: float | None) -> er
     return errors.GatewayUnavailable(url, f"the connection failed ({reason})")
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 class HttpTransport:
-    def __init__(self, url: str, *, timeout: float | None) -> None:
+    def __init__(self, url: str, *, timeout: float | None, api_key: str | None = None) -> None:
         self.url, self._timeout = url, timeout
-        self._http = httpx.Client(base_url=url, timeout=timeout)
+        self._http = httpx.Client(base_url=url, timeout=timeout, headers=auth_headers(api_key))
 
     def send(self, call: Call) -> Reply:
         try:
@@ -92,9 +96,9 @@ class HttpTransport:
 
 
 class AsyncHttpTransport:
-    def __init__(self, url: str, *, timeout: float | None) -> None:
+    def __init__(self, url: str, *, timeout: float | None, api_key: str | None = None) -> None:
         self.url, self._timeout = url, timeout
-        self._http = httpx.AsyncClient(base_url=url, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=url, timeout=timeout, headers=auth_headers(api_key))
 
     async def send(self, call: Call) -> Reply:
         try:

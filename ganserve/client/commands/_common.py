@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ganserve.client._client import DEFAULT_TIMEOUT_S, DEFAULT_URL, endpoint
+from ganserve.client.errors import GanserveError, Unauthenticated
 from ganserve.errors import UsageError
 from ganserve.usage import UsageParser
 
@@ -23,10 +24,21 @@ def parser(prog: str, description: str) -> UsageParser:
                              "default %(default)s)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", default=DEFAULT_TIMEOUT_S,
                         help="seconds one request may take (default %(default)s)")
+    parser.add_argument("--api-key", metavar="KEY", default=os.environ.get("GANSERVE_API_KEY"),
+                        help="the API key, for a gateway with keys on (env GANSERVE_API_KEY, which keeps it "
+                             "out of the process list)")
     parser.add_argument("--retries", type=int, metavar="N", default=0,
                         help="send a request refused with 429 queue_full / 503 not_ready again, up to this "
                              "many times, after the gateway's Retry-After (default %(default)s)")
     return parser
+
+
+def describe(exc: GanserveError) -> str:
+    """A failure as the command reports it: the gateway's message, and how to give a key when one is
+    missing or wrong."""
+    if isinstance(exc, Unauthenticated):
+        return f"{exc.message} (this command takes the key from --api-key or GANSERVE_API_KEY)"
+    return exc.message
 
 
 def client_options(args: Any) -> dict[str, Any]:
@@ -37,7 +49,7 @@ def client_options(args: Any) -> dict[str, Any]:
         raise UsageError(f"--url: {exc}") from None
     if args.retries < 0 or args.timeout <= 0:
         raise UsageError("--retries must be >= 0 and --timeout > 0")
-    return {"url": args.url, "timeout": args.timeout, "retries": args.retries}
+    return {"url": args.url, "timeout": args.timeout, "retries": args.retries, "api_key": args.api_key}
 
 
 def output_format(path: Path | None, requested: str | None) -> str | None:

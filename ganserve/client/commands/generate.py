@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
                                           prompt_b=args.prompt_b, mix=args.mix, model=args.model,
                                           version=args.version, format=fmt)
     except GanserveError as exc:
-        _common.error(PROG, exc.message)
+        _common.error(PROG, _common.describe(exc))
         return 1
     try:
         _write(images, target, one_file=one_file, as_grid=args.grid)

@@ -146,7 +146,7 @@ async def _upscale_all(pairs: list[tuple[Path, Path]], request: Request, *, clie
                 raise
             except (GanserveError, OSError) as exc:
                 progress.failed += 1
-                reason = exc.message if isinstance(exc, GanserveError) else (exc.strerror or str(exc))
+                reason = _common.describe(exc) if isinstance(exc, GanserveError) else (exc.strerror or str(exc))
                 progress.message(f"{PROG}: error: {source}: {reason}")
                 return
         progress.done += 1
