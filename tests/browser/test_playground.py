@@ -88,6 +88,11 @@ def test_the_seed_grid_shows_the_gateways_images_with_their_seeds(visit, gateway
     assert page.input_value("#walk-form [name=seed_b]") == "102"
     v.screenshot("seed-grid", "#grid-panel")
 
+    top = 2**64 - 1  # past JavaScript's exact integers: sent and shown exactly
+    submit(page, "#grid-form", n="1", seed=str(top))
+    wait_for(page, f"document.querySelector('#grid .tile')?.dataset.seed === '{top}'")
+    assert v.image_bytes("#grid .tile img") == [api_png(gateway, model="dcgan", seed=top)]
+
 
 def test_the_latent_walk_animates_from_one_seed_to_the_other(visit, gateway: RunningGateway) -> None:
     v = visit()
@@ -228,6 +233,9 @@ def test_errors_are_messages_never_broken_images(visit, gateway: RunningGateway,
     submit(page, "#grid-form")
     assert page.text_content("#grid-panel .message") == f"images must be at most {limit} (this gateway's limit)"
     assert page.locator("#grid img").count() == 0
+    submit(page, "#grid-form", n="2", seed=str(2**64))
+    assert page.text_content("#grid-panel .message") == \
+        f'seed must be a whole number from 0 to 2^64 − 1, got "{2**64}"'
 
     # the gateway's own refusal, in its words: a blank prompt
     page.fill("#prompt-form [name=prompt]", "   ")
@@ -250,9 +258,8 @@ def test_errors_are_messages_never_broken_images(visit, gateway: RunningGateway,
     page.route("**/generate", lambda route: route.fulfill(
         status=429, headers={"Retry-After": "7", "Content-Type": "application/json"},
         body='{"error": {"code": "queue_full", "message": "model dcgan is busy"}}'))
-    page.fill("#grid-form [name=n]", "2")
-    submit(page, "#grid-form")
-    page.wait_for_selector("#grid-panel .message[data-kind=error]")
+    submit(page, "#grid-form", n="2", seed="")
+    wait_for(page, "document.querySelector('#grid-panel .message').textContent.startsWith('429')")
     assert page.text_content("#grid-panel .message") == "429 queue_full: model dcgan is busy. Try again in 7 s."
     assert page.locator("#grid img").count() == 0
     assert v.broken_images() == []
