@@ -45,7 +45,11 @@ def browser() -> Iterator[Any]:
     if not os.access(CHROMIUM, os.X_OK):
         unavailable(f"no Chromium at {CHROMIUM} (scripts/install-tools.sh installs Debian's chromium as root)")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                                  headless=True)
+        except Exception as exc:  # noqa: BLE001 - Playwright's Error, whatever the cause
+            unavailable(f"Chromium at {CHROMIUM} does not start: {str(exc).splitlines()[0]}")
         try:
             yield chromium
         finally:
