@@ -87,6 +87,9 @@ def test_the_seed_grid_shows_the_gateways_images_with_their_seeds(visit, gateway
     assert Path(download.value.path()).read_bytes() == shown[2]
     page.click("#grid-detail [data-walk=seed_b]")  # the walk panel takes the seed
     assert page.input_value("#walk-form [name=seed_b]") == "102"
+    page.click("#grid-detail [data-upscale]")  # and the upscale panel the image
+    page.wait_for_selector("#compare-box:not([hidden])")
+    assert [image.size for image in v.images("#before, #after")] == [(28, 28), (112, 112)]
     v.screenshot("seed-grid", "#grid-panel")
 
     top = 2**64 - 1  # past JavaScript's exact integers: sent and shown exactly
