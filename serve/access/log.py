@@ -24,12 +24,14 @@ def log_access(context: RequestContext, *, status: int | str, duration_s: float,
     """Writes the request's access-log line (when ``info`` is enabled for ``ganserve.access``)."""
     if not _log.isEnabledFor(logging.INFO):
         return
-    _log.info(json.dumps({
+    line = json.dumps({
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": context.request_id,
         "protocol": context.protocol, "route": context.route, "model": context.model,
         "key_id": context.key_id, "client": context.client, "status": status,
         "duration_ms": round(duration_s * 1000, 3), "bytes_in": bytes_in, "bytes_out": bytes_out,
-    }, separators=(",", ":")))
+    }, separators=(",", ":"))
+    # a record made directly: logging's own info() walks the stack to find its caller, every request
+    _log.handle(_log.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, line, None, None))
 
 
 def configure_logging(level: str, *, access_log: bool) -> None:
