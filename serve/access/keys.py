@@ -59,6 +59,15 @@ class ApiKey:
                                    f"{', '.join(sorted(self.models)) or 'none'}", model=model)
 
 
+def presented_key(*, authorization: str, api_key: str) -> str | None:
+    """The key a request presents: ``Authorization: Bearer <key>`` (scheme in any case), else
+    ``X-API-Key: <key>`` (the same names over gRPC metadata)."""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return api_key.strip() or None
+
+
 def digest_of(key: str) -> str:
     """The hex SHA-256 of a key, as the key file holds it."""
     return hashlib.sha256(key.encode()).hexdigest()

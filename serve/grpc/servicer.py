@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError, Message
 from ganserve.serve import errors
 from ganserve.serve.access.context import REQUEST_ID_HEADER, RequestContext, begin, end, request_id_from
 from ganserve.serve.access.gate import Gate
+from ganserve.serve.access.keys import presented_key
 from ganserve.serve.access.log import log_access
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
@@ -74,7 +75,8 @@ def _rpc(endpoint: str) -> Callable[[Handler], Handler]:
             try:
                 await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
                 with self._metrics.track(protocol="grpc", endpoint=endpoint) as tracker:
-                    self._gate.enter(call, credential=_credential(metadata), endpoint=endpoint)
+                    self._gate.enter(call, endpoint=endpoint, credential=presented_key(
+                        authorization=metadata.get("authorization", ""), api_key=metadata.get("x-api-key", "")))
                     if isinstance(request, Malformed):
                         raise errors.InvalidArgument(f"the request is not a valid {request.message_type} "
                                                      f"message: protobuf could not parse its bytes")
@@ -119,14 +121,6 @@ def _peer(peer: str | None) -> str:
         return ""
     scheme, sep, rest = peer.partition(":")
     return rest if sep and scheme in ("ipv4", "ipv6") else peer
-
-
-def _credential(metadata: dict[str, str]) -> str | None:
-    """The API key of metadata ``authorization: Bearer <key>`` or ``x-api-key: <key>``."""
-    scheme, _, token = metadata.get("authorization", "").strip().partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return metadata.get("x-api-key", "").strip() or None
 
 
 def _rate_limit_metadata(call: RequestContext) -> list[tuple[str, str]]:

@@ -19,7 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ganserve.serve import errors
 from ganserve.serve.access.context import (
-    REQUEST_ID_HEADER, RequestContext, begin, current, end, request_id_from)
+    REQUEST_ID_HEADER,
+    RequestContext,
+    begin,
+    current,
+    end,
+    request_id_from,
+)
+from ganserve.serve.access.keys import presented_key
 from ganserve.serve.access.log import log_access
 from ganserve.serve.http.errors import HTTP_STATUS, error_headers
 from ganserve.serve.http.middleware import refuse
@@ -110,7 +117,9 @@ class GateKeeper:
             if scope["method"] == "POST" and not self.cross_site_forms:
                 self._refuse_cross_site_forms(headers)
             runtime = scope["app"].state.runtime
-            runtime.gate.enter(context, credential=_credential(headers), endpoint=endpoint)
+            credential = presented_key(authorization=headers.get(b"authorization", b"").decode("latin-1"),
+                                       api_key=headers.get(b"x-api-key", b"").decode("latin-1"))
+            runtime.gate.enter(context, credential=credential, endpoint=endpoint)
         except errors.ServiceError as exc:
             runtime = getattr(scope["app"].state, "runtime", None)
             if runtime is not None and path in ENDPOINTS:  # never reached the service: count it here
@@ -135,16 +144,6 @@ class GateKeeper:
                 f"a form post from another site's page (Origin {origin[:100] or 'unknown'}) is refused: "
                 f"send the request from a page on an allowed origin (cors_allow_origins), or from a "
                 f"program (no Origin header)")
-
-
-def _credential(headers: dict[bytes, bytes]) -> str | None:
-    """The API key of ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
-    authorization = headers.get(b"authorization", b"").decode("latin-1").strip()
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
-    return key or None
 
 
 def install_access(app: FastAPI, settings: Settings) -> None:
