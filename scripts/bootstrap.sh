@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Create (or reuse) ./.venv and install ganserve with the extras in $GANSERVE_EXTRAS
-# (default: train,serve,client,dev). PyTorch 2.13.0 (CPU) goes in first when training is wanted: a bare
+# (default: train,serve,client,dev,bench). PyTorch 2.13.0 (CPU) goes in first when training is wanted: a bare
 # `torch` requirement would otherwise pull a multi-GB CUDA build. Each step says what it installs (on
 # stderr); nothing is printed when ./.venv is already up to date.
 # `scripts/bootstrap.sh --check`: install nothing; exit 0 when ./.venv is up to date, 1 when not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${GANSERVE_EXTRAS:-train,serve,client,dev}"
+extras="${GANSERVE_EXTRAS:-train,serve,client,dev,bench}"
 python="${PYTHON:-python3}"
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
