@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ganserve.serve.access.ratelimit import TokenBucket
 
 REQUEST_ID_HEADER = "x-request-id"   # HTTP header and gRPC metadata key (lower case, as gRPC needs)
+REQUEST_ID_SCOPE_KEY = "ganserve.request_id"  # where an HTTP request's id sits in its ASGI scope
 MAX_REQUEST_ID_CHARS = 128
 # Letters, digits and the punctuation of UUIDs, ULIDs, W3C trace ids and AWS/GCP request ids.
 _ID_PATTERN = re.compile(rf"[A-Za-z0-9._:/+=@-]{{1,{MAX_REQUEST_ID_CHARS}}}")

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ganserve.serve import errors
 from ganserve.serve.access.context import (
     REQUEST_ID_HEADER,
+    REQUEST_ID_SCOPE_KEY,
     RequestContext,
     begin,
     current,
@@ -62,6 +63,7 @@ class RequestLog:
                                  route=scope["path"][:_MAX_ROUTE_CHARS],
                                  client=f"{client[0]}:{client[1]}" if client else "")
         request_id = context.request_id.encode()
+        scope[REQUEST_ID_SCOPE_KEY] = context.request_id  # for answers given outside the app (a late body's 408)
         status, bytes_in, bytes_out = 0, 0, 0
 
         async def counted_receive() -> Message:
@@ -87,6 +89,10 @@ class RequestLog:
         start = time.perf_counter()
         try:
             await self.app(scope, counted_receive, marked_send)
+        except BaseException as exc:
+            if not status:  # answered outside the app (or not at all: the client left)
+                status = getattr(exc, "http_status", 499)
+            raise
         finally:
             route = scope.get("route")
             if route is not None and getattr(route, "path", None):

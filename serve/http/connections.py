@@ -32,6 +32,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from ganserve.serve.access.context import REQUEST_ID_SCOPE_KEY
 from ganserve.serve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,8 @@ class _BodyTimedOut(BaseException):
     that no ``except Exception`` on the way (FastAPI's body parsing, the gateway's 500 handler)
     turns it into another answer: it reaches :class:`_BodyDeadline`, which answers 408."""
 
+    http_status = 408  # what the request is answered (the access log, on the way out, says so)
+
 
 class _BodyDeadline:
     """ASGI middleware: a request's whole body must arrive within ``timeout_s`` of the app's first
@@ -265,9 +268,11 @@ class _BodyDeadline:
                            "(http_body_timeout_s)", self.timeout_s)
             if started:
                 raise  # too late for a 408: uvicorn closes the connection
+            request_id = scope.get(REQUEST_ID_SCOPE_KEY, "")  # given by the app's RequestLog
             body = json.dumps({"error": {"code": "request_timeout", "message": (
-                f"the request body did not arrive within {self.timeout_s:g} s (http_body_timeout_s)")}}).encode()
+                f"the request body did not arrive within {self.timeout_s:g} s (http_body_timeout_s)"),
+                "request_id": request_id}}).encode()
             await send({"type": "http.response.start", "status": 408, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close")]})
+                (b"connection", b"close"), (b"x-request-id", request_id.encode())]})
             await send({"type": "http.response.body", "body": body})

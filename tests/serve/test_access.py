@@ -155,3 +155,24 @@ def test_grpc_access_log_one_line_per_call(gateway: RunningGateway, caplog: pyte
     assert ok["status"] == "OK" and ok["model"] == "tiny" and ok["client"].startswith("127.0.0.1:")
     assert ok["bytes_in"] == pb.GenerateRequest(seed=5, n=2).ByteSize() and ok["bytes_out"] == response.ByteSize()
     assert lines["g-bad"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_a_late_body_408_carries_the_request_id(model_repo, caplog: pytest.LogCaptureFixture) -> None:
+    """The 408 for a body that comes too slowly is answered outside the app, with the request's id."""
+    import socket
+
+    from tests.serve.helpers import running_gateway, test_settings
+
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    with running_gateway(test_settings(model_repo, http_body_timeout_s=0.5)) as gw:
+        with socket.create_connection(("127.0.0.1", gw.gateway.http_port), timeout=5) as sock:
+            sock.sendall(b"POST /generate HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
+                         b"X-Request-ID: late-body-1\r\nContent-Length: 100\r\n\r\n{\"n\"")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408") and b"x-request-id: late-body-1" in head.lower()
+        assert json.loads(body)["error"]["request_id"] == "late-body-1"
+        (line,) = [x for x in _lines(caplog, "late-body-1") if x["request_id"] == "late-body-1"]
+        assert line["status"] == 408
