@@ -90,8 +90,8 @@ class RequestLog:
         try:
             await self.app(scope, counted_receive, marked_send)
         except BaseException as exc:
-            if not status:  # answered outside the app (or not at all: the client left)
-                status = getattr(exc, "http_status", 499)
+            if not status:  # answered outside the app (a bug: 500), or not at all (the client left: 499)
+                status = getattr(exc, "http_status", 500 if isinstance(exc, Exception) else 499)
             raise
         finally:
             route = scope.get("route")

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from ganserve.serve import errors
-from ganserve.serve.access.context import current_request_id
+from ganserve.serve.access.context import REQUEST_ID_SCOPE_KEY, current_request_id
 from ganserve.serve.http.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,14 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error serving %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal", "internal error; the gateway's log has the details")
+    # Starlette answers a bug outside the app's middleware, where the request's context has ended:
+    # its id comes from the scope (ganserve.serve.http.access.RequestLog leaves it there).
+    request_id = request.scope.get(REQUEST_ID_SCOPE_KEY, "")
+    log.exception("unexpected error serving %s %s", request.method, request.url.path, exc_info=exc,
+                  extra={"request_id": request_id or "-"})
+    return JSONResponse({"error": {"code": "internal", "message": "internal error; the gateway's log has the "
+                                   "details", "request_id": request_id}}, status_code=500,
+                        headers={"X-Request-ID": request_id} if request_id else None)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -176,3 +176,31 @@ def test_a_late_body_408_carries_the_request_id(model_repo, caplog: pytest.LogCa
         assert json.loads(body)["error"]["request_id"] == "late-body-1"
         (line,) = [x for x in _lines(caplog, "late-body-1") if x["request_id"] == "late-body-1"]
         assert line["status"] == 408
+
+
+def test_a_bug_is_a_500_with_the_request_id(model_repo, caplog: pytest.LogCaptureFixture) -> None:
+    """No request can cause a 500 by design; a route that fails on purpose shows how one would look."""
+    from ganserve.serve.http.app import create_app
+    from tests.serve.helpers import test_settings
+
+    app = create_app(test_settings(model_repo))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+
+    async def main() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://g") as client:
+            return await client.get("/boom", headers={"X-Request-ID": "bug-1"})
+
+    r = asyncio.run(main())
+    assert r.status_code == 500 and r.headers["x-request-id"] == "bug-1"
+    assert r.json()["error"] == {"code": "internal", "message": "internal error; the gateway's log has the details",
+                                 "request_id": "bug-1"}
+    (failure,) = [x for x in caplog.records if x.name == "ganserve.serve.http.errors"]
+    assert failure.request_id == "bug-1" and failure.exc_info
+    (line,) = [x for x in _lines(caplog, "bug-1") if x["request_id"] == "bug-1"]
+    assert line["status"] == 500
