@@ -68,6 +68,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import check_extra  # noqa: F401 - first: one clear line when an extra is missing
 import grpc
 import httpx
 import numpy as np
@@ -121,6 +122,10 @@ class Plan:
 QUICK = Plan(upscale_window_s=5, upscale_drain_s=30, largest_image=512, largest_clients=1,
              disconnect_window_s=5, idle_wait_s=30, baseline_s=3, bodies_window_s=5, costly_window_s=5,
              slow_hold_s=12, flood_connections=600, deadline_window_s=5, soak_s=30, shutdown_after_s=4)
+# Every storm for about a second: only that the benchmark still runs (tests/test_benchmarks.py)
+SMOKE = Plan(upscale_clients=(2,), upscale_window_s=1, upscale_drain_s=10, largest_image=128, largest_clients=1,
+             disconnect_window_s=1, idle_wait_s=10, baseline_s=1, bodies_window_s=1, costly_window_s=1,
+             slow_hold_s=2, flood_connections=40, deadline_window_s=1, soak_s=1, shutdown_after_s=1)
 
 
 # --- images -----------------------------------------------------------------------------------------
@@ -949,10 +954,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every figure, raw samples included, here")
     parser.add_argument("--soak-s", type=float, help="length of the soak (default 600; --quick: 30)")
     parser.add_argument("--quick", action="store_true", help="every storm a few seconds, the soak 30 s")
+    parser.add_argument("--smoke", action="store_true", help="every storm about a second: checks the "
+                                                            "benchmark runs, measures nothing")
     parser.add_argument("--storms", nargs="+", choices=STORMS, default=STORMS, help="run only these")
     args = parser.parse_args()
 
-    plan = QUICK if args.quick else Plan()
+    plan = SMOKE if args.smoke else QUICK if args.quick else Plan()
     if args.soak_s is not None:
         plan = replace(plan, soak_s=args.soak_s)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # the floods need ~1,700 descriptors here

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import check_extra  # noqa: F401 - first: one clear line when an extra is missing
 import grpc
 import numpy as np
 import onnxruntime as ort

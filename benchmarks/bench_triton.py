@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import check_extra  # noqa: F401 - first: one clear line when an extra is missing
 import numpy as np
 import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tc_aio
@@ -72,6 +73,7 @@ def main() -> None:
                                              "the CPU one from nvidia-pytriton)")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per throughput point")
     parser.add_argument("--requests", type=int, default=300, help="requests per latency measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds through the gateway")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -103,9 +105,11 @@ def main() -> None:
                            "images_per_s": _run(direct_throughput(url, concurrency=args.concurrency,
                                                                   duration=args.duration))},
             }
+            model_path = repository / MODEL / "1" / "model.onnx"
             with gateway(repository, args=["--backend", "triton", "--triton-url", url]) as (http_url, grpc_target, pid):
                 report["gateway"] = {  # the same measurements as bench_gateway.py
-                    "latency": latency(http_url, grpc_target, pid=pid, count=args.requests),
+                    "latency": _run(latency(http_url, grpc_target, model_path=model_path, pid=pid,
+                                            count=args.requests, rounds=args.rounds)),
                     "images_per_s": _run(throughput(http_url, grpc_target, concurrency=args.concurrency,
                                                     duration=args.duration))}
         finally:

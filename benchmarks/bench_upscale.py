@@ -39,6 +39,7 @@ import sys
 import time
 from pathlib import Path
 
+import check_extra  # noqa: F401 - first: one clear line when an extra is missing
 import httpx
 import numpy as np
 import onnxruntime as ort

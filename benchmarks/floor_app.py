@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+import check_extra  # noqa: F401 - first: one clear line when an extra is missing
 import grpc
 import uvicorn
 from fastapi import FastAPI

@@ -1,0 +1,92 @@
+"""Every benchmark in benchmarks/ runs, for a few seconds each, so that none can rot between the runs
+that measure (issue #17: bench_triton.py had been broken unnoticed). Each runs as its users run it (a
+subprocess, ``python benchmarks/X.py``) at its smallest settings and must write a report holding the
+figures it exists for. The Triton ones skip only where the bundled Triton server is absent
+(scripts/install-tools.sh installs it; CI has it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganserve.dev.triton_cpu import (
+    TritonNotInstalled,
+    check_python_env,
+    default_python_env,
+    find_installation,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "model_repository"
+
+
+def run_benchmark(script: str, *args: str, tmp_path: Path, timeout_s: float = 180) -> dict:
+    """Runs ``benchmarks/<script>`` with ``--json`` into ``tmp_path``; returns the report."""
+    report = tmp_path / f"{script}.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(report)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False,
+                          env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, f"{script} failed ({done.returncode}):\n{done.stderr[-4000:]}"
+    return json.loads(report.read_text())
+
+
+def _triton_or_skip() -> None:
+    try:
+        find_installation()
+        check_python_env(default_python_env())
+    except TritonNotInstalled as exc:
+        pytest.skip(f"no Triton server here: {exc}")
+
+
+def test_bench_gateway_runs(tmp_path: Path) -> None:
+    report = run_benchmark("bench_gateway.py", "--duration", "0.3", "--requests", "10", "--rounds", "1",
+                           "--concurrency", "4", tmp_path=tmp_path)
+    for protocol in ("http", "grpc"):
+        assert report["latency_n1"][protocol]["p50_ms"] > 0
+        assert report["latency_n1"][protocol]["gateway_cpu_ms"] > 0
+        assert report["batching_on"][protocol]["4"] > 0 and report["batching_off"][protocol]["4"] > 0
+    assert report["framework_floor"]["throughput"]["http"]["32"] > 0
+
+
+def test_bench_triton_runs(tmp_path: Path) -> None:
+    _triton_or_skip()
+    report = run_benchmark("bench_triton.py", "--duration", "0.3", "--requests", "10", "--rounds", "1",
+                           "--concurrency", "2", tmp_path=tmp_path)
+    assert report["direct"]["latency"]["p50_ms"] > 0 and report["direct"]["images_per_s"]["2"] > 0
+    for protocol in ("http", "grpc"):
+        assert report["gateway"]["latency"][protocol]["gateway_cpu_ms"] > 0
+        assert report["overhead"][protocol]["latency_p50_ratio_1_client"] > 0
+
+
+@pytest.mark.skipif(not (SHIPPED / "srresnet" / "1" / "model.onnx").is_file(), reason="srresnet is not shipped")
+def test_bench_upscale_runs(tmp_path: Path) -> None:
+    report = run_benchmark("bench_upscale.py", "--sizes", "64", "--repeats", "1", tmp_path=tmp_path)
+    (size,) = report["sizes"]
+    assert size["output"] == "256x256" and size["output_mp_per_s"] > 0
+
+
+# The upscale and shutdown storms are left out here: each waits ~12 s for 256x256 upscales to drain.
+SMOKE_STORMS = ["disconnect", "bodies", "costly", "slow", "deadline", "soak"]
+
+
+def test_bench_abuse_runs(tmp_path: Path) -> None:
+    report = run_benchmark("bench_abuse.py", "--smoke", "--storms", *SMOKE_STORMS, tmp_path=tmp_path,
+                           timeout_s=240)
+    names = [storm["name"] for storm in report["storms"]]
+    assert {"disconnect", "bodies", "costly", "slow", "idle-flood", "grpc-deadline", "soak"} <= set(names), names
+    assert all(storm["still_serves"]["ok"] for storm in report["storms"] if storm["still_serves"])
+
+
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="../shared/data/mnist is not here (the benchmark trains on MNIST)")
+def test_bench_train_loop_runs(tmp_path: Path) -> None:
+    report = run_benchmark("bench_train_loop.py", "--data", str(MNIST), "--batch-size", "8", "--blocks", "1",
+                           "--steps-per-block", "2", tmp_path=tmp_path)
+    assert report["plain_images_per_s"] > 0 and report["loop_images_per_s"] > 0
