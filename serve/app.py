@@ -93,7 +93,7 @@ class Gateway:
             # it first, with JSON 503s, once shutdown_grace_s is over (Runtime.drain)
             timeout_graceful_shutdown=settings.shutdown_grace_s + SHUTDOWN_MARGIN_S))
         grpc_server = GrpcServer(settings, service=self.runtime.service, metrics=self.runtime.metrics,
-                                 gate=self.runtime.gate)
+                                 gate=self.runtime.gate, tracing=self.runtime.tracing)
         admin, admin_sock = None, None
         try:
             if wants_admin_port(settings):  # /metrics and/or the API docs, away from the public port

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from ganserve.serve.access.gate import Gate
+from ganserve.serve.access.tracing import TracedBackend, Tracing
 from ganserve.serve.admission import MIB, Admission
 from ganserve.serve.backends import Backend, create_backend
 from ganserve.serve.metrics import Metrics
@@ -30,7 +31,9 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.backend: Backend = create_backend(settings, metrics=self.metrics)
+        self.tracing = Tracing(settings)  # off unless otlp_endpoint is set
+        backend = create_backend(settings, metrics=self.metrics)
+        self.backend: Backend = TracedBackend(backend) if self.tracing.tracer is not None else backend
         self.admission = Admission.from_settings(settings)
         self.service = GatewayService(backend=self.backend, settings=settings, admission=self.admission)
         self.gate = Gate(settings, metrics=self.metrics)  # API keys and rate limits, for both protocols
@@ -126,6 +129,7 @@ class Runtime:
     async def close(self) -> None:
         self.begin_shutdown()
         await self.backend.close()
+        await asyncio.to_thread(self.tracing.shutdown)  # sends the last spans
 
 
 def _probe(mv: ModelVersion) -> tuple[dict[str, np.ndarray], int]:

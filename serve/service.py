@@ -24,6 +24,7 @@ import numpy as np
 from ganserve.serve import images, seeds, tiling
 from ganserve.serve.access.context import note_model
 from ganserve.serve.access.gate import charge_work
+from ganserve.serve.access.tracing import SPAN_NAME_IMAGE_WORK, span
 from ganserve.serve.admission import Admission, Ticket
 from ganserve.serve.backends.base import REQUEST_DEADLINE, Backend
 from ganserve.serve.errors import DeadlineExceeded, InvalidArgument, ModelNotFound, NotReady
@@ -691,10 +692,13 @@ async def _latents(image_seeds: list[int], *, latent_dim: int, truncation: float
 
 async def _maybe_off_loop(work: Callable[[], T], *, size: int) -> T:
     """Runs small work inline (a thread hop costs more than it) and large work (``size``: pixels or
-    bytes) in a thread, so that big images never stall the event loop."""
-    if size <= _INLINE_MAX_SIZE:
-        return work()
-    return await asyncio.to_thread(work)
+    bytes) in a thread, so that big images never stall the event loop. A span of the request's trace
+    when tracing is on."""
+    with span(SPAN_NAME_IMAGE_WORK, **{"code.function": getattr(getattr(work, "func", work), "__name__", "work"),
+                                       "ganserve.size": size}):
+        if size <= _INLINE_MAX_SIZE:
+            return work()
+        return await asyncio.to_thread(work)
 
 
 __all__ = ["EncodedImage", "GatewayService", "GenerateResult", "InterpolateResult", "SeededImage",

@@ -181,6 +181,12 @@ class Settings(BaseSettings):
         False, description="GET /models and ListModels show the training metadata (commit, config, "
                            "steps, data); else only what a client needs (the model card has the rest)")
 
+    otlp_endpoint: str = Field(
+        "", description="tracing on: OpenTelemetry spans (requests, backend calls, image work) sent over "
+                        "OTLP/HTTP to this URL, e.g. http://otel-collector:4318/v1/traces (needs the 'tracing' "
+                        "extra); empty: no tracing")
+    otlp_service_name: str = Field("ganserve", description="service.name of the spans (tracing on)")
+
     # --- process ----------------------------------------------------------------------------------
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="on SIGTERM: how long in-flight requests may finish")

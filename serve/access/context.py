@@ -13,7 +13,7 @@ import re
 import uuid
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ganserve.serve.access.keys import ApiKey
@@ -38,6 +38,8 @@ class RequestContext:
     key: ApiKey | None = None         # the API key it presented (keys on)
     bucket: TokenBucket | None = None  # the rate-limit bucket it draws on (limits on)
     gate: Charger | None = None        # the gate it passed (what charges its work)
+    tracer: Any = None                 # OpenTelemetry's tracer, when tracing is on
+    span: Any = None                   # the request's span, when traced
 
     @property
     def key_id(self) -> str:

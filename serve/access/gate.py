@@ -10,6 +10,7 @@ from prometheus_client import Counter
 from ganserve.serve.access.context import RequestContext, current
 from ganserve.serve.access.keys import KeyStore
 from ganserve.serve.access.ratelimit import RateLimiter
+from ganserve.serve.access.tracing import add_event
 from ganserve.serve.errors import RateLimited
 from ganserve.serve.metrics import Metrics
 from ganserve.serve.settings import Settings
@@ -63,6 +64,7 @@ def charge_work(*, model: str, seconds: float) -> None:
         return
     if context.key is not None:
         context.key.check_model(model)
+    add_event("priced", **{"ganserve.model": model, "ganserve.work_s": seconds})
     try:
         context.gate.charge(context, seconds, what=f"{seconds:.2f} s of work on model {model!r}")
     except RateLimited as exc:

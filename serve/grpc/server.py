@@ -9,6 +9,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ganserve.serve.access.gate import Gate
+from ganserve.serve.access.tracing import Tracing
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc.servicer import GatewayServicer, add_to_server
 from ganserve.serve.metrics import Metrics
@@ -23,7 +24,8 @@ _MESSAGE_OVERHEAD = 4 * 1024 * 1024  # room for the rest of a message besides im
 class GrpcServer:
     """Owns a ``grpc.aio`` server; health follows the gateway's readiness."""
 
-    def __init__(self, settings: Settings, *, service: GatewayService, metrics: Metrics, gate: Gate) -> None:
+    def __init__(self, settings: Settings, *, service: GatewayService, metrics: Metrics, gate: Gate,
+                 tracing: Tracing | None = None) -> None:
         self._settings = settings
         # A response holds up to max_images_per_request encoded images; an upload max_upload_bytes.
         limit = max(settings.max_upload_bytes * 4, 64 * 1024 * 1024) + _MESSAGE_OVERHEAD
@@ -54,7 +56,7 @@ class GrpcServer:
             ("grpc.http2.max_ping_strikes", 2),
         ], maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs)  # then RESOURCE_EXHAUSTED
         add_to_server(GatewayServicer(service=service, metrics=metrics, gate=gate,
-                                      access_log=settings.access_log), self._server)
+                                      access_log=settings.access_log, tracing=tracing), self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         if settings.grpc_reflection:

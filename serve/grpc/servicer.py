@@ -18,6 +18,7 @@ from ganserve.serve.access.context import REQUEST_ID_HEADER, RequestContext, beg
 from ganserve.serve.access.gate import Gate
 from ganserve.serve.access.keys import presented_key
 from ganserve.serve.access.log import log_access
+from ganserve.serve.access.tracing import Tracing
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2 as pb
 from ganserve.serve.grpc._generated.ganserve.v1 import ganserve_pb2_grpc as pb_grpc
 from ganserve.serve.metrics import Metrics
@@ -72,43 +73,50 @@ def _rpc(endpoint: str) -> Callable[[Handler], Handler]:
             token = begin(call)
             start, status, response = time.perf_counter(), "OK", None
             trailing: list[tuple[str, str]] = [(REQUEST_ID_HEADER, call.request_id)]
-            try:
-                await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
-                with self._metrics.track(protocol="grpc", endpoint=endpoint) as tracker:
-                    self._gate.enter(call, endpoint=endpoint, credential=presented_key(
-                        authorization=metadata.get("authorization", ""), api_key=metadata.get("x-api-key", "")))
-                    if isinstance(request, Malformed):
-                        raise errors.InvalidArgument(f"the request is not a valid {request.message_type} "
-                                                     f"message: protobuf could not parse its bytes")
-                    response = await handler(self, request, context)
-                    tracker.model = getattr(response, "model", "")
-                    trailing += _rate_limit_metadata(call)
-                    context.set_trailing_metadata((*(context.trailing_metadata() or ()), *trailing))
-                    return response
-            except errors.ServiceError as exc:
-                if context.cancelled() or context.done():  # the client left, or its deadline passed:
+            carrier = {k: v for k, v in metadata.items() if k in ("traceparent", "tracestate")}
+            with self._tracing.request_span(route, carrier=carrier, **{
+                    "rpc.system": "grpc", "rpc.method": handler.__name__, "ganserve.request_id": call.request_id}) as span:
+                call.tracer, call.span = self._tracing.tracer, span
+                try:
+                    await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
+                    with self._metrics.track(protocol="grpc", endpoint=endpoint) as tracker:
+                        self._gate.enter(call, endpoint=endpoint, credential=presented_key(
+                            authorization=metadata.get("authorization", ""), api_key=metadata.get("x-api-key", "")))
+                        if isinstance(request, Malformed):
+                            raise errors.InvalidArgument(f"the request is not a valid {request.message_type} "
+                                                         f"message: protobuf could not parse its bytes")
+                        response = await handler(self, request, context)
+                        tracker.model = getattr(response, "model", "")
+                        trailing += _rate_limit_metadata(call)
+                        context.set_trailing_metadata((*(context.trailing_metadata() or ()), *trailing))
+                        return response
+                except errors.ServiceError as exc:
+                    if context.cancelled() or context.done():  # the client left, or its deadline passed:
+                        status = "CANCELLED"
+                        raise asyncio.CancelledError from None  # no one to tell (an abort would log an error)
+                    status = GRPC_CODE[type(exc)].name
+                    trailing.append((ERROR_CODE_KEY, exc.code))
+                    if isinstance(exc, errors.RateLimited):
+                        trailing += [(k.lower(), v) for k, v in exc.headers.items()]
+                    else:
+                        trailing += _rate_limit_metadata(call)
+                    context.set_trailing_metadata(tuple(trailing))
+                    await context.abort(GRPC_CODE[type(exc)], exc.message)
+                except asyncio.CancelledError:
                     status = "CANCELLED"
-                    raise asyncio.CancelledError from None  # no one to tell (an abort would log an error)
-                status = GRPC_CODE[type(exc)].name
-                trailing.append((ERROR_CODE_KEY, exc.code))
-                if isinstance(exc, errors.RateLimited):
-                    trailing += [(k.lower(), v) for k, v in exc.headers.items()]
-                else:
-                    trailing += _rate_limit_metadata(call)
-                context.set_trailing_metadata(tuple(trailing))
-                await context.abort(GRPC_CODE[type(exc)], exc.message)
-            except asyncio.CancelledError:
-                status = "CANCELLED"
-                raise
-            except Exception:
-                status = "INTERNAL"
-                raise
-            finally:
-                if self._access_log:
-                    log_access(call, status=status, duration_s=time.perf_counter() - start,
-                               bytes_in=0 if isinstance(request, Malformed) else request.ByteSize(),
-                               bytes_out=response.ByteSize() if response is not None else 0)
-                end(token)
+                    raise
+                except Exception:
+                    status = "INTERNAL"
+                    raise
+                finally:
+                    if self._access_log:
+                        log_access(call, status=status, duration_s=time.perf_counter() - start,
+                                   bytes_in=0 if isinstance(request, Malformed) else request.ByteSize(),
+                                   bytes_out=response.ByteSize() if response is not None else 0)
+                    if span is not None:
+                        span.set_attributes({"rpc.grpc.status_code": status, "ganserve.model": call.model,
+                                             "ganserve.key_id": call.key_id})
+                    end(token)
 
         return wrapper
 
@@ -159,8 +167,10 @@ def model_message(mv: ModelVersion, *, is_default: bool, metadata: dict[str, str
 
 
 class GatewayServicer(pb_grpc.GatewayServicer):
-    def __init__(self, *, service: GatewayService, metrics: Metrics, gate: Gate, access_log: bool = True) -> None:
+    def __init__(self, *, service: GatewayService, metrics: Metrics, gate: Gate, access_log: bool = True,
+                 tracing: Tracing | None = None) -> None:
         self._service, self._metrics, self._gate, self._access_log = service, metrics, gate, access_log
+        self._tracing = tracing or Tracing()
 
     @_rpc("generate")
     async def Generate(self, request: pb.GenerateRequest,

@@ -29,11 +29,13 @@ from ganserve.serve.access.context import (
 )
 from ganserve.serve.access.keys import presented_key
 from ganserve.serve.access.log import log_access
+from ganserve.serve.access.tracing import Tracing
 from ganserve.serve.http.errors import HTTP_STATUS, error_headers
 from ganserve.serve.http.middleware import refuse
 from ganserve.serve.settings import Settings
 
 _REQUEST_ID = REQUEST_ID_HEADER.encode()
+_NO_TRACING = Tracing()  # off: for an app without a runtime yet
 _MAX_ROUTE_CHARS = 200
 # API paths -> the endpoint names of key scopes and metrics labels
 ENDPOINTS = {"/generate": "generate", "/interpolate": "interpolate", "/upscale": "upscale",
@@ -87,20 +89,39 @@ class RequestLog:
 
         token = begin(context)
         start = time.perf_counter()
-        try:
-            await self.app(scope, counted_receive, marked_send)
-        except BaseException as exc:
-            if not status:  # answered outside the app (a bug: 500), or not at all (the client left: 499)
-                status = getattr(exc, "http_status", 500 if isinstance(exc, Exception) else 499)
-            raise
-        finally:
-            route = scope.get("route")
-            if route is not None and getattr(route, "path", None):
-                context.route = route.path
-            if self.access_log:
-                log_access(context, status=status or 499, duration_s=time.perf_counter() - start,
-                           bytes_in=bytes_in, bytes_out=bytes_out)
-            end(token)
+        tracing = _tracing(scope)
+        with tracing.request_span(f"{scope['method']} {context.route}", carrier=_carrier(scope["headers"]),
+                                  **{"http.request.method": scope["method"], "url.path": context.route,
+                                     "ganserve.request_id": context.request_id}) as span:
+            context.tracer, context.span = tracing.tracer, span
+            try:
+                await self.app(scope, counted_receive, marked_send)
+            except BaseException as exc:
+                if not status:  # answered outside the app (a bug: 500), or not at all (the client left: 499)
+                    status = getattr(exc, "http_status", 500 if isinstance(exc, Exception) else 499)
+                raise
+            finally:
+                route = scope.get("route")
+                if route is not None and getattr(route, "path", None):
+                    context.route = route.path
+                if span is not None:
+                    span.update_name(f"{scope['method']} {context.route}")
+                    span.set_attributes({"http.route": context.route, "http.response.status_code": status or 499,
+                                         "ganserve.model": context.model, "ganserve.key_id": context.key_id})
+                if self.access_log:
+                    log_access(context, status=status or 499, duration_s=time.perf_counter() - start,
+                               bytes_in=bytes_in, bytes_out=bytes_out)
+                end(token)
+
+
+def _tracing(scope: Scope) -> Tracing:
+    runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+    return runtime.tracing if runtime is not None else _NO_TRACING
+
+
+def _carrier(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The W3C trace-context headers of a request, for the request's span to join the caller's trace."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in (b"traceparent", b"tracestate")}
 
 
 class GateKeeper:

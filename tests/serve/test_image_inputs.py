@@ -368,7 +368,8 @@ def test_decoding_errors_are_in_our_words(full_gateway: RunningGateway, data: by
         images.decode(data, max_bytes=10**6, max_pixels=64 * 64)
     _assert_own_words(info.value, data)
     r = _upscale(full_gateway, data)
-    assert (r.status_code, r.json()["error"]) == (status, {"code": code, "message": info.value.message})
+    assert (r.status_code, r.json()["error"]) == (status, {"code": code, "message": info.value.message,
+                                                           "request_id": r.headers["x-request-id"]})
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning", "ignore:Tag data larger:UserWarning")
