@@ -5,7 +5,8 @@ Layout and rules are Triton's (``<root>/<model>/config.pbtxt``, numeric version 
 size, value range, geometry) comes from its ONNX ``metadata_props``, per ``docs/model-contract.md``.
 A Triton ensemble (``platform: "ensemble"``, no ONNX file) that chains a ``text-encoder`` into a
 ``text-conditional-generator`` is read as a ``text-conditional`` model whose metadata comes from its
-steps. A model that fails any check becomes a :class:`LoadProblem` with a message saying what to fix;
+steps; one that chains a ``pyramid-coarse`` model into ``pyramid-level`` models (LAPGAN) is read as an
+``unconditional`` model whose z is split over its levels. A model that fails any check becomes a :class:`LoadProblem` with a message saying what to fix;
 it never stops the other models from loading (an ensemble whose step did not load is one too).
 """
 
@@ -28,7 +29,7 @@ from ganserve import text
 log = logging.getLogger(__name__)
 
 ModelKind = Literal["unconditional", "text-conditional", "super-resolution", "text-encoder",
-                    "text-conditional-generator"]
+                    "text-conditional-generator", "pyramid-coarse", "pyramid-level"]
 SERVED_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
 ENSEMBLE_PLATFORM = "ensemble"
 # ganserve.tokenizer -> prompts -> int64 [n, length] token ids: the tokenizers the gateway can run
@@ -44,7 +45,10 @@ CONTRACT_TENSORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "text-encoder": (("tokens",), ("embedding",)),
     "text-conditional-generator": (("z", "embedding"), ("image",)),
     "text-conditional": (("tokens", "z"), ("image",)),  # the ensemble
+    "pyramid-coarse": (("z",), ("image",)),           # a pyramid's coarsest level
+    "pyramid-level": (("z", "coarse"), ("image",)),   # a finer level: image = up(coarse) + band
 }
+_GENERATOR_KINDS = ("unconditional", "text-conditional-generator", "pyramid-coarse", "pyramid-level")
 _INT_TENSORS = {"tokens"}  # every other contract tensor is TYPE_FP32
 
 
@@ -100,6 +104,12 @@ class ModelVersion:
     # {"digit": {"7": ("seven", "7")}, "colour": {"red": ("red", "crimson")}}; None when not published
     vocabulary: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None
     steps: tuple[EnsembleStep, ...] = ()  # an ensemble's steps, in an order that runs them; else empty
+    # a pyramid ensemble: its z inputs and their lengths, in the order one z of length latent_dim is
+    # split into them (coarse level first); else empty (the model's z is its one input 'z')
+    latent_inputs: tuple[tuple[str, int], ...] = ()
+    # a pyramid ensemble: its outputs holding each level's image, coarse to fine (the last is 'image');
+    # empty when it exposes only the final image
+    level_outputs: tuple[str, ...] = ()
     # every ganserve.* entry, as stored (an ensemble: its generator's, plus the text entries of its
     # encoder, ganserve.kind = text-conditional and ganserve.steps = "model:version,...")
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -115,6 +125,15 @@ class ModelVersion:
     @property
     def is_ensemble(self) -> bool:
         return bool(self.steps)
+
+    def latent_feed(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """A generator's inputs for z ``[n, latent_dim]``: ``{'z': z}``, or for a pyramid the
+        consecutive slices of z under its z inputs' names (``latent_inputs``)."""
+        if not self.latent_inputs:
+            return {self.input_name: z}
+        edges = np.cumsum([0] + [dim for _, dim in self.latent_inputs])
+        return {name: np.ascontiguousarray(z[:, a:b])
+                for (name, _), a, b in zip(self.latent_inputs, edges[:-1], edges[1:], strict=True)}
 
     def step_of_kind(self, kind: ModelKind) -> EnsembleStep:
         """The ensemble step whose model is of ``kind`` (a text-conditional ensemble has one
@@ -306,7 +325,7 @@ def _read_version(name: str, version: int, version_dir: Path, config: mc.ModelCo
         _check_dims(spec["embedding"], (embedding_dim,), key="ganserve.embedding_dim")
         return ModelVersion(**common, tokenizer=tokenizer, max_tokens=max_tokens, embedding_dim=embedding_dim,
                             vocabulary=_vocabulary(meta))
-    if kind in ("unconditional", "text-conditional-generator"):
+    if kind in _GENERATOR_KINDS:
         latent_dim = _positive_int(meta, "ganserve.latent_dim")
         _check_dims(spec["z"], (latent_dim,), key="ganserve.latent_dim")
         embedding_dim = None
@@ -317,6 +336,11 @@ def _read_version(name: str, version: int, version_dir: Path, config: mc.ModelCo
         if len(image_dims) != 3 or image_dims[0] not in (1, 3, 4) or min(image_dims) <= 0:
             raise ModelLoadError(f"output 'image' must have dims [C in (1, 3, 4), H, W], got "
                                  f"{list(image_dims)}")
+        if kind == "pyramid-level":
+            c, h, w = image_dims
+            if spec["coarse"].dims != (c, h // 2, w // 2) or h % 2 or w % 2:
+                raise ModelLoadError(f"input 'coarse' must have dims [C, H/2, W/2] = {[c, h // 2, w // 2]} "
+                                     f"(the level doubles the side), got {list(spec['coarse'].dims)}")
         return ModelVersion(**common, latent_dim=latent_dim, channels=image_dims[0],
                             image_size=image_dims[1], embedding_dim=embedding_dim)
     # super-resolution
@@ -402,11 +426,22 @@ def _read_ensemble(name: str, version: int, version_dir: Path, config: mc.ModelC
             raise ModelLoadError(f"output {out.name!r} is written by no step")
         _same_tensor(out, tensors[out.name], what=f"output {out.name!r}")
 
-    # The chain the gateway serves: tokens -> text-encoder -> embedding -> generator (+ z) -> image.
     kinds = sorted(s.kind for s in ordered)
-    if kinds != ["text-conditional-generator", "text-encoder"]:
-        raise ModelLoadError(f"the steps are models of kinds {kinds}; the gateway serves ensembles of one "
-                             f"'text-encoder' and one 'text-conditional-generator' (docs/model-contract.md)")
+    if kinds == ["text-conditional-generator", "text-encoder"]:
+        return _text_ensemble(name, version, version_dir, config, ordered, inputs=inputs, outputs=outputs,
+                              models=models)
+    if kinds[0] == "pyramid-coarse" and len(kinds) > 1 and set(kinds[1:]) == {"pyramid-level"}:
+        return _pyramid_ensemble(name, version, version_dir, config, ordered, inputs=inputs, outputs=outputs,
+                                 models=models)
+    raise ModelLoadError(f"the steps are models of kinds {kinds}; the gateway serves ensembles of one "
+                         f"'text-encoder' and one 'text-conditional-generator', or of one 'pyramid-coarse' "
+                         f"and one or more 'pyramid-level' models (docs/model-contract.md)")
+
+
+def _text_ensemble(name: str, version: int, version_dir: Path, config: mc.ModelConfig,
+                   ordered: list[EnsembleStep], *, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+                   models: Mapping[str, tuple[ModelVersion, ...]]) -> ModelVersion:
+    """The chain the gateway serves: tokens -> text-encoder -> embedding -> generator (+ z) -> image."""
     in_names, out_names = CONTRACT_TENSORS["text-conditional"]
     _check_names(config_names={t.name for t in inputs}, expected=set(in_names), what="inputs")
     _check_names(config_names={t.name for t in outputs}, expected=set(out_names),
@@ -438,6 +473,54 @@ def _read_ensemble(name: str, version: int, version_dir: Path, config: mc.ModelC
         queue_delay_us=None, latent_dim=gen.latent_dim, channels=gen.channels, image_size=gen.image_size,
         tokenizer=enc.tokenizer, max_tokens=enc.max_tokens, embedding_dim=enc.embedding_dim,
         vocabulary=enc.vocabulary, steps=tuple(ordered), metadata=meta)
+
+
+def _pyramid_ensemble(name: str, version: int, version_dir: Path, config: mc.ModelConfig,
+                      ordered: list[EnsembleStep], *, inputs: tuple[TensorSpec, ...],
+                      outputs: tuple[TensorSpec, ...], models: Mapping[str, tuple[ModelVersion, ...]]) -> ModelVersion:
+    """A Laplacian pyramid (LAPGAN): ``pyramid-coarse`` (z -> image), then each ``pyramid-level`` (z,
+    coarse -> image of twice the side) reading the previous level's image; every step's z is an
+    ensemble input of its own, the last level's image is the output ``image``. Served as an
+    ``unconditional`` model whose z is the concatenation of the levels' z, coarse level first."""
+    step_models = [next(mv for mv in models[s.model] if mv.version == s.version) for s in ordered]
+    chain = [s for s in ordered if s.kind == "pyramid-coarse"]  # then each level reading the last one's image
+    rest = [s for s in ordered if s.kind == "pyramid-level"]
+    while rest:
+        written = chain[-1].output_map.get("image")
+        following = [s for s in rest if s.input_map["coarse"] == written]
+        if len(following) != 1:
+            raise ModelLoadError(f"the pyramid is not one chain: {len(following)} level(s) read step "
+                                 f"{chain[-1].model!r}'s image {written!r} as their 'coarse'")
+        chain.append(following[0])
+        rest.remove(following[0])
+    by_model = {(mv.name, mv.version): mv for mv in step_models}
+    levels = [by_model[s.model, s.version] for s in chain]
+    input_names = {t.name for t in inputs}
+    z_inputs = [s.input_map["z"] for s in chain]
+    wiring = {"every level's 'z' is an ensemble input of its own": set(z_inputs) == input_names
+              and len(set(z_inputs)) == len(z_inputs),
+              "the last level's 'image' is the ensemble output 'image'": chain[-1].output_map.get("image") == "image"}
+    broken = [rule for rule, holds in wiring.items() if not holds]
+    if broken:
+        raise ModelLoadError(f"the pyramid's steps are not wired as the contract says: {'; '.join(broken)} is "
+                             f"not so")
+    images = [s.output_map.get("image") for s in chain]
+    exposed = {t.name for t in outputs}
+    if not exposed <= set(images):
+        raise ModelLoadError(f"outputs {sorted(exposed - set(images))} are no level's image")
+    final = levels[-1]
+    latent = tuple((s.input_map["z"], mv.latent_dim) for s, mv in zip(chain, levels, strict=True))
+    meta = {k: v for k, v in final.metadata.items() if k != "ganserve.level"} | {
+        "ganserve.kind": "unconditional", "ganserve.latent_dim": str(sum(d for _, d in latent)),
+        "ganserve.latent_split": ",".join(f"{n}:{d}" for n, d in latent),
+        "ganserve.levels": ",".join(f"{i}:{mv.image_size}" for i, mv in zip(images, levels, strict=True)),
+        "ganserve.steps": ",".join(f"{s.model}:{s.version}" for s in chain)}
+    return ModelVersion(
+        name=name, version=version, path=version_dir, kind="unconditional", max_batch_size=config.max_batch_size,
+        inputs=inputs, outputs=outputs, value_range=final.value_range, queue_delay_us=None,
+        latent_dim=sum(d for _, d in latent), channels=final.channels, image_size=final.image_size,
+        steps=tuple(chain), latent_inputs=latent,
+        level_outputs=tuple(images) if set(images) <= exposed else (), metadata=meta)
 
 
 def _vocabulary(meta: Mapping[str, str]) -> dict[str, dict[str, tuple[str, ...]]] | None:

@@ -78,6 +78,9 @@ class SeededImage:
 
     seed: int
     image: EncodedImage
+    # with ``levels`` (pyramid models): every level's image at its own size, coarse to fine (the last
+    # has ``image``'s pixels; each file's text names its level); else empty
+    levels: tuple[EncodedImage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,10 +180,12 @@ class GatewayService:
     async def generate(self, *, model: str | None = None, version: int | None = None, n: int = 1,
                        seed: int | None = None, truncation: float | None = None,
                        prompt: str | None = None, prompt_b: str | None = None, mix: float | None = None,
-                       fmt: str | None = None, timeout_s: float | None = None) -> GenerateResult:
+                       fmt: str | None = None, levels: bool | None = None,
+                       timeout_s: float | None = None) -> GenerateResult:
         """``n`` images; image i has seed ``seed + i`` (a drawn seed when ``seed`` is None). With a
         ``prompt``, from a text-conditional model; with ``prompt_b`` too, from the text embedding
-        ``(1 - mix) * e(prompt) + mix * e(prompt_b)``."""
+        ``(1 - mix) * e(prompt) + mix * e(prompt_b)``. With ``levels``, from a pyramid model (LAPGAN):
+        each image comes with every level's image as well."""
         self._check_ready()
         n = _int_in_range(n, name="n", lo=1, hi=self._settings.max_images_per_request,
                           setting="max_images_per_request")
@@ -188,28 +193,40 @@ class GatewayService:
         truncation = _truncation(truncation)
         condition = _text_condition(prompt, prompt_b, mix, max_chars=self._settings.max_prompt_chars)
         mv = self._resolve(model, version, kind="unconditional" if condition is None else "text-conditional")
+        level_names = _levels(mv, levels)
         if seed is None:
             seed = seeds.draw_seed()
         seed = _int_in_range(seed, name="seed", lo=0, hi=seeds.SEED_MAX - (n - 1),
                              setting="2**64 - n, so that every seed + i fits in 64 bits")
         image_seeds = [seed + i for i in range(n)]
         extra = {} if condition is None else condition.provenance()
-        with self._admit(mv, units=n, nbytes=_generated_bytes(mv, n), timeout_s=timeout_s) as (_ticket, limit):
+        nbytes = _generated_bytes(mv, n) * (2 if level_names else 1)  # the levels hold less than the image
+        with self._admit(mv, units=n, nbytes=nbytes, timeout_s=timeout_s) as (_ticket, limit):
             async with self._deadline(mv, limit):
                 z = await _latents(image_seeds, latent_dim=mv.latent_dim, truncation=truncation)
-                if condition is None:
-                    pixels = await self._generate_pixels(mv, z)
+                if level_names:
+                    by_level = await self._generate_images(mv, z, level_names)
+                    pixels = by_level[-1]
+                elif condition is None:
+                    pixels, by_level = await self._generate_pixels(mv, z), []
                 else:
-                    pixels = await self._generate_from_text(mv, z, condition)
+                    pixels, by_level = await self._generate_from_text(mv, z, condition), []
 
-                def encode() -> list[bytes]:
-                    return [images.encode(p, fmt=fmt, text=_provenance(mv, seed=s, truncation=truncation)
-                                          | extra) for p, s in zip(pixels, image_seeds, strict=True)]
+                def encode() -> list[tuple[bytes, list[bytes]]]:
+                    out = []
+                    for i, s in enumerate(image_seeds):
+                        text = _provenance(mv, seed=s, truncation=truncation) | extra
+                        levels_i = [images.encode(lv[i], fmt=fmt, text=text | {"ganserve.level": name})
+                                    for name, lv in zip(level_names, by_level, strict=True)]
+                        out.append((images.encode(pixels[i], fmt=fmt, text=text), levels_i))
+                    return out
 
                 encoded = await _maybe_off_loop(encode, size=pixels.size)
         media_type = images.MEDIA_TYPES[fmt]
         return GenerateResult(model=mv.name, version=mv.version, images=tuple(
-            SeededImage(seed=s, image=EncodedImage(d, media_type)) for s, d in zip(image_seeds, encoded)),
+            SeededImage(seed=s, image=EncodedImage(d, media_type),
+                        levels=tuple(EncodedImage(x, media_type) for x in lv))
+            for s, (d, lv) in zip(image_seeds, encoded, strict=True)),
             warnings=_vocabulary_warnings(mv, condition))
 
     async def interpolate(self, *, model: str | None = None, version: int | None = None,
@@ -362,8 +379,13 @@ class GatewayService:
 
     async def _generate_pixels(self, mv: ModelVersion, z: np.ndarray) -> np.ndarray:
         """z ``[n, latent_dim]`` -> ``uint8 [n, H, W, C]``."""
-        out = await self._backend.infer(mv.name, mv.version, {mv.input_name: z})
-        return images.to_uint8(out[mv.output_name], value_range=mv.value_range)
+        return (await self._generate_images(mv, z, (mv.output_name,)))[0]
+
+    async def _generate_images(self, mv: ModelVersion, z: np.ndarray, names: Sequence[str]) -> list[np.ndarray]:
+        """z ``[n, latent_dim]`` -> the outputs ``names`` as ``uint8 [n, H, W, C]`` each (a pyramid's z is
+        split over its levels' inputs: :meth:`ModelVersion.latent_feed`)."""
+        out = await self._backend.infer(mv.name, mv.version, mv.latent_feed(z))
+        return [images.to_uint8(out[name], value_range=mv.value_range) for name in names]
 
     async def _generate_from_text(self, mv: ModelVersion, z: np.ndarray, condition: TextCondition) -> np.ndarray:
         """z ``[n, latent_dim]`` and a prompt -> ``uint8 [n, H, W, C]``. One prompt: the ensemble, in
@@ -612,6 +634,18 @@ def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     """Any of ``words`` as a whole word (not inside another word: "one" is not in "someone")."""
     alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+
+
+def _levels(mv: ModelVersion, levels: object) -> tuple[str, ...]:
+    """The outputs a ``levels`` request returns (each level's image, coarse to fine); () without it."""
+    if levels is None or levels is False:
+        return ()
+    if levels is not True:
+        raise InvalidArgument(f"levels must be a boolean, got {type(levels).__name__}")
+    if not mv.level_outputs:
+        raise InvalidArgument(f"model {mv.name!r} has no levels: levels needs a pyramid model (a Laplacian "
+                              f"pyramid such as lapgan, whose ensemble outputs each level's image)", model=mv.name)
+    return mv.level_outputs
 
 
 def _format(value: str | None, *, allowed: Sequence[ImageFormat]) -> ImageFormat:

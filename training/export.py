@@ -128,32 +128,36 @@ def triton_config(name: str, spec: ExportSpec, *, max_batch_size: int, queue_del
 
 
 def ensemble_config(name: str, parts: list[tuple[str, ExportSpec]], *, max_batch_size: int):
-    """Triton ensemble ``name`` chaining ``parts`` ((model name, spec) in data-flow order): a tensor one
-    step outputs feeds the later steps' inputs of the same name; the ensemble's inputs are the inputs no
-    step produces, its outputs the last step's outputs."""
+    """Triton ensemble ``name`` chaining ``parts`` ((model name, spec) in data-flow order). Each part's
+    tensors take the ensemble names of its ``spec.ensemble_map`` (else their own): a tensor one step
+    outputs feeds the later steps' inputs of the same ensemble name; the ensemble's inputs are the
+    inputs no step produces, its outputs the last step's outputs, then those of the ``ensemble_exposed``
+    parts from the last to the first."""
     from tritonclient.grpc import model_config_pb2 as mc
 
     produced: set[str] = set()
-    inputs: dict[str, tuple[tuple, ExportSpec]] = {}
+    inputs: dict[str, tuple[tuple, ExportSpec, str]] = {}
     steps = []
     for model_name, spec in parts:
+        wire = {t: spec.ensemble_map.get(t, t) for t in (*spec.inputs, *spec.outputs)}
         for tname, shape in spec.inputs.items():
-            if tname not in produced and tname not in inputs:
-                inputs[tname] = (shape, spec)
+            if wire[tname] not in produced and wire[tname] not in inputs:
+                inputs[wire[tname]] = (shape, spec, tname)
         steps.append(mc.ModelEnsembling.Step(
             model_name=model_name, model_version=-1,
-            input_map={t: t for t in spec.inputs}, output_map={t: t for t in spec.outputs}))
-        produced.update(spec.outputs)
-    last = parts[-1][1]
+            input_map={t: wire[t] for t in spec.inputs}, output_map={t: wire[t] for t in spec.outputs}))
+        produced.update(wire[t] for t in spec.outputs)
+    exposed = [parts[-1][1]] + [spec for _, spec in parts[-2::-1] if spec.ensemble_exposed]
 
-    def tensor(tname: str, shape: tuple, spec: ExportSpec, cls):
-        dtype = mc.TYPE_INT64 if tname in spec.int_inputs else mc.TYPE_FP32
-        return cls(name=tname, data_type=dtype, dims=[-1 if isinstance(d, str) else d for d in shape[1:]])
+    def tensor(ename: str, shape: tuple, spec: ExportSpec, own: str, cls):
+        dtype = mc.TYPE_INT64 if own in spec.int_inputs else mc.TYPE_FP32
+        return cls(name=ename, data_type=dtype, dims=[-1 if isinstance(d, str) else d for d in shape[1:]])
 
     return mc.ModelConfig(
         name=name, platform="ensemble", max_batch_size=max_batch_size,
-        input=[tensor(t, shape, spec, mc.ModelInput) for t, (shape, spec) in inputs.items()],
-        output=[tensor(t, shape, last, mc.ModelOutput) for t, shape in last.outputs.items()],
+        input=[tensor(e, shape, spec, own, mc.ModelInput) for e, (shape, spec, own) in inputs.items()],
+        output=[tensor(spec.ensemble_map.get(t, t), shape, spec, t, mc.ModelOutput)
+                for spec in exposed for t, shape in spec.outputs.items()],
         ensemble_scheduling=mc.ModelEnsembling(step=steps),
     )
 

@@ -9,6 +9,7 @@ from ganserve.errors import UsageError
 from ganserve.training.config import DataConfig, RunConfig, TrainConfig
 from ganserve.training.families.dcgan import DCGANModelConfig
 from ganserve.training.families.gan_int_cls import GANIntClsModelConfig, GANIntClsTrainConfig
+from ganserve.training.families.lapgan import LapGANModelConfig
 from ganserve.training.families.srgan import SRModelConfig, SRTrainConfig
 
 PRESETS: dict[str, RunConfig] = {
@@ -32,6 +33,24 @@ PRESETS: dict[str, RunConfig] = {
         model=DCGANModelConfig(image_size=8, channels=1, latent_dim=16, g_width=32, d_width=32),
         train=TrainConfig(steps=300, batch_size=32, lr_g=5e-4, lr_d=5e-4, ema_decay=0.95, log_every=20,
                           sample_every=100, checkpoint_every=100, sample_grid=64),
+    ),
+    # LAPGAN (Denton et al. 2015) on MNIST: 7 -> 14 -> 28 (model_repository/lapgan/README.md says why), small
+    # widths for a shared 2-core CPU; the three levels train at once, each on the real coarse images.
+    "lapgan-mnist": RunConfig(
+        data=DataConfig(name="mnist"),
+        model=LapGANModelConfig(image_size=28, channels=1, levels=2, coarse_latent_dim=32, level_latent_dim=16,
+                                coarse_width=256, g_width=16, d_width=16),
+        train=TrainConfig(steps=8_000, batch_size=64, lr_g=2e-4, lr_d=2e-4, ema_decay=0.998, log_every=50,
+                          sample_every=500, checkpoint_every=250),
+    ),
+    # Seconds on a CPU (tests): scikit-learn's 8x8 digits as a 2 -> 4 -> 8 pyramid, the same three-model
+    # ensemble as lapgan-mnist.
+    "lapgan-tiny": RunConfig(
+        data=DataConfig(name="digits"),
+        model=LapGANModelConfig(image_size=8, channels=1, levels=2, coarse_latent_dim=8, level_latent_dim=4,
+                                coarse_width=32, g_width=8, d_width=8),
+        train=TrainConfig(steps=60, batch_size=32, lr_g=1e-3, lr_d=1e-3, ema_decay=0.9, log_every=20,
+                          sample_every=60, checkpoint_every=60, sample_grid=16),
     ),
     # SRResNet (Ledig et al. 2017), stage 1: pixel loss, x4, on the offline photo set. Sized for a CPU
     # (or a short GPU) run; the paper trains 16 blocks on 96x96 HR crops, batch 16, lr 1e-4.

@@ -180,11 +180,12 @@ class GatewayServicer(pb_grpc.GatewayServicer):
             n=request.n if request.HasField("n") else 1, seed=_optional(request, "seed"),
             truncation=_optional(request, "truncation"), prompt=_optional(request, "prompt"),
             prompt_b=_optional(request, "prompt_b"), mix=_optional(request, "mix"),
-            fmt=_format(request.format), timeout_s=_deadline(context))
+            fmt=_format(request.format), levels=_optional(request, "levels"), timeout_s=_deadline(context))
         if result.warnings:
             context.set_trailing_metadata(tuple((WARNING_KEY, w) for w in result.warnings))
         return pb.GenerateResponse(model=result.model, version=result.version, images=[
-            pb.GeneratedImage(seed=i.seed, image=_image(i.image)) for i in result.images])
+            pb.GeneratedImage(seed=i.seed, image=_image(i.image), levels=[_image(x) for x in i.levels])
+            for i in result.images])
 
     @_rpc("interpolate")
     async def Interpolate(self, request: pb.InterpolateRequest,

@@ -53,9 +53,11 @@ async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
     runtime = _runtime(request)
     with runtime.metrics.track(protocol="http", endpoint="generate") as tracker:
         raw = _wants_raw(request, MEDIA_TYPES[body.format or "png"], count=body.n, instead="ask for n = 1")
+        if raw and body.levels:
+            raise InvalidArgument("levels returns several images per seed; accept application/json")
         result = await runtime.service.generate(
             model=body.model, version=body.version, n=body.n, seed=body.seed, truncation=body.truncation,
-            prompt=body.prompt, prompt_b=body.prompt_b, mix=body.mix, fmt=body.format)
+            prompt=body.prompt, prompt_b=body.prompt_b, mix=body.mix, fmt=body.format, levels=body.levels)
         tracker.model = result.model
     headers = {"X-Ganserve-Model": result.model, "X-Ganserve-Model-Version": str(result.version),
                "X-Ganserve-Seed": ",".join(str(i.seed) for i in result.images)}
@@ -65,7 +67,9 @@ async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
         image = result.images[0].image
         return Response(image.data, media_type=image.media_type, headers=headers)
     return JSONResponse({"model": result.model, "version": result.version,
-                         "images": [{"seed": i.seed, **_b64(i.image)} for i in result.images],
+                         "images": [{"seed": i.seed, **_b64(i.image),
+                                     **({"levels": [_b64(x) for x in i.levels]} if i.levels else {})}
+                                    for i in result.images],
                          "warnings": list(result.warnings)}, headers=headers)
 
 

@@ -39,6 +39,9 @@ class GenerateRequest(BaseModel):
                                                 "mix * e(prompt_b); 0 .. 1, default 0.5 (needs prompt_b)",
                               json_schema_extra={"minimum": 0, "maximum": 1})
     format: StillFormat | None = Field(None, description="image format; default png")
+    levels: bool | None = Field(None, description="pyramid models (lapgan): each image also comes with every "
+                                                  "level's image, coarse to fine, at its own size (JSON only); "
+                                                  "other models refuse it")
 
 
 class InterpolateRequest(BaseModel):
@@ -68,6 +71,9 @@ class ImageOut(BaseModel):
 
 class SeededImageOut(ImageOut):
     seed: int
+    levels: list[ImageOut] | None = Field(None, description="with levels: every level's image at its own size, "
+                                                             "coarse to fine (the last has this image's pixels); "
+                                                             "absent otherwise")
 
 
 class GenerateResponse(BaseModel):

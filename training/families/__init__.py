@@ -6,6 +6,7 @@
 | `srresnet`    | `super-resolution` | ``training/families/srgan.py`` (stage 1) |
 | `srgan`       | `super-resolution` | ``training/families/srgan.py`` (stage 2) |
 | `gan-int-cls` | `text-conditional` | ``training/families/gan_int_cls.py``     |
+| `lapgan`      | `unconditional`    | ``training/families/lapgan.py`` (a pyramid ensemble) |
 
 A new family is a :class:`~ganserve.training.families.base.Family` subclass in its own module, added to
 :data:`FAMILIES` below. Each family owns its config classes (``model_config``, ``train_config``), so
@@ -23,10 +24,11 @@ from ganserve.training.config import RunConfig, override_fields, validate_shared
 from ganserve.training.families.base import Family
 from ganserve.training.families.dcgan import DCGANFamily
 from ganserve.training.families.gan_int_cls import GANIntClsFamily
+from ganserve.training.families.lapgan import LapGANFamily
 from ganserve.training.families.srgan import SRGANFamily, SRResNetFamily
 
 FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (DCGANFamily, SRResNetFamily, SRGANFamily,
-                                                                  GANIntClsFamily)}
+                                                                  GANIntClsFamily, LapGANFamily)}
 
 
 def family_class(name: str) -> type[Family]:

@@ -52,6 +52,9 @@ class ExportSpec:
     config_note: str = ""  # comment lines for the top of config.pbtxt (why dims are what they are)
     # integer inputs (INT64), name -> exclusive upper bound of the random ids used to trace and check them
     int_inputs: dict[str, int] = field(default_factory=dict)
+    # a part of a Triton ensemble: its tensor name -> the ensemble's tensor name (unnamed ones keep theirs)
+    ensemble_map: dict[str, str] = field(default_factory=dict)
+    ensemble_exposed: bool = False  # the ensemble outputs this part's outputs too (the last part's always)
 
 
 class Family:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aganserve/v1/ganserve.proto\x12\x0bganserve.v1\")\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\"\xa4\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x01n\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x02\x88\x01\x01\x12\x17\n\ntruncation\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x13\n\x06prompt\x18\x06 \x01(\tH\x04\x88\x01\x01\x12(\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x18.ganserve.v1.ImageFormat\x12\x15\n\x08prompt_b\x18\x08 \x01(\tH\x05\x88\x01\x01\x12\x10\n\x03mix\x18\t \x01(\x01H\x06\x88\x01\x01\x42\n\n\x08_versionB\x04\n\x02_nB\x07\n\x05_seedB\r\n\x0b_truncationB\t\n\x07_promptB\x0b\n\t_prompt_bB\x06\n\x04_mix\"A\n\x0eGeneratedImage\x12\x0c\n\x04seed\x18\x01 \x01(\x04\x12!\n\x05image\x18\x02 \x01(\x0b\x32\x12.ganserve.v1.Image\"_\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12+\n\x06images\x18\x03 \x03(\x0b\x32\x1b.ganserve.v1.GeneratedImage\"\xad\x02\n\x12InterpolateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06seed_a\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\x13\n\x06seed_b\x18\x04 \x01(\x04H\x02\x88\x01\x01\x12\x13\n\x06\x66rames\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x17\n\ntruncation\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12(\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x18.ganserve.v1.ImageFormat\x12\x1e\n\x11\x66rame_duration_ms\x18\x08 \x01(\rH\x05\x88\x01\x01\x42\n\n\x08_versionB\t\n\x07_seed_aB\t\n\x07_seed_bB\t\n\x07_framesB\r\n\x0b_truncationB\x14\n\x12_frame_duration_ms\"\xab\x01\n\x13InterpolateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06seed_a\x18\x03 \x01(\x04\x12\x0e\n\x06seed_b\x18\x04 \x01(\x04\x12\t\n\x01t\x18\x05 \x03(\x01\x12\"\n\x06\x66rames\x18\x06 \x03(\x0b\x32\x12.ganserve.v1.Image\x12%\n\tanimation\x18\x07 \x01(\x0b\x32\x12.ganserve.v1.Image\"\xe0\x01\n\x0eUpscaleRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12!\n\x05image\x18\x03 \x01(\x0b\x32\x12.ganserve.v1.Image\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.ganserve.v1.ImageFormat\x12\x16\n\ttile_size\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x19\n\x0ctile_overlap\x18\x06 \x01(\rH\x02\x88\x01\x01\x42\n\n\x08_versionB\x0c\n\n_tile_sizeB\x0f\n\r_tile_overlap\"T\n\x0fUpscaleResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x05image\x18\x03 \x01(\x0b\x32\x12.ganserve.v1.Image\"\x13\n\x11ListModelsRequest\"\x88\x03\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\r\x12\x13\n\x0bvalue_range\x18\x05 \x03(\x01\x12\x12\n\nlatent_dim\x18\x06 \x01(\r\x12\x10\n\x08\x63hannels\x18\x07 \x01(\r\x12\x12\n\nimage_size\x18\x08 \x01(\r\x12\r\n\x05scale\x18\t \x01(\r\x12\x32\n\x08metadata\x18\n \x03(\x0b\x32 .ganserve.v1.Model.MetadataEntry\x12\x11\n\ttokenizer\x18\x0b \x01(\t\x12\x12\n\nmax_tokens\x18\x0c \x01(\r\x12\x15\n\rembedding_dim\x18\r \x01(\r\x12%\n\x05steps\x18\x0e \x03(\x0b\x32\x16.ganserve.v1.ModelStep\x12\x12\n\nis_default\x18\x0f \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\tModelStep\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"P\n\x0cModelProblem\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\n\n\x08_version\"e\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.ganserve.v1.Model\x12+\n\x08problems\x18\x02 \x03(\x0b\x32\x19.ganserve.v1.ModelProblem*\x85\x01\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x12\x14\n\x10IMAGE_FORMAT_GIF\x10\x03\x12\x15\n\x11IMAGE_FORMAT_APNG\x10\x04\x32\xb9\x02\n\x07Gateway\x12G\n\x08Generate\x12\x1c.ganserve.v1.GenerateRequest\x1a\x1d.ganserve.v1.GenerateResponse\x12P\n\x0bInterpolate\x12\x1f.ganserve.v1.InterpolateRequest\x1a .ganserve.v1.InterpolateResponse\x12\x44\n\x07Upscale\x12\x1b.ganserve.v1.UpscaleRequest\x1a\x1c.ganserve.v1.UpscaleResponse\x12M\n\nListModels\x12\x1e.ganserve.v1.ListModelsRequest\x1a\x1f.ganserve.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aganserve/v1/ganserve.proto\x12\x0bganserve.v1\")\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\"\xc4\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x01n\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x02\x88\x01\x01\x12\x17\n\ntruncation\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x13\n\x06prompt\x18\x06 \x01(\tH\x04\x88\x01\x01\x12(\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x18.ganserve.v1.ImageFormat\x12\x15\n\x08prompt_b\x18\x08 \x01(\tH\x05\x88\x01\x01\x12\x10\n\x03mix\x18\t \x01(\x01H\x06\x88\x01\x01\x12\x13\n\x06levels\x18\n \x01(\x08H\x07\x88\x01\x01\x42\n\n\x08_versionB\x04\n\x02_nB\x07\n\x05_seedB\r\n\x0b_truncationB\t\n\x07_promptB\x0b\n\t_prompt_bB\x06\n\x04_mixB\t\n\x07_levels\"e\n\x0eGeneratedImage\x12\x0c\n\x04seed\x18\x01 \x01(\x04\x12!\n\x05image\x18\x02 \x01(\x0b\x32\x12.ganserve.v1.Image\x12\"\n\x06levels\x18\x03 \x03(\x0b\x32\x12.ganserve.v1.Image\"_\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12+\n\x06images\x18\x03 \x03(\x0b\x32\x1b.ganserve.v1.GeneratedImage\"\xad\x02\n\x12InterpolateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06seed_a\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\x13\n\x06seed_b\x18\x04 \x01(\x04H\x02\x88\x01\x01\x12\x13\n\x06\x66rames\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x17\n\ntruncation\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12(\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x18.ganserve.v1.ImageFormat\x12\x1e\n\x11\x66rame_duration_ms\x18\x08 \x01(\rH\x05\x88\x01\x01\x42\n\n\x08_versionB\t\n\x07_seed_aB\t\n\x07_seed_bB\t\n\x07_framesB\r\n\x0b_truncationB\x14\n\x12_frame_duration_ms\"\xab\x01\n\x13InterpolateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06seed_a\x18\x03 \x01(\x04\x12\x0e\n\x06seed_b\x18\x04 \x01(\x04\x12\t\n\x01t\x18\x05 \x03(\x01\x12\"\n\x06\x66rames\x18\x06 \x03(\x0b\x32\x12.ganserve.v1.Image\x12%\n\tanimation\x18\x07 \x01(\x0b\x32\x12.ganserve.v1.Image\"\xe0\x01\n\x0eUpscaleRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12!\n\x05image\x18\x03 \x01(\x0b\x32\x12.ganserve.v1.Image\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.ganserve.v1.ImageFormat\x12\x16\n\ttile_size\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x19\n\x0ctile_overlap\x18\x06 \x01(\rH\x02\x88\x01\x01\x42\n\n\x08_versionB\x0c\n\n_tile_sizeB\x0f\n\r_tile_overlap\"T\n\x0fUpscaleResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12!\n\x05image\x18\x03 \x01(\x0b\x32\x12.ganserve.v1.Image\"\x13\n\x11ListModelsRequest\"\x88\x03\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\r\x12\x13\n\x0bvalue_range\x18\x05 \x03(\x01\x12\x12\n\nlatent_dim\x18\x06 \x01(\r\x12\x10\n\x08\x63hannels\x18\x07 \x01(\r\x12\x12\n\nimage_size\x18\x08 \x01(\r\x12\r\n\x05scale\x18\t \x01(\r\x12\x32\n\x08metadata\x18\n \x03(\x0b\x32 .ganserve.v1.Model.MetadataEntry\x12\x11\n\ttokenizer\x18\x0b \x01(\t\x12\x12\n\nmax_tokens\x18\x0c \x01(\r\x12\x15\n\rembedding_dim\x18\r \x01(\r\x12%\n\x05steps\x18\x0e \x03(\x0b\x32\x16.ganserve.v1.ModelStep\x12\x12\n\nis_default\x18\x0f \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\tModelStep\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"P\n\x0cModelProblem\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\n\n\x08_version\"e\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.ganserve.v1.Model\x12+\n\x08problems\x18\x02 \x03(\x0b\x32\x19.ganserve.v1.ModelProblem*\x85\x01\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x12\x14\n\x10IMAGE_FORMAT_GIF\x10\x03\x12\x15\n\x11IMAGE_FORMAT_APNG\x10\x04\x32\xb9\x02\n\x07Gateway\x12G\n\x08Generate\x12\x1c.ganserve.v1.GenerateRequest\x1a\x1d.ganserve.v1.GenerateResponse\x12P\n\x0bInterpolate\x12\x1f.ganserve.v1.InterpolateRequest\x1a .ganserve.v1.InterpolateResponse\x12\x44\n\x07Upscale\x12\x1b.ganserve.v1.UpscaleRequest\x1a\x1c.ganserve.v1.UpscaleResponse\x12M\n\nListModels\x12\x1e.ganserve.v1.ListModelsRequest\x1a\x1f.ganserve.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,36 +33,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODEL_METADATAENTRY']._loaded_options = None
   _globals['_MODEL_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_IMAGEFORMAT']._serialized_start=1983
-  _globals['_IMAGEFORMAT']._serialized_end=2116
+  _globals['_IMAGEFORMAT']._serialized_start=2051
+  _globals['_IMAGEFORMAT']._serialized_end=2184
   _globals['_IMAGE']._serialized_start=43
   _globals['_IMAGE']._serialized_end=84
   _globals['_GENERATEREQUEST']._serialized_start=87
-  _globals['_GENERATEREQUEST']._serialized_end=379
-  _globals['_GENERATEDIMAGE']._serialized_start=381
-  _globals['_GENERATEDIMAGE']._serialized_end=446
-  _globals['_GENERATERESPONSE']._serialized_start=448
-  _globals['_GENERATERESPONSE']._serialized_end=543
-  _globals['_INTERPOLATEREQUEST']._serialized_start=546
-  _globals['_INTERPOLATEREQUEST']._serialized_end=847
-  _globals['_INTERPOLATERESPONSE']._serialized_start=850
-  _globals['_INTERPOLATERESPONSE']._serialized_end=1021
-  _globals['_UPSCALEREQUEST']._serialized_start=1024
-  _globals['_UPSCALEREQUEST']._serialized_end=1248
-  _globals['_UPSCALERESPONSE']._serialized_start=1250
-  _globals['_UPSCALERESPONSE']._serialized_end=1334
-  _globals['_LISTMODELSREQUEST']._serialized_start=1336
-  _globals['_LISTMODELSREQUEST']._serialized_end=1355
-  _globals['_MODEL']._serialized_start=1358
-  _globals['_MODEL']._serialized_end=1750
-  _globals['_MODEL_METADATAENTRY']._serialized_start=1703
-  _globals['_MODEL_METADATAENTRY']._serialized_end=1750
-  _globals['_MODELSTEP']._serialized_start=1752
-  _globals['_MODELSTEP']._serialized_end=1795
-  _globals['_MODELPROBLEM']._serialized_start=1797
-  _globals['_MODELPROBLEM']._serialized_end=1877
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1879
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1980
-  _globals['_GATEWAY']._serialized_start=2119
-  _globals['_GATEWAY']._serialized_end=2432
+  _globals['_GENERATEREQUEST']._serialized_end=411
+  _globals['_GENERATEDIMAGE']._serialized_start=413
+  _globals['_GENERATEDIMAGE']._serialized_end=514
+  _globals['_GENERATERESPONSE']._serialized_start=516
+  _globals['_GENERATERESPONSE']._serialized_end=611
+  _globals['_INTERPOLATEREQUEST']._serialized_start=614
+  _globals['_INTERPOLATEREQUEST']._serialized_end=915
+  _globals['_INTERPOLATERESPONSE']._serialized_start=918
+  _globals['_INTERPOLATERESPONSE']._serialized_end=1089
+  _globals['_UPSCALEREQUEST']._serialized_start=1092
+  _globals['_UPSCALEREQUEST']._serialized_end=1316
+  _globals['_UPSCALERESPONSE']._serialized_start=1318
+  _globals['_UPSCALERESPONSE']._serialized_end=1402
+  _globals['_LISTMODELSREQUEST']._serialized_start=1404
+  _globals['_LISTMODELSREQUEST']._serialized_end=1423
+  _globals['_MODEL']._serialized_start=1426
+  _globals['_MODEL']._serialized_end=1818
+  _globals['_MODEL_METADATAENTRY']._serialized_start=1771
+  _globals['_MODEL_METADATAENTRY']._serialized_end=1818
+  _globals['_MODELSTEP']._serialized_start=1820
+  _globals['_MODELSTEP']._serialized_end=1863
+  _globals['_MODELPROBLEM']._serialized_start=1865
+  _globals['_MODELPROBLEM']._serialized_end=1945
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1947
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2048
+  _globals['_GATEWAY']._serialized_start=2187
+  _globals['_GATEWAY']._serialized_end=2500
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,7 @@ class Image(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "version", "n", "seed", "truncation", "prompt", "format", "prompt_b", "mix")
+    __slots__ = ("model", "version", "n", "seed", "truncation", "prompt", "format", "prompt_b", "mix", "levels")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class GenerateRequest(_message.Message):
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_B_FIELD_NUMBER: _ClassVar[int]
     MIX_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     n: int
@@ -48,15 +49,18 @@ class GenerateRequest(_message.Message):
     format: ImageFormat
     prompt_b: str
     mix: float
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., truncation: _Optional[float] = ..., prompt: _Optional[str] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., prompt_b: _Optional[str] = ..., mix: _Optional[float] = ...) -> None: ...
+    levels: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., truncation: _Optional[float] = ..., prompt: _Optional[str] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., prompt_b: _Optional[str] = ..., mix: _Optional[float] = ..., levels: _Optional[bool] = ...) -> None: ...
 
 class GeneratedImage(_message.Message):
-    __slots__ = ("seed", "image")
+    __slots__ = ("seed", "image", "levels")
     SEED_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
     seed: int
     image: Image
-    def __init__(self, seed: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+    levels: _containers.RepeatedCompositeFieldContainer[Image]
+    def __init__(self, seed: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., levels: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("model", "version", "images")
