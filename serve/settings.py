@@ -74,10 +74,11 @@ class Settings(BaseSettings):
                                            "at once per super-resolution model; beyond it 429")
 
     default_models: str = Field(
-        "super-resolution=srresnet",
+        "unconditional=dcgan,super-resolution=srresnet",
         description="the model a request that names none gets, per kind, when several models of the "
                     "kind are loaded: 'KIND=MODEL,...' (kinds: unconditional, text-conditional, "
-                    "super-resolution); the default picks the shipped PSNR-oriented srresnet over srgan; "
+                    "super-resolution); the default picks the shipped dcgan over lapgan and the "
+                    "PSNR-oriented srresnet over srgan; "
                     "a name that is not loaded is ignored, '' picks none")
 
     # --- text prompts -----------------------------------------------------------------------------
@@ -88,8 +89,12 @@ class Settings(BaseSettings):
     batching: bool = Field(
         True, description="merge concurrent requests into one inference (micro-batching)")
     batch_max_queue_delay_ms: float | None = Field(
-        None, ge=0, description="how long a batch waits to fill; unset: the model's "
+        None, ge=0, description="how long a batch waits to fill, at most; unset: the model's "
                                 "dynamic_batching.max_queue_delay_microseconds (0 if none)")
+    batch_wait_alone: bool = Field(
+        False, description="a batch waits the queue delay even when no other request is on its way (as "
+                           "Triton's dynamic batcher does); default: a lone request runs at once, and a "
+                           "batch waits only for requests known to be coming")
     ort_intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime intra-op threads per session (0: ONNX Runtime decides)")
 

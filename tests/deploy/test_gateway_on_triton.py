@@ -58,9 +58,12 @@ def test_the_rendered_gateway_serves_through_a_real_triton(render, tmp_path: Pat
                        timeout=30)
         assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
         assert r.headers["x-ganserve-seed"] == "7"
+        # the chart's defaultModels: a call naming no model gets dcgan (lapgan is unconditional too) ...
+        assert env["GANSERVE_DEFAULT_MODELS"] == "unconditional=dcgan,super-resolution=srresnet"
+        r = httpx.post(f"{url}/generate", json={"seed": 7}, headers={"Accept": "image/png"}, timeout=30)
+        assert r.status_code == 200 and r.headers["x-ganserve-model"] == "dcgan"
         if (SHIPPED / "srgan").is_dir() and (SHIPPED / "srresnet").is_dir():
-            # two super-resolution models: the chart's defaultModels gives a call naming none srresnet
-            assert env["GANSERVE_DEFAULT_MODELS"] == "super-resolution=srresnet"
+            # ... and two super-resolution models: one naming none gets srresnet
             png = io.BytesIO()
             Image.new("RGB", (12, 10), (90, 140, 30)).save(png, "PNG")
             for params, model in (({}, "srresnet"), ({"model": "srgan"}, "srgan")):
