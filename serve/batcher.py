@@ -1,9 +1,15 @@
 """A micro-batcher: merges concurrent requests for one model version into one inference.
 
 The same idea as Triton's dynamic batcher. Requests queue up; a worker takes as many queued rows as
-fit in ``max_batch_size`` (splitting a request across batches when it must), waiting up to
-``max_queue_delay_s`` after the oldest queued request for the batch to fill, runs the batch in a
-thread (off the event loop), and hands every request its own rows back. Only requests whose inputs
+fit in ``max_batch_size`` (splitting a request across batches when it must), runs the batch in a
+thread (off the event loop), and hands every request its own rows back.
+
+It never makes a request wait for company that is not on its way (adaptive batching): a batch waits
+to fill (up to ``max_queue_delay_s`` after the oldest queued request) only while more requests are
+known to be coming, those announced with :meth:`MicroBatcher.expect` (admitted by the gateway, their
+inputs being made) and not yet submitted. A lone request runs at once; under load, the requests that
+arrive while a batch runs form the next one. ``wait_alone=True`` waits the whole delay whoever is
+coming, as Triton's dynamic batcher does. Only requests whose inputs
 have the same per-row shape are merged, and a batch holds at most ``max_batch_values`` input values
 (so large rows, such as super-resolution tiles, batch fewer at a time: the runtime's working memory
 and the time one batch holds the model stay bounded). Rows never influence each other, so merging
@@ -59,11 +65,13 @@ class _Pending:
 @dataclass(frozen=True)
 class BatchObserver:
     """Callbacks for metrics and throughput: a batch ran (rows, input values, seconds), the queue
-    changed (rows waiting), a request waited (seconds)."""
+    changed (rows waiting), a request waited (seconds), the worker waited for a batch to fill
+    (seconds; 0.0 when it did not wait: nothing was coming)."""
 
     batch: Callable[[int, int, float], None] = lambda rows, values, seconds: None  # values: input elements
     queue_depth: Callable[[int], None] = lambda rows: None
     queue_wait: Callable[[float], None] = lambda seconds: None
+    fill_wait: Callable[[float], None] = lambda seconds: None
 
 
 class MicroBatcher:
@@ -76,13 +84,15 @@ class MicroBatcher:
                  max_queue_depth: int,         # most rows waiting; beyond, QueueFull
                  max_batch_values: int | None = None,  # most input values per inference (None: no limit)
                  merge: bool = True,           # False: every request runs on its own
+                 wait_alone: bool = False,     # wait the delay even when no other request is coming
                  observer: BatchObserver = BatchObserver(),
                  name: str = "model") -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self._run, self._executor, self._name = run, executor, name
         self._max_batch, self._delay, self._max_depth = max_batch_size, max_queue_delay_s, max_queue_depth
-        self._merge, self._observer = merge, observer
+        self._merge, self._observer, self._wait_alone = merge, observer, wait_alone
+        self._coming = 0  # requests announced (expect()) and not yet submitted
         self._max_values = max_batch_values
         self._queue: list[_Pending] = []  # sorted by _Pending.order
         self._arrivals = itertools.count()
@@ -96,6 +106,24 @@ class MicroBatcher:
     def depth(self) -> int:
         """Rows waiting to be batched."""
         return self._depth
+
+    def expect(self) -> Callable[[], None]:
+        """Announces a request on its way to :meth:`submit` (its inputs are being made): while any is
+        announced, a batch waits for company, up to the queue delay. Returns the call that ends the
+        announcement (idempotent): make it right before submitting (no await in between, or
+        after the submitting task is scheduled), or when the request will not come; either way the
+        worker looks again."""
+        self._coming += 1
+        ended = False
+
+        def end() -> None:
+            nonlocal ended
+            if not ended:
+                ended = True
+                self._coming -= 1
+                self._arrived.set()
+
+        return end
 
     def start(self) -> None:
         if self._worker is None:
@@ -197,20 +225,27 @@ class MicroBatcher:
                 self._forget(pending)
 
     async def _fill(self) -> None:
-        """Waits (up to the queue delay after the oldest request) until a full batch is queued."""
-        if not self._merge or self._delay <= 0:
-            return
-        while self._queue and self._depth < self._room(self._queue[0]):
-            # From the oldest request still queued: the one that set an earlier deadline may be gone.
-            remaining = self._queue[0].enqueued + self._delay - time.perf_counter()
-            if remaining <= 0:
+        """Waits (up to the queue delay after the oldest request) until a full batch is queued, while
+        more requests are coming (or always, with ``wait_alone``)."""
+        started, waited = time.perf_counter(), False
+        try:
+            if not self._merge or self._delay <= 0:
                 return
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                return
-            self._drop_gone()
+            while (self._queue and self._depth < self._room(self._queue[0])
+                   and (self._coming > 0 or self._wait_alone)):
+                # From the oldest request still queued: the one that set an earlier deadline may be gone.
+                remaining = self._queue[0].enqueued + self._delay - time.perf_counter()
+                if remaining <= 0:
+                    return
+                self._arrived.clear()
+                waited = True
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except TimeoutError:
+                    return
+                self._drop_gone()
+        finally:
+            self._observer.fill_wait(time.perf_counter() - started if waited else 0.0)
 
     def _room(self, pending: _Pending) -> int:
         """Most rows of ``pending``'s shape one batch may hold."""

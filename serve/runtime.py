@@ -78,10 +78,13 @@ class Runtime:
         self.admission.calibrate(mv.name, units=units, seconds=seconds)
 
     def _queue_delay_s(self, mv: ModelVersion) -> float:
-        """How long a lone request on ``mv`` waits for its batch to fill (an ensemble: each step)."""
+        """How long a lone request on ``mv`` waits for its batch to fill (an ensemble: each step). The
+        embedded batcher makes none wait unless ``batch_wait_alone``; Triton's waits its delay."""
         repo = self.backend.repository
         parts = [repo.models[s.model][-1] for s in mv.steps if s.model in repo.models] if mv.is_ensemble else [mv]
         own = self.settings.batch_max_queue_delay_ms
+        if self.settings.backend == "onnxruntime" and not self.settings.batch_wait_alone:
+            return 0.0
         if own is not None and self.settings.backend == "onnxruntime":
             return len(parts) * own / 1000
         return sum((p.queue_delay_us or 0) / 1e6 for p in parts)

@@ -2,7 +2,9 @@
 
 An ensemble (``platform: "ensemble"``) has no session of its own: :meth:`OnnxRuntimeBackend.infer`
 runs its steps through the step models' own batchers, as Triton runs an ensemble through its
-composing models' schedulers, so concurrent requests still batch per step model.
+composing models' schedulers, so concurrent requests still batch per step model. While a step runs,
+the steps after it are announced to their batchers (``MicroBatcher.expect``): a batch there may wait
+for them (up to the model's queue delay) rather than leave without them.
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ class OnnxRuntimeBackend:
         batcher = MicroBatcher(
             _runner(session), executor=executor, max_batch_size=mv.max_batch_size,
             max_queue_delay_s=delay_s, max_queue_depth=self._settings.max_queue_depth,
-            max_batch_values=max_values, merge=self._settings.batching, observer=observer, name=mv.name)
+            max_batch_values=max_values, merge=self._settings.batching, wait_alone=self._settings.batch_wait_alone,
+            observer=observer, name=mv.name)
         return _Instance(session=session, executor=executor, batcher=batcher)
 
     async def infer(self, model: str, version: int, inputs: Tensors) -> Tensors:
@@ -147,16 +150,32 @@ class OnnxRuntimeBackend:
             raise ValueError(f"ensemble {mv.name!r} needs the inputs {missing}")
         tensors: Tensors = dict(inputs)  # every ensemble tensor written so far
         pending = list(mv.steps)
-        while pending:
-            runnable = [s for s in pending if set(s.input_map.values()) <= tensors.keys()]
-            if not runnable:  # the repository reader orders steps, so this means a bug there
-                raise RuntimeError(f"ensemble {mv.name!r}: no step can run with {sorted(tensors)}")
-            results = await asyncio.gather(*(
-                self.infer(s.model, s.version, {own: tensors[t] for own, t in s.input_map.items()})
-                for s in runnable))
-            for step, outputs in zip(runnable, results, strict=True):
-                tensors.update({t: outputs[own] for own, t in step.output_map.items()})
-            pending = [s for s in pending if not any(s is r for r in runnable)]
+        # The steps still to come, announced to their batchers; each announcement ends once its step
+        # is scheduled (so it is queued before its batcher's worker looks again) or the request fails.
+        coming = {id(s): self._instances[s.model, s.version].batcher.expect() for s in pending
+                  if (s.model, s.version) in self._instances}
+        try:
+            while pending:
+                runnable = [s for s in pending if set(s.input_map.values()) <= tensors.keys()]
+                if not runnable:  # the repository reader orders steps, so this means a bug there
+                    raise RuntimeError(f"ensemble {mv.name!r}: no step can run with {sorted(tensors)}")
+                tasks = [asyncio.ensure_future(
+                    self.infer(s.model, s.version, {own: tensors[t] for own, t in s.input_map.items()}))
+                    for s in runnable]
+                for step in runnable:
+                    coming.pop(id(step), lambda: None)()
+                try:
+                    results = await asyncio.gather(*tasks)
+                except BaseException:
+                    for task in tasks:
+                        task.cancel()
+                    raise
+                for step, outputs in zip(runnable, results, strict=True):
+                    tensors.update({t: outputs[own] for own, t in step.output_map.items()})
+                pending = [s for s in pending if not any(s is r for r in runnable)]
+        finally:
+            for end in coming.values():
+                end()
         return {t.name: tensors[t.name] for t in mv.outputs}
 
     async def close(self) -> None:

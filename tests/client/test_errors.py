@@ -119,7 +119,7 @@ def test_nothing_at_the_url_is_gateway_unavailable(protocol: str, mode: str) -> 
 @pytest.fixture(scope="module")
 def slow_gateway(client_repo: Path) -> Iterator[RunningGateway]:
     """Every batch waits 1 s to fill; requests time out after 0.5 s; 4 images may be in flight."""
-    settings = test_settings(client_repo, batch_max_queue_delay_ms=1000, request_timeout_s=0.5,
+    settings = test_settings(client_repo, batch_max_queue_delay_ms=1000, batch_wait_alone=True, request_timeout_s=0.5,
                              max_queue_depth=4, max_images_per_request=4, max_interpolation_frames=4)
     with running_gateway(settings) as running:
         yield running

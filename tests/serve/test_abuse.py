@@ -192,7 +192,7 @@ def test_the_memory_budget_refuses_what_cannot_fit(slow_repo: Path) -> None:
 def test_a_client_that_disconnects_stops_its_queued_work(model_repo: Path) -> None:
     """A request waiting 3 s for its batch to fill leaves the queue as soon as its client closes the
     connection (before, it stayed queued and ran for nobody)."""
-    with running_gateway(test_settings(model_repo, batch_max_queue_delay_ms=3000)) as gw:
+    with running_gateway(test_settings(model_repo, batch_max_queue_delay_ms=3000, batch_wait_alone=True)) as gw:
         cancelled = 'ganserve_requests_total{endpoint="generate",model="",outcome="cancelled",protocol="http"}'
         before = _metric(gw, cancelled)
         body = b'{"n": 2, "seed": 1}'

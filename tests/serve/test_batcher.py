@@ -179,7 +179,7 @@ def test_the_queue_delay_counts_from_the_oldest_request_still_queued() -> None:
         await batcher.submit(_x(1))
         return loop.time() - start
 
-    waited, _ = asyncio.run(_with_batcher(model, body, max_queue_delay_s=0.5))
+    waited, _ = asyncio.run(_with_batcher(model, body, max_queue_delay_s=0.5, wait_alone=True))
     assert waited >= 0.45 and model.batches == [1]
 
 
@@ -329,3 +329,98 @@ def test_queued_rows_run_earliest_deadline_first() -> None:
 
     asyncio.run(_with_batcher(model, body, max_batch_size=1))
     assert order == [0, 5, 3, 2, 4, 1]
+
+
+# --- adaptive batching: a batch waits only for requests known to be coming ------------------------------
+
+async def _with_waits(model: FakeModel, body, **options):
+    """Like _with_batcher, also recording the worker's fill waits (0.0: it did not wait)."""
+    waits: list[float] = []
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(model, executor=executor, observer=BatchObserver(fill_wait=waits.append),
+                               **({"max_batch_size": 4, "max_queue_depth": 100} | options))
+        batcher.start()
+        try:
+            return await body(batcher), waits
+        finally:
+            await batcher.close()
+
+
+def test_a_lone_request_runs_at_once_whatever_the_queue_delay() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        first = await batcher.submit(_x(1))
+        await asyncio.sleep(0.01)
+        return first, await batcher.submit(_x(2))
+
+    (first, second), waits = asyncio.run(asyncio.wait_for(
+        _with_waits(model, body, max_queue_delay_s=30.0), 10))
+    assert waits == [0.0, 0.0]  # the worker never waited to fill a batch
+    assert model.batches == [1, 1] and first["y"][0, 0] == 2.0 and second["y"][0, 0] == 4.0
+
+
+def test_requests_arriving_while_a_batch_runs_form_the_next_batch_without_waiting() -> None:
+    model = FakeModel()
+    model.gate.clear()
+
+    async def body(batcher: MicroBatcher):
+        first = asyncio.ensure_future(batcher.submit(_x(0)))
+        await asyncio.sleep(0.05)  # the first batch holds the model
+        rest = [asyncio.ensure_future(batcher.submit(_x(i))) for i in range(1, 4)]
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        return await asyncio.gather(first, *rest)
+
+    results, waits = asyncio.run(asyncio.wait_for(_with_waits(model, body, max_queue_delay_s=30.0), 10))
+    assert model.batches == [1, 3] and waits == [0.0, 0.0]
+    assert [r["y"][0, 0] for r in results] == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_a_batch_waits_for_an_announced_request_and_no_longer() -> None:
+    """While a request is announced (expect()), the queued one waits for it; once it is submitted
+    the two run as one batch, long before the (30 s) queue delay."""
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        end = batcher.expect()
+        first = asyncio.ensure_future(batcher.submit(_x(1)))
+        await asyncio.sleep(0.05)
+        assert model.batches == [] and batcher.depth == 1  # waiting for the announced one
+        second = asyncio.ensure_future(batcher.submit(_x(2)))
+        end()
+        return await asyncio.gather(first, second)
+
+    results, waits = asyncio.run(asyncio.wait_for(_with_waits(model, body, max_queue_delay_s=30.0), 10))
+    assert model.batches == [2] and len(waits) == 1 and 0.04 < waits[0] < 10
+    assert [r["y"][0, 0] for r in results] == [2.0, 4.0]
+
+
+def test_an_announced_request_that_never_comes_releases_the_batch() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        end = batcher.expect()
+        first = asyncio.ensure_future(batcher.submit(_x(1)))
+        await asyncio.sleep(0.05)
+        assert model.batches == []
+        end()
+        end()  # idempotent
+        return await first
+
+    result, _ = asyncio.run(asyncio.wait_for(_with_waits(model, body, max_queue_delay_s=30.0), 10))
+    assert model.batches == [1] and result["y"][0, 0] == 2.0
+
+
+def test_the_queue_delay_bounds_the_wait_for_announced_requests() -> None:
+    model = FakeModel()
+
+    async def body(batcher: MicroBatcher):
+        end = batcher.expect()  # never submitted within the delay
+        try:
+            return await batcher.submit(_x(1))
+        finally:
+            end()
+
+    _, waits = asyncio.run(asyncio.wait_for(_with_waits(model, body, max_queue_delay_s=0.2), 10))
+    assert model.batches == [1] and len(waits) == 1 and 0.15 < waits[0] < 5

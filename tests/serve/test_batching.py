@@ -63,3 +63,28 @@ def test_with_batching_off_every_request_runs_alone(model_repo: Path) -> None:
         before = _batch_histogram(gw)
         asyncio.run(_concurrent(gw, list(range(6))))
         assert tuple(a - b for a, b in zip(_batch_histogram(gw), before, strict=True)) == (6, 6)
+
+
+def _queue_wait(gw: RunningGateway) -> tuple[float, float]:
+    """(requests, seconds) waited in tiny version 2's queue so far."""
+    values = {}
+    for family in text_string_to_metric_families(gw.metrics_text()):
+        if family.name == "ganserve_backend_queue_wait_seconds":
+            for s in family.samples:
+                if s.labels.get("model") == "tiny" and s.labels.get("version") == "2":
+                    values[s.name] = s.value
+    return (values.get("ganserve_backend_queue_wait_seconds_count", 0),
+            values.get("ganserve_backend_queue_wait_seconds_sum", 0))
+
+
+def test_lone_requests_do_not_wait_the_queue_delay(model_repo: Path) -> None:
+    """Adaptive batching: with a 20 s queue delay, requests one at a time still run at once (the
+    batcher's own queue-wait metric stays far below the delay), over HTTP and gRPC."""
+    with running_gateway(test_settings(model_repo, batch_max_queue_delay_ms=20_000)) as gw:
+        before = _queue_wait(gw)
+        for seed in range(3):
+            assert httpx.post(f"{gw.http_url}/generate", json={"seed": seed}, timeout=15).status_code == 200
+        with grpc.insecure_channel(gw.grpc_target) as channel:
+            pb_grpc.GatewayStub(channel).Generate(pb.GenerateRequest(seed=9), timeout=15)
+        count, seconds = (a - b for a, b in zip(_queue_wait(gw), before, strict=True))
+    assert count == 4 and seconds < 4 * 2.0  # waiting the delay once would be 20 s

@@ -54,7 +54,7 @@ def quick(tiny_repo: Path) -> Iterator[RunningGateway]:
 def capped(tiny_repo: Path) -> Iterator[RunningGateway]:
     """A gateway taking 4 HTTP connections and 2 gRPC calls at once, whose batches wait 1 s to fill."""
     settings = test_settings(tiny_repo, max_connections=CAP, grpc_max_concurrent_rpcs=2,
-                             batch_max_queue_delay_ms=1000)
+                             batch_max_queue_delay_ms=1000, batch_wait_alone=True)
     with running_gateway(settings) as running:
         yield running
 

@@ -22,7 +22,7 @@ from tests.serve.helpers import RunningGateway, running_gateway, test_settings
 @pytest.fixture(scope="module")
 def slow_gateway(model_repo: Path) -> Iterator[RunningGateway]:
     """Every batch waits 1 s to fill; requests time out after 0.3 s; 4 images may queue."""
-    settings = test_settings(model_repo, batch_max_queue_delay_ms=1000, request_timeout_s=0.3,
+    settings = test_settings(model_repo, batch_max_queue_delay_ms=1000, batch_wait_alone=True, request_timeout_s=0.3,
                              max_queue_depth=4, max_images_per_request=4, max_interpolation_frames=4)
     with running_gateway(settings) as running:
         yield running
@@ -94,7 +94,7 @@ def test_no_loadable_model_means_not_ready(tmp_path: Path) -> None:
 
 
 def test_graceful_stop_drains_in_flight_calls(model_repo: Path) -> None:
-    settings = test_settings(model_repo, batch_max_queue_delay_ms=2000, shutdown_grace_s=10)
+    settings = test_settings(model_repo, batch_max_queue_delay_ms=2000, batch_wait_alone=True, shutdown_grace_s=10)
     with running_gateway(settings) as gw:
         async def main():
             async with grpc.aio.insecure_channel(gw.grpc_target) as channel, \
