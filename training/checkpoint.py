@@ -80,8 +80,11 @@ def initial_generator_weights(path: str | Path, G: nn.Module) -> dict[str, torch
 def model_file(path: str | Path) -> Path:
     """``path``, which the user gave as a model to measure: :class:`UsageError` if there is no such file."""
     path = Path(path)
+    if path.is_dir() and (path / "config.pbtxt").is_file():  # a pyramid ensemble's folder (LAPGAN)
+        return path
     if not path.is_file():
-        raise UsageError(f"model {path} does not exist (expected a checkpoint .pt or an .onnx file)")
+        raise UsageError(f"model {path} does not exist (expected a checkpoint .pt, an .onnx file or a "
+                         f"pyramid ensemble's folder in a model repository)")
     return path
 
 
@@ -89,6 +92,11 @@ def model_kind(path: str | Path) -> str:
     """The kind of the model in a checkpoint (its family's :attr:`Family.kind`) or an ONNX file (its
     ``ganserve.kind`` metadata): ``unconditional``, ``super-resolution``, ``text-conditional``, ..."""
     path = model_file(path)
+    if path.is_dir():
+        from ganserve.training.files import onnx_pyramid
+
+        onnx_pyramid(path)  # refuses anything but a pyramid ensemble, whose kind is unconditional
+        return "unconditional"
     if path.suffix == ".onnx":
         import onnx
 

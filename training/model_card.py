@@ -8,6 +8,7 @@ quality target) come from a :class:`CardSection` registered under the model's ki
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -43,7 +44,13 @@ class CardSection:
     optimiser: str      # losses and learning rates, for the "generator steps" row
 
 
-def _dcgan_card(ckpt: dict, cfg: dict, reports, checkpoint: str) -> CardSection:
+_DCGAN_SAMPLES = """![seeds 0-59, then seeds 0-9 at each truncation](samples.png)
+
+`samples.png`: the images of seeds 0-59 (what `POST /generate` returns for each seed), then seeds 0-9
+at each truncation t of the curve below."""
+
+
+def _dcgan_card(ckpt: dict, cfg: dict, reports, checkpoint: str, *, samples: str = _DCGAN_SAMPLES) -> CardSection:
     model, refs = reports[0], [r for r in reports[1:] if r.get("truncation") is None]
     curve = [r for r in reports[1:] if r.get("truncation") is not None]
     shift = next((r for r in refs if "shifted" in r["source"]), None)
@@ -64,10 +71,7 @@ ganserve. Input `z` FP32 `[batch, {cfg['model']['latent_dim']}]` ~ N(0, 1); outp
         "only the direction of z picks the image." if z_norm else ""}""",
         evaluate=f"ganserve evaluate {checkpoint} --data ../shared/data/mnist{' --truncation-curve' if curve else ''} "
                  "--json metrics.json",
-        quality=f"""![seeds 0-59, then seeds 0-9 at each truncation](samples.png)
-
-`samples.png`: the images of seeds 0-59 (what `POST /generate` returns for each seed), then seeds 0-9
-at each truncation t of the curve below.
+        quality=f"""{samples}
 
 `ganserve evaluate` with {model['samples']} samples, features from ganserve's own MNIST classifier
 (`training/assets/mnist_classifier.pt`, sha256-pinned) against the MNIST test set. Reference points
@@ -84,6 +88,36 @@ Quality targets: all 10 digits with none under 5% — **{'met' if passes_modes e
 FID no worse than the one-pixel-shift reference — **{'met' if passes_fid else 'not met'}**.{_truncation_section(model, curve)}""",
         optimiser=_optimiser(cfg["train"], f"loss `{cfg['train']['loss']}`", with_d=True),
     )
+
+
+def _lapgan_card(ckpt: dict, cfg: dict, reports, checkpoint: str) -> CardSection:
+    """A pyramid's card: DCGAN's measurements and layout, its own summary and sample sheet."""
+    m = cfg["model"]
+    side, levels = m["image_size"], m["levels"]
+    sides = [side // 2 ** k for k in range(levels, -1, -1)]
+    zs = [f"`z_{k}` [{m['coarse_latent_dim'] if k == levels else m['level_latent_dim']}]" for k in range(levels, -1, -1)]
+    section = _dcgan_card(ckpt, {**cfg, "model": {**m, "latent_dim": sum(m["coarse_latent_dim"] if k == levels else
+                                                                     m["level_latent_dim"] for k in range(levels + 1))}},
+                          reports, checkpoint, samples=f"""![each seed's levels, coarse to fine](samples.png)
+
+`samples.png`: seeds 0-29, each as its {levels + 1} levels ({' -> '.join(f'{s}x{s}' for s in sides)}, all drawn at
+the final size, nearest neighbour), the last row of each block being what `POST /generate` returns.""")
+    return dataclasses.replace(
+        section, title="LAPGAN (Laplacian pyramid of generators) trained on MNIST",
+        summary=f"""LAPGAN (Denton et al. 2015), {side}x{side} grey digits built in {levels + 1} levels
+{' -> '.join(str(s) for s in sides)}, trained and exported by ganserve. The model is a Triton ensemble
+(pure wiring) of {levels + 1} ONNX models: `<name>_coarse` (z -> {sides[0]}x{sides[0]} image, a fully connected
+generator) and {', '.join(f'`<name>_level{k}`' for k in range(levels - 1, -1, -1))} (z, coarse image -> image of
+twice the side = bilinear upsampling of the coarse image + the predicted Laplacian band, the upsampling
+inside the graph). Inputs {', '.join(zs)} FP32 ~ N(0, 1); outputs `image` FP32 `[batch, 1, {side}, {side}]` in
+[-1, 1] and each coarser level's image (`image_1`, ...). The gateway draws one z of length
+{m['coarse_latent_dim'] + levels * m['level_latent_dim']} per seed and splits it coarse level first
+(`docs/model-contract.md`, "Pyramid models"); `levels: true` on `/generate` returns every level's image.
+The levels were trained independently, each finer one on the real coarse images, its discriminator
+judging the band beside the upsampled coarse image; they are chained only when sampling. The weights
+are the exponential moving average of the generators (decay {cfg['train']['ema_decay']}) with BatchNorm
+statistics recomputed on chained samples.""",
+        evaluate=section.evaluate)
 
 
 def _truncation_section(model: dict, curve: list[dict]) -> str:
@@ -220,7 +254,8 @@ def _model_name(path: str) -> str:
     return p.parent.parent.name if p.suffix == ".onnx" and p.parent.name.isdigit() else path
 
 
-CARDS: dict[str, Callable[..., CardSection]] = {"unconditional": _dcgan_card, "super-resolution": _sr_card}
+CARDS: dict[str, Callable[..., CardSection]] = {"unconditional": _dcgan_card, "super-resolution": _sr_card,
+                                                 "pyramid": _lapgan_card}
 
 
 def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result,
@@ -229,12 +264,14 @@ def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result
     ckpt = read_checkpoint(checkpoint)
     meta, cfg = ckpt.get("meta", {}), ckpt["config"]
     kind = get_family(checkpoint_config(ckpt)).kind
-    try:
-        section = CARDS[kind](ckpt, checkpoint_config(ckpt).to_dict(), json.loads(Path(metrics_path).read_text()),
-                              str(checkpoint))
-    except KeyError:
-        raise UsageError(f"no model card layout for kind {kind!r}; known: {', '.join(CARDS)}") from None
-    name = result.onnx_path.parent.parent.name
+    if cfg["model"].get("family") == "lapgan":
+        kind = "pyramid"
+    if kind not in CARDS:
+        raise UsageError(f"no model card layout for kind {kind!r}; known: {', '.join(CARDS)}")
+    section = CARDS[kind](ckpt, checkpoint_config(ckpt).to_dict(), json.loads(Path(metrics_path).read_text()),
+                          str(checkpoint))
+    model_dir = result.onnx_path.parent if result.onnx_path.is_dir() else result.onnx_path.parent.parent
+    name = model_dir.name
     how = []
     if ckpt["step"] != cfg["train"]["steps"]:
         how.append(f"The shipped weights are step {ckpt['step']} of that run (it was stopped there); with "
@@ -269,7 +306,7 @@ ganserve export --checkpoint {checkpoint} --repository model_repository --name {
 """
     if notes:
         card += f"\n## Notes\n{notes.strip()}\n"
-    path = result.onnx_path.parent.parent / "README.md"
+    path = model_dir / "README.md"
     path.write_text(card)
     return path
 
@@ -280,6 +317,15 @@ def write_model_cards(checkpoint: str | Path, *, metrics_path: str | Path, resul
     export, the full card in the ensemble's folder and a short one in each step's folder."""
     ckpt = read_checkpoint(checkpoint)
     kind = get_family(checkpoint_config(ckpt)).kind
+    if len(results) > 1 and kind == "unconditional":  # a pyramid: the card in the ensemble's folder, its levels
+        from ganserve.training.export import ExportResult
+        from ganserve.training.metrics.unconditional import pyramid_sheet
+
+        parts = [r for n, r in results.items() if n != name]
+        whole = ExportResult(results[name].onnx_path, results[name].config_path,
+                             max(r.parity_max_abs_diff for r in parts), sum(r.size_bytes for r in parts))
+        card = write_model_card(checkpoint, metrics_path=metrics_path, result=whole, notes=notes)
+        return [card, pyramid_sheet(card.parent, card.parent / "samples.png")]
     if kind == "unconditional":  # the card and, beside it, a sheet of what the exported model makes
         from ganserve.training.metrics.unconditional import sample_sheet
 

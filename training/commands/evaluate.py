@@ -127,9 +127,11 @@ def parser(evaluator: Evaluator) -> UsageParser:
 
 
 def _model_argument(argv: list[str]) -> str | None:
-    """The MODEL among ``argv``: the first .pt or .onnx path, else the first other existing file."""
+    """The MODEL among ``argv``: the first .pt or .onnx path, else the first other existing file or
+    pyramid ensemble folder (one with a config.pbtxt)."""
     models = [a for a in argv if a.endswith((".pt", ".onnx"))]
-    return models[0] if models else next((a for a in argv if not a.startswith("-") and Path(a).is_file()), None)
+    return models[0] if models else next((a for a in argv if not a.startswith("-") and (
+        Path(a).is_file() or (Path(a) / "config.pbtxt").is_file())), None)
 
 
 def main(argv: list[str]) -> int:
@@ -139,7 +141,8 @@ def main(argv: list[str]) -> int:
             for kind, evaluator in EVALUATORS.items():
                 print(f"== {kind} models ==\n{parser(evaluator).format_help()}")
             return 0
-        raise UsageError("evaluate needs a model: a checkpoint .pt or an .onnx file (ganserve evaluate MODEL ...)")
+        raise UsageError("evaluate needs a model: a checkpoint .pt, an .onnx file or a pyramid ensemble's folder "
+                         "(ganserve evaluate MODEL ...)")
     evaluator = evaluator_for(model_kind(model))
     args = parser(evaluator).parse_args(argv)
     with bars(wanted(args.no_progress)):  # a bar per generation, scoring and upscaling loop

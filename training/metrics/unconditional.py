@@ -35,7 +35,7 @@ from ganserve.training.data.images import (
     to_uint8,
     to_unit_range,
 )
-from ganserve.training.files import onnx_session
+from ganserve.training.files import onnx_pyramid, onnx_session
 from ganserve.training.metrics.classifiers import load_classifier
 from ganserve.training.metrics.distances import fid, kid
 from ganserve.training.progress import track
@@ -152,13 +152,16 @@ def generate(model_path: str | Path, *, samples: int, seed: int = 0, truncation:
     ``seed .. seed + samples - 1``, with the gateway's z and truncation, quantised to uint8 as the
     gateway does. S is 28 (MNIST) or 8 (scikit-learn's digits)."""
     path = model_file(model_path)
-    if path.suffix == ".onnx":
+    if path.is_dir():  # a pyramid ensemble (LAPGAN): its levels chained, the final image kept
+        pyramid, latent = onnx_pyramid(path)
+        run = lambda z: torch.from_numpy(pyramid(z.numpy())[-1])
+    elif path.suffix == ".onnx":
         session, meta = onnx_session(path, kind="unconditional")
         latent = int(meta["ganserve.latent_dim"])
         run = lambda z: torch.from_numpy(session.run(["image"], {"z": z.numpy()})[0])
     else:
         loaded = load_generator(path)
-        latent = loaded.family.cfg.model.latent_dim
+        latent = loaded.model.latent_dim
         run = lambda z: loaded.model(z)
     out = []
     with torch.no_grad():
@@ -257,6 +260,43 @@ def sample_sheet(model: str | Path, path: str | Path, *, scale: int = 2) -> Path
         draw.text((pad, y + cell // 2 - 5), "t = inf" if t is None else f"t = {t:g}", fill=200, font=font)
         for i, image in enumerate(strip):
             paste(image, pad + label_w + i * cell, y)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
+    return path
+
+
+PYRAMID_SHEET_SEEDS = tuple(range(30))  # a pyramid's sheet: seeds 0-29, each with its levels
+
+
+def pyramid_sheet(model_dir: str | Path, path: str | Path, *, scale: int = 2) -> Path:
+    """A PNG of a pyramid ensemble (LAPGAN): blocks of 10 seeds, a row per level (coarse to fine), every
+    level drawn at the final size (nearest neighbour); the last row of a block is what ``POST /generate``
+    returns for those seeds."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    run, latent = onnx_pyramid(model_dir)
+    levels = run(seed_latents(PYRAMID_SHEET_SEEDS, latent_dim=latent))
+    side = levels[-1].shape[-1]
+    cell, pad, label_w, head, cols = side * scale + 2, 10, 64, 16, 10
+    blocks = len(PYRAMID_SHEET_SEEDS) // cols
+    width = pad + label_w + cols * cell + pad
+    height = blocks * (head + len(levels) * cell + pad)
+    sheet = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for b in range(blocks):
+        top = b * (head + len(levels) * cell + pad)
+        seeds = PYRAMID_SHEET_SEEDS[b * cols:(b + 1) * cols]
+        draw.text((pad, top + 2), f"seeds {seeds[0]}-{seeds[-1]}", fill=200, font=font)
+        for r, level in enumerate(levels):
+            y = top + head + r * cell
+            s = level.shape[-1]
+            draw.text((pad, y + cell // 2 - 5), f"{s}x{s}", fill=200, font=font)
+            pixels = to_uint8(torch.from_numpy(level[b * cols:(b + 1) * cols]))
+            for i, image in enumerate(pixels):
+                tile = Image.fromarray(image[0].numpy()).resize((cell - 2, cell - 2), Image.NEAREST)
+                sheet.paste(tile, (pad + label_w + i * cell + 1, y + 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, optimize=True)
