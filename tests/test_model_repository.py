@@ -10,7 +10,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "model_repository"
-KINDS = {"unconditional", "text-conditional", "super-resolution", "text-encoder", "text-conditional-generator"}
+KINDS = {"unconditional", "text-conditional", "super-resolution", "text-encoder", "text-conditional-generator",
+         "pyramid-coarse", "pyramid-level"}
 ONNX_TYPES = {mc.TYPE_FP32: onnx.TensorProto.FLOAT, mc.TYPE_INT64: onnx.TensorProto.INT64,
               mc.TYPE_INT32: onnx.TensorProto.INT32}
 

@@ -325,7 +325,9 @@ def write_model_cards(checkpoint: str | Path, *, metrics_path: str | Path, resul
         whole = ExportResult(results[name].onnx_path, results[name].config_path,
                              max(r.parity_max_abs_diff for r in parts), sum(r.size_bytes for r in parts))
         card = write_model_card(checkpoint, metrics_path=metrics_path, result=whole, notes=notes)
-        return [card, pyramid_sheet(card.parent, card.parent / "samples.png")]
+        return [card, pyramid_sheet(card.parent, card.parent / "samples.png"),
+                *_part_cards(ckpt, str(checkpoint), results, name, what="level", chain=" -> ".join(
+                    f"`{n}`" for n in results if n != name))]
     if kind == "unconditional":  # the card and, beside it, a sheet of what the exported model makes
         from ganserve.training.metrics.unconditional import sample_sheet
 
@@ -340,6 +342,30 @@ def write_model_cards(checkpoint: str | Path, *, metrics_path: str | Path, resul
     if kind != "text-conditional":
         return [write_model_card(checkpoint, metrics_path=metrics_path, result=results[name], notes=notes)]
     return _text2img_cards(ckpt, str(checkpoint), json.loads(Path(metrics_path).read_text()), results, name, notes)
+
+
+def _part_cards(ckpt: dict, checkpoint: str, results: dict, name: str, *, what: str, chain: str) -> list[Path]:
+    """A short card in the folder of each ONNX model of the ensemble ``name`` (a pyramid's levels)."""
+    meta, paths = ckpt.get("meta", {}), []
+    for part, result in results.items():
+        if part == name:
+            continue
+        path = result.onnx_path.parent.parent / "README.md"
+        path.write_text(f"""# {part} — a {what} of `{name}`
+
+Part of `{name}` (a Triton ensemble: {chain}); the model card with data, metrics and the full command
+list is `../{name}/README.md`.
+
+```
+{_train_commands(meta)}
+ganserve export --checkpoint {checkpoint} --repository model_repository --name {name} --metrics metrics.json
+```
+
+ONNX opset 17, {result.size_bytes / 1e6:.2f} MB, max abs diff vs PyTorch {result.parity_max_abs_diff:.1e};
+generator steps {ckpt['step']}; training commit `{meta.get('commit', 'unknown')}`.
+""")
+        paths.append(path)
+    return paths
 
 
 def _text2img_cards(ckpt: dict, checkpoint: str, report: dict, results: dict, name: str,

@@ -263,6 +263,47 @@ def test_the_ensemble_is_one_triton_request(via_triton: RunningGateway, triton: 
     client.close()
 
 
+LAPGAN_SHIPPED = pytest.mark.skipif(not (SHIPPED / "lapgan").is_dir(), reason="lapgan is not shipped")
+
+
+@LAPGAN_SHIPPED
+@pytest.mark.parametrize("body", [{"n": 3, "seed": 21}, {"n": 5, "seed": 900, "truncation": 1.0}])
+def test_lapgan_and_its_levels_match_embedded(via_triton: RunningGateway, embedded: RunningGateway,
+                                              body: dict) -> None:
+    """The pyramid ensemble run by Triton (one request, its three levels inside) and by the embedded
+    backend: the image and every level's image within one grey level, over HTTP and gRPC."""
+    body = {"model": "lapgan", "levels": True} | body
+
+    def files(gw: RunningGateway) -> list[list[bytes]]:
+        r = httpx.post(f"{gw.http_url}/generate", json=body, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        return [[base64.b64decode(x["data"]) for x in [i, *i["levels"]]] for i in r.json()["images"]]
+
+    reference = files(embedded)
+    assert [[_pixels(x).shape for x in image] for image in reference][0] == [(28, 28), (7, 7), (14, 14), (28, 28)]
+    for ours, theirs in zip(files(via_triton), reference, strict=True):
+        _assert_same_images(ours, theirs)
+    reply = _grpc(via_triton, "Generate", pb.GenerateRequest(**body))
+    for ours, theirs in zip(reply.images, reference, strict=True):
+        _assert_same_images([ours.image.data, *(x.data for x in ours.levels)], theirs)
+
+
+@LAPGAN_SHIPPED
+def test_a_lapgan_image_is_one_triton_request(via_triton: RunningGateway, triton: LocalTriton) -> None:
+    client = triton_grpc.InferenceServerClient(triton.grpc_url)
+
+    def counts() -> dict[str, int]:
+        return {s.name: s.inference_stats.success.count for s in client.get_inference_statistics().model_stats
+                if s.name.startswith("lapgan")}
+
+    before = counts()
+    _generate(via_triton, {"model": "lapgan", "seed": 3, "levels": True})
+    after = counts()
+    assert {name: after[name] - before.get(name, 0) for name in after} == {
+        "lapgan": 1, "lapgan_coarse": 1, "lapgan_level1": 1, "lapgan_level0": 1}
+    client.close()
+
+
 def test_triton_batches_concurrent_requests(via_triton: RunningGateway, triton: LocalTriton) -> None:
     """The gateway relies on Triton's dynamic batcher: 24 concurrent one-image requests reach the
     model in fewer executions than requests (Triton's own statistics say so)."""
