@@ -60,6 +60,43 @@ def test_dcgan_generates_the_same_bytes_batched_or_not_over_http_and_grpc(shippe
     assert [r.images[0].image.data for r in asyncio.run(over_grpc())] == together
 
 
+LAPGAN = REPOSITORY / "lapgan" / "config.pbtxt"
+needs_lapgan = pytest.mark.skipif(not (LAPGAN.is_file() and DCGAN.is_file()), reason="lapgan is not shipped yet")
+
+
+@needs_lapgan
+def test_lapgan_builds_each_digit_level_by_level_and_dcgan_stays_the_default(shipped: RunningGateway) -> None:
+    """Two unconditional models ship: a call naming none gets dcgan (default_models); lapgan's levels are
+    7, 14 and 28 pixels, the same bytes batched or not, over HTTP and gRPC."""
+    listed = httpx.get(f"{shipped.http_url}/models").json()["models"]
+    assert {m["name"]: m["is_default"] for m in listed if m["kind"] == "unconditional"} == \
+        {"dcgan": True, "lapgan": False}
+    r = httpx.post(f"{shipped.http_url}/generate", json={"seed": 5}, headers={"Accept": "image/png"}, timeout=60)
+    assert r.status_code == 200 and r.headers["x-ganserve-model"] == "dcgan"
+    r = httpx.post(f"{shipped.http_url}/generate", json={"model": "lapgan", "n": 4, "seed": 77, "levels": True},
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    together = r.json()["images"]
+    for item in together:
+        levels = [Image.open(io.BytesIO(base64.b64decode(x["data"]))) for x in item["levels"]]
+        assert [x.size for x in levels] == [(7, 7), (14, 14), (28, 28)]
+        final = np.asarray(Image.open(io.BytesIO(base64.b64decode(item["data"]))))
+        np.testing.assert_array_equal(np.asarray(levels[-1]), final)
+        assert final.std() > 10  # a drawing, not a blank
+    alone = [httpx.post(f"{shipped.http_url}/generate", json={"model": "lapgan", "seed": 77 + i, "levels": True},
+                        timeout=60).json()["images"][0] for i in range(4)]
+    assert alone == together
+
+    async def over_grpc():
+        async with grpc.aio.insecure_channel(shipped.grpc_target) as channel:
+            return await pb_grpc.GatewayStub(channel).Generate(
+                pb.GenerateRequest(model="lapgan", n=4, seed=77, levels=True), timeout=60)
+
+    reply = asyncio.run(over_grpc())
+    assert [[i.image.data, *(x.data for x in i.levels)] for i in reply.images] == \
+        [[base64.b64decode(x["data"]) for x in [i, *i["levels"]]] for i in together]
+
+
 @pytest.mark.slow
 @needs_srresnet
 def test_srresnet_upscales_a_small_image(shipped: RunningGateway) -> None:

@@ -249,18 +249,25 @@ def test_text_to_image_matches_embedded(via_triton: RunningGateway, embedded: Ru
 
 def test_the_ensemble_is_one_triton_request(via_triton: RunningGateway, triton: LocalTriton) -> None:
     """A prompt costs one call to Triton's ensemble, which runs encoder then generator inside Triton."""
+    assert _triton_calls(triton, "t2i", lambda: _generate(via_triton, {
+        "model": "t2i", "prompt": "a green four", "seed": 3})) == {"t2i": 1, "t2i_encoder": 1, "t2i_generator": 1}
+
+
+def _triton_calls(triton: LocalTriton, prefix: str, request) -> dict[str, int]:
+    """Successful inferences of each Triton model named ``prefix...`` while ``request()`` runs."""
     client = triton_grpc.InferenceServerClient(triton.grpc_url)
 
     def counts() -> dict[str, int]:
         return {s.name: s.inference_stats.success.count for s in client.get_inference_statistics().model_stats
-                if s.name.startswith("t2i")}
+                if s.name.startswith(prefix)}
 
-    before = counts()
-    _generate(via_triton, {"model": "t2i", "prompt": "a green four", "seed": 3})
-    after = counts()
-    assert {name: after[name] - before.get(name, 0) for name in after} == {
-        "t2i": 1, "t2i_encoder": 1, "t2i_generator": 1}
-    client.close()
+    try:
+        before = counts()
+        request()
+        after = counts()
+    finally:
+        client.close()
+    return {name: after[name] - before.get(name, 0) for name in after}
 
 
 LAPGAN_SHIPPED = pytest.mark.skipif(not (SHIPPED / "lapgan").is_dir(), reason="lapgan is not shipped")
@@ -280,7 +287,7 @@ def test_lapgan_and_its_levels_match_embedded(via_triton: RunningGateway, embedd
         return [[base64.b64decode(x["data"]) for x in [i, *i["levels"]]] for i in r.json()["images"]]
 
     reference = files(embedded)
-    assert [[_pixels(x).shape for x in image] for image in reference][0] == [(28, 28), (7, 7), (14, 14), (28, 28)]
+    assert [_pixels(x).shape for x in reference[0]] == [(28, 28), (7, 7), (14, 14), (28, 28)]
     for ours, theirs in zip(files(via_triton), reference, strict=True):
         _assert_same_images(ours, theirs)
     reply = _grpc(via_triton, "Generate", pb.GenerateRequest(**body))
@@ -290,18 +297,9 @@ def test_lapgan_and_its_levels_match_embedded(via_triton: RunningGateway, embedd
 
 @LAPGAN_SHIPPED
 def test_a_lapgan_image_is_one_triton_request(via_triton: RunningGateway, triton: LocalTriton) -> None:
-    client = triton_grpc.InferenceServerClient(triton.grpc_url)
-
-    def counts() -> dict[str, int]:
-        return {s.name: s.inference_stats.success.count for s in client.get_inference_statistics().model_stats
-                if s.name.startswith("lapgan")}
-
-    before = counts()
-    _generate(via_triton, {"model": "lapgan", "seed": 3, "levels": True})
-    after = counts()
-    assert {name: after[name] - before.get(name, 0) for name in after} == {
+    assert _triton_calls(triton, "lapgan", lambda: _generate(via_triton, {
+        "model": "lapgan", "seed": 3, "levels": True})) == {
         "lapgan": 1, "lapgan_coarse": 1, "lapgan_level1": 1, "lapgan_level0": 1}
-    client.close()
 
 
 def test_triton_batches_concurrent_requests(via_triton: RunningGateway, triton: LocalTriton) -> None:

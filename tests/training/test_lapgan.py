@@ -52,7 +52,7 @@ def test_level_shapes_and_a_level_is_its_upsampled_coarse_image_plus_band() -> N
     with torch.no_grad():
         images = G.all_levels(z)
         assert [tuple(i.shape) for i in images] == [(5, 1, 7, 7), (5, 1, 14, 14), (5, 1, 28, 28)]
-        z2, z1, z0 = G.split(z)
+        _, z1, z0 = G.split(z)
         torch.testing.assert_close(z0, z[:, 48:])  # split coarse level first
         level: LevelGenerator = G.levels[0]
         upsampled = up(images[0])
