@@ -95,6 +95,10 @@ class Settings(BaseSettings):
         False, description="a batch waits the queue delay even when no other request is on its way (as "
                            "Triton's dynamic batcher does); default: a lone request runs at once, and a "
                            "batch waits only for requests known to be coming")
+    batch_inline_max_ms: float = Field(
+        1.0, ge=0, description="a batch expected to run in at most this long runs on the event loop, without "
+                               "the hop to the model's thread and back (which costs more CPU than a small "
+                               "model's batch of one); 0: every batch in the thread")
     ort_intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime intra-op threads per session (0: ONNX Runtime decides)")
 

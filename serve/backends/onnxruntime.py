@@ -128,6 +128,7 @@ class OnnxRuntimeBackend:
             _runner(session), executor=executor, max_batch_size=mv.max_batch_size,
             max_queue_delay_s=delay_s, max_queue_depth=self._settings.max_queue_depth,
             max_batch_values=max_values, merge=self._settings.batching, wait_alone=self._settings.batch_wait_alone,
+            inline_max_s=self._settings.batch_inline_max_ms / 1000,
             observer=observer, name=mv.name)
         return _Instance(session=session, executor=executor, batcher=batcher)
 

@@ -424,3 +424,36 @@ def test_the_queue_delay_bounds_the_wait_for_announced_requests() -> None:
 
     _, waits = asyncio.run(asyncio.wait_for(_with_waits(model, body, max_queue_delay_s=0.2), 10))
     assert model.batches == [1] and len(waits) == 1 and 0.15 < waits[0] < 5
+
+
+def test_batches_expected_to_be_short_run_on_the_event_loop_and_long_ones_in_the_thread() -> None:
+    """inline_max_s: once a batch has been timed, one expected to take no longer runs on the loop's
+    own thread (no hop); a larger one (rows x seconds per row over the limit) still goes to the thread."""
+    threads: list[int] = []
+
+    def model(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.get_ident())
+        return {"y": inputs["x"] * 2}
+
+    async def body(batcher: MicroBatcher):
+        loop_thread = threading.get_ident()
+        for i in range(3):
+            await batcher.submit(_x(i))
+        batcher._row_s = 0.01  # measured: 10 ms per row, so 8 rows (80 ms) are over the 50 ms limit
+        await batcher.submit(_x(*range(8)))
+        return loop_thread
+
+    with ThreadPoolExecutor(1) as executor:
+        async def main():
+            batcher = MicroBatcher(model, executor=executor, max_batch_size=8, max_queue_delay_s=0,
+                                   max_queue_depth=100, inline_max_s=0.05)
+            batcher.start()
+            try:
+                return await body(batcher)
+            finally:
+                await batcher.close()
+
+        loop_thread = asyncio.run(main())
+    assert threads[0] != loop_thread  # not timed yet: the thread
+    assert threads[1:3] == [loop_thread, loop_thread]
+    assert threads[3] != loop_thread
