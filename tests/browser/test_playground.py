@@ -98,6 +98,32 @@ def test_the_seed_grid_shows_the_gateways_images_with_their_seeds(visit, gateway
     assert v.image_bytes("#grid .tile img") == [api_png(gateway, model="dcgan", seed=top)]
 
 
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "model_repository" / "lapgan").is_dir(),
+                    reason="lapgan is not shipped")
+def test_the_seed_grid_shows_a_pyramids_levels(visit, gateway: RunningGateway) -> None:
+    """The levels box appears for lapgan only; checked, a chosen image shows its 7, 14 and 28 pixel levels,
+    the very files the API returns."""
+    v = visit()
+    page = v.page
+    assert page.is_hidden("#levels-option")  # dcgan, the default, has no levels
+    page.select_option("#grid-form [name=model]", "lapgan@1")
+    assert page.is_visible("#levels-option")
+    page.check("#grid-form [name=levels]")
+    submit(page, "#grid-form", n="3", seed="40")
+    wait_for(page, "document.querySelectorAll('#grid .tile img').length === 3")
+    page.click("#grid .tile >> nth=1")
+    wait_for(page, "document.querySelectorAll('#grid-detail .levels figcaption').length === 3 && "
+                   "[...document.querySelectorAll('#grid-detail .levels figcaption')].every(c => c.textContent)")
+    assert page.eval_on_selector_all("#grid-detail .levels figcaption", "cs => cs.map(c => c.textContent)") == \
+        ["7×7", "14×14", "28×28"]
+    r = httpx.post(f"{gateway.http_url}/generate", json={"model": "lapgan", "seed": 41, "levels": True}, timeout=60)
+    assert v.image_bytes("#grid-detail .levels img") == [base64.b64decode(x["data"])
+                                                         for x in r.json()["images"][0]["levels"]]
+    v.screenshot("seed-grid-levels", "#grid-panel")
+    page.select_option("#grid-form [name=model]", "dcgan@1")
+    assert page.is_hidden("#levels-option")
+
+
 def test_the_latent_walk_animates_from_one_seed_to_the_other(visit, gateway: RunningGateway) -> None:
     v = visit()
     page = v.page

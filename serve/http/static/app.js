@@ -192,6 +192,7 @@ async function loadModels() {
     else if ($(".message", panel).dataset.kind === "info") showMessage(panel, "");
   }
   renderVocabulary();
+  showLevelsOption();
   $("#prompt-form [name=mix]").disabled = !$("#prompt-form [name=prompt_b]").value.trim();
 }
 
@@ -207,10 +208,18 @@ function listedModel(select) {
   return state.models.find((m) => m.name === model && m.version === version);
 }
 
+// The "levels" box of the seed grid: only for a pyramid model (one whose /models metadata lists levels).
+function showLevelsOption() {
+  const model = listedModel($("#grid-form [name=model]"));
+  $("#levels-option").hidden = !(model && model.metadata["ganserve.levels"]);
+}
+
 function shapeOf(m) {
   switch (m.kind) {
     case "unconditional":
     case "text-conditional-generator":
+    case "pyramid-coarse":
+    case "pyramid-level":
       return `z ${m.latent_dim} → ${m.channels}×${m.image_size}×${m.image_size}`;
     case "text-conditional":
       return `prompt (${m.tokenizer}, ${m.max_tokens} chars) → ${m.channels}×${m.image_size}×${m.image_size}`;
@@ -285,6 +294,7 @@ async function renderImages(container, body, seeds, panel) {
     const tile = el("button", { type: "button", className: "tile", title: `seed ${seed}` }, img,
       el("span", { textContent: label }));
     Object.assign(tile.dataset, { seed, model: body.model, version: body.version });
+    tile.levels = (image.levels || []).map(dataUrl); // a pyramid's levels, coarse to fine
     tile.addEventListener("click", () => select(panel, tile, img.src));
     return tile;
   }));
@@ -302,6 +312,16 @@ function select(panel, tile, src) {
   $("img", detail).alt = `seed ${seed}, enlarged`;
   $(".seed", detail).textContent = seed;
   $(".meta", detail).textContent = `${model} v${version} · ${$("img", tile).naturalWidth}×${$("img", tile).naturalHeight} px`;
+  const levels = $(".levels", detail);
+  if (levels) {
+    levels.replaceChildren(...(tile.levels || []).map((src, i) => {
+      const image = el("img", { src, alt: `seed ${seed}, level ${tile.levels.length - 1 - i}` });
+      const caption = el("figcaption");
+      image.addEventListener("load", () => { caption.textContent = `${image.naturalWidth}×${image.naturalHeight}`; });
+      return el("figure", {}, image, caption);
+    }));
+    levels.hidden = !(tile.levels || []).length;
+  }
   const link = $(".download", detail);
   link.href = src;
   link.download = `${model}-${seed}.png`;
@@ -316,6 +336,7 @@ async function generateGrid(event) {
   await submitPanel(panel, event.target, (form) => compact({
     ...chosen(form.model), n: numberOf(form.n, "images"), seed: seedOf(form.seed),
     truncation: numberOf(form.truncation, "truncation", { optional: true }),
+    levels: !$("#levels-option").hidden && form.levels.checked ? true : undefined,
   }), async (request) => {
     const response = await api("generate", { method: "POST", json: request });
     const seeds = (response.headers.get("X-Ganserve-Seed") || "").split(",");
@@ -675,6 +696,7 @@ async function start() {
   $("#walk-gif").addEventListener("click", downloadGif);
   const promptForm = $("#prompt-form");
   promptForm.model.addEventListener("change", renderVocabulary);
+  $("#grid-form [name=model]").addEventListener("change", showLevelsOption);
   promptForm.mix.addEventListener("input", onMix);
   promptForm.prompt_b.addEventListener("input", () => { promptForm.mix.disabled = !promptForm.prompt_b.value.trim(); });
   for (const button of $$("#grid-detail [data-walk]")) {
