@@ -90,3 +90,15 @@ def test_bench_train_loop_runs(tmp_path: Path) -> None:
     report = run_benchmark("bench_train_loop.py", "--data", str(MNIST), "--batch-size", "8", "--blocks", "1",
                            "--steps-per-block", "2", tmp_path=tmp_path)
     assert report["plain_images_per_s"] > 0 and report["loop_images_per_s"] > 0
+
+
+def test_bench_peers_runs(tmp_path: Path) -> None:
+    """--quick: the systems that need no installing (Triton ones where the server is here); every one
+    gives the reference image for its check seed."""
+    report = run_benchmark("bench_peers.py", "--quick", tmp_path=tmp_path, timeout_s=240)
+    summary = report["summary"]
+    assert {"ganserve-http", "ganserve-grpc", "ganserve-http-nobatch", "plain-fastapi"} <= summary.keys()
+    assert all(diff <= 2 for diff in report["image_check_max_abs_diff"].values())
+    for row in summary.values():
+        assert row["images_per_s_4_clients"] > 0 and row["server_cpu_ms_per_request"] > 0
+    assert ("triton-direct" in summary) == ("triton-direct" not in report["skipped"])
