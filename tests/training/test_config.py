@@ -85,3 +85,8 @@ def test_config_errors_name_the_valid_choices(overrides, message):
 def test_z_norm_is_refused_where_the_generator_would_ignore_it():
     with pytest.raises(UsageError, match="model.z_norm applies to the dcgan family, not 'gan-int-cls'"):
         validate(apply_overrides(preset("text2img-tiny"), ["model.z_norm=pixel"]))
+
+
+def test_truncation_anchor_settings_are_checked():
+    with pytest.raises(UsageError, match="model.truncation_radius in \\(0, 1\\], got 200 and 1.5"):
+        validate(apply_overrides(preset("dcgan-mnist"), ["model.truncation_radius=1.5"]))

@@ -10,11 +10,28 @@ from torch import nn
 
 from ganserve.errors import UsageError
 from ganserve.training.config import ModelConfig, RunConfig
+from ganserve.training.ema import EMA
 from ganserve.training.families.base import DStepOut, ExportSpec, Family
 from ganserve.training.models.dcgan import DCGANDiscriminator, DCGANGenerator
 
 NORMS = ("batch", "layer", "none")
 Z_NORMS = ("none", "pixel")
+ANCHOR_POOL = 5000  # samples whose k-means medoids become the truncation anchors
+
+
+def kmeans_medoids(x: torch.Tensor, k: int, *, gen: torch.Generator, iters: int = 20) -> torch.Tensor:
+    """Indices into ``x`` [N, P] of the medoids (the member nearest the centre) of a k-means with ``k``
+    clusters, started from ``k`` rows drawn with ``gen``; clusters that end empty give none."""
+    centres = x[torch.randperm(len(x), generator=gen, device=x.device)[:k]].clone()
+    for _ in range(iters):
+        assign = torch.cdist(x, centres).argmin(dim=1)
+        counts = torch.bincount(assign, minlength=k)
+        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        centres = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
+    assign = torch.cdist(x, centres).argmin(dim=1)
+    dist = (x - centres[assign]).norm(dim=1)
+    return torch.stack([torch.nonzero(assign == j).flatten()[dist[assign == j].argmin()]
+                        for j in range(k) if (assign == j).any()])
 
 
 @dataclass(frozen=True)
@@ -25,6 +42,10 @@ class DCGANModelConfig(ModelConfig):
     spectral_norm: bool = False  # spectral normalisation on D's weights (Miyato et al. 2018)
     z_norm: str = "none"         # "pixel": G rescales z to length sqrt(latent_dim) first (ProGAN's pixel
     #                              norm on z), so truncation's shorter z is no longer out of distribution
+    truncation_anchors: int = 200  # z_norm=pixel: the served generator reads a z shorter than
+    #                              truncation_radius * sqrt(latent_dim) as truncation towards the nearest of
+    #                              this many typical samples (k-means medoids of its images); 0: off
+    truncation_radius: float = 0.75
 
 
 def validate_dcgan_model(cfg: RunConfig) -> None:
@@ -36,6 +57,9 @@ def validate_dcgan_model(cfg: RunConfig) -> None:
         raise UsageError(f"unknown model.z_norm {m.z_norm!r}; valid: {', '.join(Z_NORMS)}")
     if m.z_norm != "none" and m.family != "dcgan":
         raise UsageError(f"model.z_norm applies to the dcgan family, not {m.family!r}")
+    if m.truncation_anchors < 0 or not 0 < m.truncation_radius <= 1:
+        raise UsageError("model.truncation_anchors must be >= 0 and model.truncation_radius in (0, 1], got "
+                         f"{m.truncation_anchors} and {m.truncation_radius}")
     if m.latent_dim <= 0:
         raise UsageError(f"model.latent_dim must be positive, got {m.latent_dim}")
     if t.loss == "wgan-gp" and m.d_norm == "batch":
@@ -67,6 +91,23 @@ class DCGANFamily(Family):
 
     def sample_inputs(self, n, *, gen, device):
         return torch.randn(n, self.cfg.model.latent_dim, generator=gen, device=device)
+
+    def standing_generator(self, ema: EMA, *, device: torch.device) -> nn.Module:
+        """Standing BatchNorm statistics, then (model.z_norm=pixel, truncation_anchors > 0) the truncation
+        anchors: the medoids of a k-means of the images of ANCHOR_POOL z directions, fixed seed."""
+        G = super().standing_generator(ema, device=device)
+        m = self.cfg.model
+        if m.z_norm != "pixel" or m.truncation_anchors == 0:
+            return G
+        G.set_truncation_anchors(torch.zeros(0, m.latent_dim), torch.zeros(0, 1), radius=m.truncation_radius)
+        gen = torch.Generator(device=device).manual_seed(24680)
+        z = self.sample_inputs(ANCHOR_POOL, gen=gen, device=device)
+        with torch.no_grad():
+            images = torch.cat([G(part) for part in z.split(500)]).flatten(1)
+        picked = kmeans_medoids(images, min(m.truncation_anchors, ANCHOR_POOL), gen=gen)
+        u = z[picked] * torch.rsqrt(z[picked].pow(2).mean(dim=1, keepdim=True))
+        G.set_truncation_anchors(u, images[picked], radius=m.truncation_radius)
+        return G
 
     def d_step(self, *, G, critic, batch, gen, keep_graph):
         real = batch["images"]

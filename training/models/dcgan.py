@@ -23,7 +23,10 @@ class DCGANGenerator(nn.Module):
     ``cond_dim`` > 0 lets conditional families (GAN-INT-CLS) append a conditioning vector to z.
     ``z_norm`` rescales z to length sqrt(latent_dim) before the first layer (the pixel norm of
     Karras et al. 2018, applied to z as ProGAN and StyleGAN do): only z's direction picks the image,
-    so a z shortened by truncation stays on the shell of lengths the generator was trained on.
+    so a z shortened by truncation stays on the shell of lengths the generator was trained on. With
+    :meth:`set_truncation_anchors` the length of z becomes the truncation strength instead: a short z
+    is drawn towards the nearest of a set of typical samples (multi-modal truncation, as Mokady et al.
+    2022 do in StyleGAN's W space, here on z's sphere).
     """
 
     def __init__(self, *, image_size: int, channels: int, latent_dim: int, width: int, cond_dim: int = 0,
@@ -33,6 +36,11 @@ class DCGANGenerator(nn.Module):
         base, stages = dcgan_base_size(image_size)
         self.in_dim, self.channels, self.image_size = latent_dim + cond_dim, channels, image_size
         self.latent_dim, self.z_norm = latent_dim, z_norm
+        # truncation anchors (set_truncation_anchors; not saved in checkpoints, recomputed with the
+        # standing statistics): z directions [K, latent_dim] and their images [K, C*S*S]
+        self.register_buffer("anchors", torch.zeros(0, latent_dim), persistent=False)
+        self.register_buffer("anchor_images", torch.zeros(0, channels * image_size * image_size), persistent=False)
+        self.truncation_radius = 1.0
         width = width * 2 ** (stages - 1)
         # (latent) x 1 x 1 -> (width * 2^(stages-1)) x base x base
         layers: list[nn.Module] = [
@@ -50,12 +58,37 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         dcgan_init_(self)
 
+    def set_truncation_anchors(self, anchors: torch.Tensor, images: torch.Tensor, *, radius: float) -> None:
+        """Read a shortened z as truncation (z_norm only): z of length r * sqrt(latent_dim) with
+        r < ``radius`` moves towards the anchor whose image is nearest its own, by 1 - r / radius;
+        ``anchors`` [K, latent_dim] are z directions, ``images`` their images. Empty: no anchors."""
+        if not self.z_norm and len(anchors):
+            raise ValueError("truncation anchors need z_norm: only z's direction may pick the image")
+        self.anchors = anchors.detach().to(self.anchors)
+        self.anchor_images = images.detach().flatten(1).to(self.anchor_images)
+        self.truncation_radius = radius
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         check_shape(z, (None, self.in_dim), "DCGANGenerator input")
+        if self.anchors.shape[0]:  # fixed when traced for export
+            return self._anchored(z)
+        return self._generate(z)
+
+    def _anchored(self, z: torch.Tensor) -> torch.Tensor:
+        # psi = 1 on the shell of lengths N(0, I) gives (and for nearly all z it draws); a shorter z (what
+        # truncation makes) moves its direction towards the anchor nearest its own image, by 1 - psi
+        r = z.pow(2).mean(dim=1, keepdim=True).sqrt()
+        psi = (r / self.truncation_radius).clamp(max=1.0)
+        own = self._generate(z).flatten(1)
+        dist = own.pow(2).sum(1, keepdim=True) - 2 * own @ self.anchor_images.T + self.anchor_images.pow(2).sum(1)
+        u = z * torch.rsqrt(r.pow(2) + 1e-8)
+        return self._generate(psi * u + (1 - psi) * self.anchors[dist.argmin(dim=1)])
+
+    def _generate(self, z: torch.Tensor) -> torch.Tensor:
         if self.z_norm:  # z * rsqrt(mean(z^2)) over z's own components (a conditioning vector is left alone)
             latent = z[:, : self.latent_dim]
             latent = latent * torch.rsqrt(latent.pow(2).mean(dim=1, keepdim=True) + 1e-8)
-            z = torch.cat([latent, z[:, self.latent_dim:]], dim=1) if z.shape[1] > self.latent_dim else latent
+            z = torch.cat([latent, z[:, self.latent_dim:]], dim=1) if self.in_dim > self.latent_dim else latent
         return self.net(z[:, :, None, None])
 
 

@@ -25,3 +25,26 @@ def test_a_run_starts_from_an_exported_dcgan_with_z_norm_switched_on(dcgan_tiny,
     with torch.no_grad():
         assert np.abs(G(z).numpy() - expected).max() <= 1e-5
         assert np.abs(G(0.3 * z).numpy() - expected).max() <= 1e-5  # a shortened z: the same image
+
+
+def test_the_exported_z_norm_dcgan_carries_its_truncation_anchors(tmp_path):
+    """model.z_norm=pixel: the standing generator gets k-means medoids as truncation anchors (the same for
+    one checkpoint every time), and the ONNX model computes what it computes, truncated z included (to
+    float rounding, which the 3-step generator's BatchNorms amplify)."""
+    from ganserve.training.metrics.unconditional import seed_latents
+
+    trainer = Trainer(tiny_config("train.steps=3", "model.z_norm=pixel", "model.truncation_anchors=12"),
+                      out_dir=tmp_path / "run")
+    trainer.fit()
+    ckpt = trainer.save_checkpoint()
+    G = trainer.exported_generator()
+    assert 1 <= len(G.anchors) <= 12 and G.anchor_images.shape == (len(G.anchors), 64)
+    first = G.anchors.clone()
+    torch.testing.assert_close(trainer.exported_generator().anchors, first)
+    result = export_checkpoint(ckpt, repository=tmp_path / "repo", name="d", max_batch_size=8)
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    for t in (None, 1.0, 0.5):
+        z = seed_latents(range(8), latent_dim=16, truncation=t)
+        with torch.no_grad():
+            expected = G(torch.from_numpy(z)).numpy()
+        assert np.abs(session.run(["image"], {"z": z})[0] - expected).max() <= 1e-3

@@ -83,3 +83,22 @@ def test_z_norm_leaves_the_conditioning_vector_alone():
     z, c = torch.randn(2, 6), torch.randn(2, 3)
     torch.testing.assert_close(G(torch.cat([3 * z, c], 1)), G(torch.cat([z, c], 1)), atol=1e-5, rtol=0)
     assert (G(torch.cat([z, 3 * c], 1)) - G(torch.cat([z, c], 1))).abs().max() > 1e-3
+
+
+def test_truncation_anchors_read_a_short_z_as_a_pull_towards_the_nearest_typical_sample():
+    torch.manual_seed(0)
+    G = DCGANGenerator(image_size=8, channels=1, latent_dim=16, width=8, z_norm=True).eval()
+    anchors = torch.randn(2, 16)
+    with torch.no_grad():
+        z = torch.randn(1, 16)
+        z = z * 4 / z.norm(dim=1, keepdim=True)   # length sqrt(16): the shell N(0, I) draws from
+        plain, target = G(z), G(anchors[1:])
+        # anchor 1 is the nearest: its image is z's own; anchor 0's is far away
+        G.set_truncation_anchors(anchors, torch.cat([torch.ones_like(plain), plain]), radius=0.75)
+        torch.testing.assert_close(G(z), plain)   # untruncated z: the same image as without anchors
+        torch.testing.assert_close(G(1e-3 * z), target, atol=5e-3, rtol=0)  # (almost) all the way to the anchor
+        half = G(0.375 * z)  # length 0.375 of the shell: psi = 0.5, between the two
+        assert (half - plain).abs().mean() > 1e-3 and (half - target).abs().mean() > 1e-3
+    with pytest.raises(ValueError, match="need z_norm"):
+        DCGANGenerator(image_size=8, channels=1, latent_dim=16, width=8).set_truncation_anchors(
+            anchors, plain, radius=0.75)
