@@ -105,3 +105,24 @@ def test_bench_peers_runs(tmp_path: Path) -> None:
     for row in summary.values():
         assert row["images_per_s_4_clients"] > 0 and row["server_cpu_ms_per_request"] > 0
     assert ("triton-direct" in summary) == ("triton-direct" not in report["skipped"])
+
+
+SRRESNET = SHIPPED / "srresnet" / "1" / "model.onnx"
+
+
+@pytest.mark.skipif(not SRRESNET.is_file(), reason="srresnet is not shipped")
+def test_bench_sr_cpu_runs(tmp_path: Path) -> None:
+    report = run_benchmark("bench_sr_cpu.py", "--tiles", "16", "--threads", "1", "--levels", "all",
+                           "--seconds", "0.05", tmp_path=tmp_path)
+    (run,) = report["runs"]
+    assert run["gflop_per_run"] > 0 and 0 < run["fraction_of_core_peak"] and report["peak"]["gflops_per_core"] > 0
+
+
+@pytest.mark.skipif(not SRRESNET.is_file(), reason="srresnet is not shipped")
+def test_sr_int8_runs(tmp_path: Path) -> None:
+    out = tmp_path / "int8.onnx"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sr_int8.py"), "--out", str(out), "--crops", "2",
+                           "--rounds", "1", "--side", "16"], cwd=ROOT, capture_output=True, text=True, timeout=180,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["cpu_ms_per_tile"]["int8"] > 0 and out.is_file()
