@@ -45,7 +45,7 @@ class DCGANModelConfig(ModelConfig):
     truncation_anchors: int = 200  # z_norm=pixel: the served generator reads a z shorter than
     #                              truncation_radius * sqrt(latent_dim) as truncation towards the nearest of
     #                              this many typical samples (k-means medoids of its images); 0: off
-    truncation_radius: float = 0.75
+    truncation_radius: float = 0.85  # 98% of N(0, I) draws in 100 dimensions are longer: untouched
 
 
 def validate_dcgan_model(cfg: RunConfig) -> None:
