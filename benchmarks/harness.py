@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -50,27 +51,32 @@ def _serving(command: Callable[[int, int], list[str]], *, env: dict[str, str] | 
              what: str) -> Iterator[tuple[str, str, int]]:
     """Runs ``command(http_port, grpc_port)`` until its ``GET /readyz`` answers 200; SIGTERM afterwards."""
     http_port, grpc_port = free_port(), free_port()
-    process = subprocess.Popen(command(http_port, grpc_port), cwd=ROOT, env=os.environ | (env or {}))
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start")
-            time.sleep(0.1)
-        yield url, f"127.0.0.1:{grpc_port}", process.pid
-    finally:
-        process.terminate()
+    # Its output (the access log: a line per request) goes to a file, not the benchmark's terminal;
+    # the end of it is shown when it does not start.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command(http_port, grpc_port), cwd=ROOT, env=os.environ | (env or {}),
+                                   stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{http_port}"
         try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            deadline = time.monotonic() + ready_timeout_s
+            while True:
+                try:
+                    if httpx.get(f"{url}/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"{what} did not start:\n{log.read().decode(errors='replace')[-3000:]}")
+                time.sleep(0.1)
+            yield url, f"127.0.0.1:{grpc_port}", process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -126,3 +126,35 @@ def test_sr_int8_runs(tmp_path: Path) -> None:
                           check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["cpu_ms_per_tile"]["int8"] > 0 and out.is_file()
+
+
+def test_bench_gpu_runs_on_cpu_triton(tmp_path: Path) -> None:
+    """benchmarks/gpu/bench_gpu.py --cpu: the GPU script's measurements against the CPU Triton."""
+    _triton_or_skip()
+    report = run_benchmark("gpu/bench_gpu.py", "--cpu", "--models", "dcgan", "--seconds", "0.3",
+                           "--concurrency", "2", tmp_path=tmp_path)
+    dcgan = report["precisions"]["fp32"]["dcgan"]
+    for path in ("direct", "gateway-http", "gateway-grpc"):
+        assert [p["clients"] for p in dcgan[path]] == [1, 2] and all(p["images_per_s"] > 0 for p in dcgan[path])
+    assert "fp16" in report  # said why it is not measured
+
+
+def test_the_gpu_fp16_repository_adds_tensorrt_fp16_to_onnx_models_only(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
+    from bench_gpu import precision_repository
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    before = {p: p.read_bytes() for p in SHIPPED.glob("*/config.pbtxt")
+              if subprocess.run(["git", "ls-files", "--error-unmatch", str(p)], cwd=ROOT, capture_output=True,
+                                check=False).returncode == 0}  # the committed ones
+    copy = precision_repository(SHIPPED, tmp_path / "fp16", "fp16")
+    for path in before:
+        config = text_format.Parse((copy / path.parent.name / "config.pbtxt").read_text(), mc.ModelConfig())
+        accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+        if config.backend == "onnxruntime":
+            assert [a.name for a in accelerators] == ["tensorrt"]
+            assert accelerators[0].parameters["precision_mode"] == "FP16"
+        else:  # ensembles run their steps' accelerators
+            assert not accelerators
+    assert {p: p.read_bytes() for p in before} == before  # the committed files untouched
