@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from ganserve.serve.access.context import RequestContext, RequestIdFilter
 
@@ -34,15 +36,34 @@ def log_access(context: RequestContext, *, status: int | str, duration_s: float,
     _log.handle(_log.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, line, None, None))
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is written (not the stream of the moment it
+    was made, which may be closed by then: a gateway run in-process by a test, then another)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str, *, access_log: bool) -> None:
     """The gateway's logging (``ganserve serve``): lines with the request id, and the access log as
-    bare JSON lines on the same stream (``access_log`` off: not written)."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdFilter())
+    bare JSON lines on the same stream (``access_log`` off: not written). Calling it again replaces
+    what it set up. Logging set up already by someone else (a test runner, a program that runs the
+    gateway in-process) is left alone, as :func:`logging.basicConfig` does."""
+    if any(not isinstance(h, _Stderr) for h in logging.getLogger().handlers):
+        return
+    lines = _Stderr()
+    lines.addFilter(RequestIdFilter())
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, handlers=[lines], force=True)
     access = logging.getLogger(ACCESS_LOGGER)
+    for handler in [h for h in access.handlers if isinstance(h, _Stderr)]:
+        access.removeHandler(handler)
     access.propagate = False
-    handler = logging.StreamHandler()
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     access.addHandler(handler)
     access.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)

@@ -204,3 +204,33 @@ def test_a_bug_is_a_500_with_the_request_id(model_repo, caplog: pytest.LogCaptur
     assert failure.request_id == "bug-1" and failure.exc_info
     (line,) = [x for x in _lines(caplog, "bug-1") if x["request_id"] == "bug-1"]
     assert line["status"] == 500
+
+
+def test_ganserve_serve_logging(tmp_path) -> None:
+    """As `ganserve serve` sets it up: every line names its request's id, access lines are bare JSON;
+    set up twice, nothing is written twice; off, no access line."""
+    import subprocess
+    import sys
+
+    code = """
+import logging
+from ganserve.serve.access.context import RequestContext, begin, end
+from ganserve.serve.access.log import configure_logging, log_access
+configure_logging("info", access_log=True)
+configure_logging("info", access_log=True)
+logging.getLogger("ganserve.serve.x").info("outside")
+token = begin(RequestContext(request_id="rid-7", protocol="http", route="/generate"))
+logging.getLogger("ganserve.serve.x").warning("inside")
+log_access(RequestContext(request_id="rid-7", protocol="http", route="/generate"), status=200, duration_s=0.001,
+           bytes_in=1, bytes_out=2)
+end(token)
+configure_logging("info", access_log=False)
+log_access(RequestContext(request_id="rid-8", protocol="http"), status=200, duration_s=0, bytes_in=0, bytes_out=0)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].endswith("INFO ganserve.serve.x [-]: outside")
+    assert lines[1].endswith("WARNING ganserve.serve.x [rid-7]: inside")
+    assert json.loads(lines[2])["request_id"] == "rid-7" and json.loads(lines[2])["status"] == 200
