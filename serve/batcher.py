@@ -96,6 +96,7 @@ class MicroBatcher:
         self._coming = 0  # requests announced (expect()) and not yet submitted
         self._inline_max_s = inline_max_s
         self._row_s: float | None = None  # recent seconds per row (moving average), for inline_max_s
+        self._idle_since = 0.0  # when the worker last finished a batch
         self._max_values = max_batch_values
         self._queue: list[_Pending] = []  # sorted by _Pending.order
         self._arrivals = itertools.count()
@@ -203,9 +204,11 @@ class MicroBatcher:
             self._running = [pending for pending, _, _ in batch]
             rows = len(next(iter(inputs.values())))
             try:
-                if self._row_s is not None and self._row_s * rows <= self._inline_max_s:
-                    # Shorter than the hop to a thread and back costs (measured: ~0.3 ms of CPU per
-                    # batch on 2 cores, docs/benchmarks.md): run it here, holding the loop that long.
+                if (self._row_s is not None and self._row_s * rows <= self._inline_max_s
+                        and all(p.enqueued >= self._idle_since for p, _, _ in batch)):
+                    # Short, and nobody waited behind the last batch (no concurrent load, whose HTTP and
+                    # image work the loop would rather do meanwhile): cheaper here than the hop to the
+                    # thread and back (measured: ~0.3 ms of CPU per batch on 2 cores, docs/benchmarks.md).
                     outputs = self._run(inputs)
                 else:
                     outputs = await loop.run_in_executor(self._executor, self._run, inputs)
@@ -217,7 +220,8 @@ class MicroBatcher:
                 self._running = []
                 continue
             self._running = []  # (kept on cancellation: close() fails them)
-            seconds = time.perf_counter() - now
+            self._idle_since = time.perf_counter()
+            seconds = self._idle_since - now
             self._row_s = seconds / rows if self._row_s is None else 0.8 * self._row_s + 0.2 * seconds / rows
             self._observer.batch(rows, sum(a.size for a in inputs.values()), seconds)
             offset = 0

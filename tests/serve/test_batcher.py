@@ -457,3 +457,36 @@ def test_batches_expected_to_be_short_run_on_the_event_loop_and_long_ones_in_the
     assert threads[0] != loop_thread  # not timed yet: the thread
     assert threads[1:3] == [loop_thread, loop_thread]
     assert threads[3] != loop_thread
+
+
+def test_a_short_batch_that_waited_behind_another_still_goes_to_the_thread() -> None:
+    """Under concurrent load the loop has other requests' HTTP and image work to do while a batch runs:
+    a batch holding a request that queued behind the previous batch runs in the thread, however short."""
+    threads: list[int] = []
+    gate = threading.Event()
+
+    def model(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.get_ident())
+        if len(threads) == 1:
+            gate.wait(5)
+        return {"y": inputs["x"] * 2}
+
+    async def main() -> int:
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(model, executor=executor, max_batch_size=8, max_queue_delay_s=0,
+                                   max_queue_depth=100, inline_max_s=10.0)
+            batcher.start()
+            try:
+                first = asyncio.ensure_future(batcher.submit(_x(0)))  # untimed: the thread
+                await asyncio.sleep(0.05)
+                behind = asyncio.ensure_future(batcher.submit(_x(1)))  # queues behind it
+                await asyncio.sleep(0.01)
+                gate.set()
+                await asyncio.gather(first, behind)
+                await batcher.submit(_x(2))  # arrives with the worker idle: on the loop
+                return threading.get_ident()
+            finally:
+                await batcher.close()
+
+    loop_thread = asyncio.run(asyncio.wait_for(main(), 10))
+    assert threads[0] != loop_thread and threads[1] != loop_thread and threads[2] == loop_thread
