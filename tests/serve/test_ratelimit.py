@@ -67,9 +67,10 @@ def _throttled(gw: RunningGateway) -> dict[str, float]:
 
 @pytest.fixture
 def limited(model_repo: Path):
-    """Keys off: buckets per client address of 2 s of work, refilled at 1 s/s, 0.9 s per request: two
-    requests pass, the third waits (a busy machine's delays between requests do not refill 0.9 s)."""
-    settings = test_settings(model_repo, rate_limit=1.0, rate_limit_burst_s=2.0, rate_limit_request_s=0.9)
+    """Keys off: buckets per client address of 2 s of work, refilled at 0.5 s/s, 0.9 s per request: two
+    requests pass, the third waits (a busy machine's delays between requests, up to 1.4 s, do not refill
+    what it lacks)."""
+    settings = test_settings(model_repo, rate_limit=0.5, rate_limit_burst_s=2.0, rate_limit_request_s=0.9)
     with running_gateway(settings) as gw:
         yield gw
 
@@ -87,7 +88,7 @@ def test_http_throttles_with_retry_after_that_is_enough(limited: RunningGateway)
     assert error["code"] == "rate_limited" and error["request_id"] == refused.headers["x-request-id"]
     assert "address 127.0.0.1 is over its rate limit" in error["message"]
     retry = int(refused.headers["retry-after"])
-    assert 1 <= retry <= 2 and f"retry in {retry} s" in error["message"]
+    assert 1 <= retry <= 4 and f"retry in {retry} s" in error["message"]
     assert refused.headers["ratelimit-remaining"] == "0" and refused.headers["ratelimit-limit"] == "2"
     assert httpx.post(url, json={"seed": 1}).status_code == 429  # asking again at once does not help
     time.sleep(retry + 0.05)
@@ -101,7 +102,7 @@ def test_grpc_throttles_with_the_same_fields_in_trailing_metadata(limited: Runni
     assert [s[1] for s in statuses] == ["OK", "OK", "RESOURCE_EXHAUSTED"]
     assert statuses[0][3]["ratelimit-limit"] == "2"
     trailing = statuses[2][3]
-    assert trailing[ERROR_CODE_KEY] == "rate_limited" and 1 <= int(trailing["retry-after"]) <= 2
+    assert trailing[ERROR_CODE_KEY] == "rate_limited" and 1 <= int(trailing["retry-after"]) <= 4
     assert trailing["ratelimit-remaining"] == "0" and int(trailing["ratelimit-reset"]) >= 1
     time.sleep(int(trailing["retry-after"]) + 0.05)
     assert grpc_call(limited, "Generate", pb.GenerateRequest(seed=1))[1] == "OK"
