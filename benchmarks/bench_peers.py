@@ -376,43 +376,38 @@ def start_systems(stack: contextlib.ExitStack, names: list[str], *, repository: 
     if "ganserve-http-nobatch" in names:
         url, _, pid = stack.enter_context(gateway(repository, args=["--no-batching"]))
         systems.append(System("ganserve-http-nobatch", [pid], lambda url=url: HttpClient(url, "/generate", ganserve_body)))
-    if "plain-fastapi" in names:
+    def http_peer(name: str, command: Callable[[int], list[str]], *, probe: dict, body: Callable[[int], bytes],
+                  decode: Callable[[bytes], bytes] = lambda data: data, extra_env: dict[str, str] | None = None,
+                  what: str) -> None:
+        """Starts a peer answering POST /generate on a free port (``command(port)``); ready once ``probe``
+        gets a 200."""
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        pid = stack.enter_context(server(
-            [sys.executable, "-m", "uvicorn", "plain_app:app", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning", "--no-access-log"],
-            ready=lambda: _answers(f"{url}/generate", {"seed": 1}), env=env, what="plain FastAPI app"))
-        systems.append(System("plain-fastapi", [pid], lambda url=url: HttpClient(url, "/generate", seed_body)))
+        pid = stack.enter_context(server(command(port), ready=lambda: _answers(f"{url}/generate", probe),
+                                         env=env | (extra_env or {}), what=what))
+        systems.append(System(name, [pid], lambda: HttpClient(url, "/generate", body, decode)))
+
+    if "plain-fastapi" in names:
+        http_peer("plain-fastapi", lambda port: [
+            sys.executable, "-m", "uvicorn", "plain_app:app", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log"], probe={"seed": 1}, body=seed_body, what="plain FastAPI app")
         versions |= {"fastapi": metadata.version("fastapi"), "uvicorn": metadata.version("uvicorn")}
-    if "bentoml" in names:
-        python = peer_python("bentoml", install=install)
+    peers = {  # name -> (venv, command after the python, readiness probe, body, decode, environment)
+        "bentoml": ("bentoml", ["-m", "bentoml", "serve", "bentoml_service:DCGAN", "--host", "127.0.0.1", "--port"],
+                    {"seeds": [1]}, bentoml_body, _bentoml_png, {"BENTOML_DO_NOT_TRACK": "True"}),
+        "ray-serve": ("ray", ["ray_app.py", "--port"], {"seed": 1}, seed_body, lambda data: data,
+                      {"RAY_USAGE_STATS_ENABLED": "0"}),
+    }
+    for name, (venv, args, probe, body, decode, extra_env) in peers.items():
+        if name not in names:
+            continue
+        python = peer_python(venv, install=install)
         if python is None:
-            skipped["bentoml"] = "not installed (runs/peers/bentoml; run without --quick to install it)"
-        else:
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            pid = stack.enter_context(server(
-                [str(python), "-m", "bentoml", "serve", "bentoml_service:DCGAN", "--host", "127.0.0.1",
-                 "--port", str(port)],
-                ready=lambda: _answers(f"{url}/generate", {"seeds": [1]}), env=env | {"BENTOML_DO_NOT_TRACK": "True"},
-                what="BentoML"))
-            systems.append(System("bentoml", [pid], lambda url=url: HttpClient(url, "/generate", bentoml_body,
-                                                                              _bentoml_png)))
-            versions["bentoml"] = _version(python, "bentoml")
-    if "ray-serve" in names:
-        python = peer_python("ray", install=install)
-        if python is None:
-            skipped["ray-serve"] = "not installed (runs/peers/ray; run without --quick to install it)"
-        else:
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            pid = stack.enter_context(server(
-                [str(python), "ray_app.py", "--port", str(port)],
-                ready=lambda: _answers(f"{url}/generate", {"seed": 1}), env=env | {"RAY_USAGE_STATS_ENABLED": "0"},
-                what="Ray Serve"))
-            systems.append(System("ray-serve", [pid], lambda url=url: HttpClient(url, "/generate", seed_body)))
-            versions["ray"] = _version(python, "ray")
+            skipped[name] = f"not installed (runs/peers/{venv}; run without --quick to install it)"
+            continue
+        http_peer(name, lambda port, python=python, args=args: [str(python), *args, str(port)], probe=probe,
+                  body=body, decode=decode, extra_env=extra_env, what=name)
+        versions[venv] = _version(python, venv)
     if {"triton-direct", "ganserve-http->triton"} & set(names):
         from ganserve.dev.triton_cpu import LocalTriton, TritonNotInstalled, derive_cpu_repository
 

@@ -52,7 +52,7 @@ import grpc
 import numpy as np
 import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tc_aio
-from bench_peers import GrpcClient, HttpClient, many_clients
+from bench_peers import GrpcClient, HttpClient, many_clients, server
 from google.protobuf import text_format
 from harness import free_port, gateway
 from PIL import Image
@@ -99,31 +99,17 @@ def _same_device(a: Path, b: Path) -> bool:
 def tritonserver(binary: Path, repository: Path, *, timeout_s: float = 900) -> Iterator[str]:
     """A stock ``tritonserver`` on ``repository`` (GPU): yields its gRPC address once every model is ready."""
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen([str(binary), f"--model-repository={repository}", f"--grpc-port={grpc_port}",
-                                    f"--http-port={http_port}", f"--metrics-port={metrics_port}", "--exit-timeout-secs=10"],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"127.0.0.1:{grpc_port}"
-        try:
-            client = tc.InferenceServerClient(url)
-            deadline = time.monotonic() + timeout_s
-            while True:
-                with contextlib.suppress(Exception):
-                    if client.is_server_ready():
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError("tritonserver did not get ready:\n" + log.read().decode(errors="replace")[-4000:])
-                time.sleep(1)
-            client.close()
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    url = f"127.0.0.1:{grpc_port}"
+
+    def ready() -> bool:
+        with contextlib.suppress(Exception), contextlib.closing(tc.InferenceServerClient(url)) as client:
+            return client.is_server_ready()
+        return False
+
+    with server([str(binary), f"--model-repository={repository}", f"--grpc-port={grpc_port}",
+                 f"--http-port={http_port}", f"--metrics-port={metrics_port}", "--exit-timeout-secs=10"],
+                ready=ready, cwd=ROOT, what="tritonserver", timeout_s=timeout_s):
+        yield url
 
 
 @contextlib.contextmanager
