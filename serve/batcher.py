@@ -196,7 +196,11 @@ class MicroBatcher:
             if not batch:  # everything queued went away while the batch filled
                 await asyncio.sleep(0)
                 continue
-            inputs = {k: np.concatenate([p.inputs[k][a:b] for p, a, b in batch]) for k in batch[0][0].inputs}
+            if len(batch) == 1:  # one request's rows: its own arrays (sliced), no copy
+                (only, a, b), = batch
+                inputs = {k: v[a:b] for k, v in only.inputs.items()}
+            else:
+                inputs = {k: np.concatenate([p.inputs[k][a:b] for p, a, b in batch]) for k in batch[0][0].inputs}
             now = time.perf_counter()
             for pending, first, _ in batch:
                 if first == 0:
@@ -301,4 +305,5 @@ class MicroBatcher:
         pending.done += len(next(iter(outputs.values())))
         if pending.done == pending.rows:
             parts = [o for _, o in sorted(pending.parts, key=lambda part: part[0])]
-            pending.future.set_result({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+            pending.future.set_result(parts[0] if len(parts) == 1 else
+                                      {k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
