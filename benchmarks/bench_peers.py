@@ -8,6 +8,9 @@ image: seed -> z (NumPy PCG64, docs/model-contract.md) -> the ONNX model -> a PN
 
   ganserve-http, ganserve-grpc    ``ganserve serve`` (default settings: adaptive batching), POST /generate
                                   (raw PNG) and gRPC Generate, one gateway process;
+  ganserve-http-pre17, -grpc-pre17  the same with the batching of before issue #17 (settings
+                                  ``--batch-inline-max-ms 0 --batch-wait-alone``: every batch through the
+                                  model's thread, a lone request waits the model's queue delay);
   ganserve-http-nobatch           the same with ``--no-batching``;
   plain-fastapi                   FastAPI + ONNX Runtime written by hand (benchmarks/peers/plain_app.py), no
                                   batching, under uvicorn;
@@ -373,6 +376,16 @@ def start_systems(stack: contextlib.ExitStack, names: list[str], *, repository: 
             # a channel is bound to the event loop it was made on: one per measurement (asyncio.run)
             systems.append(System("ganserve-grpc", [pid], lambda t=target: GrpcClient(_channel(t))))
         versions["ganserve"] = metadata.version("ganserve")
+    if {"ganserve-http-pre17", "ganserve-grpc-pre17"} & set(names):
+        # The batching of before issue #17, restored by settings: every batch through the model's thread,
+        # and a lone request waits the model's queue delay.
+        url, target, pid = stack.enter_context(gateway(repository, args=["--batch-inline-max-ms", "0",
+                                                                         "--batch-wait-alone"]))
+        if "ganserve-http-pre17" in names:
+            systems.append(System("ganserve-http-pre17", [pid],
+                                  lambda url=url: HttpClient(url, "/generate", ganserve_body)))
+        if "ganserve-grpc-pre17" in names:
+            systems.append(System("ganserve-grpc-pre17", [pid], lambda t=target: GrpcClient(_channel(t))))
     if "ganserve-http-nobatch" in names:
         url, _, pid = stack.enter_context(gateway(repository, args=["--no-batching"]))
         systems.append(System("ganserve-http-nobatch", [pid], lambda url=url: HttpClient(url, "/generate", ganserve_body)))
@@ -444,8 +457,8 @@ def _triton_client(url: str):
     return tc_aio.InferenceServerClient(url)
 
 
-SYSTEMS = ["ganserve-http", "ganserve-grpc", "ganserve-http-nobatch", "plain-fastapi", "bentoml", "ray-serve",
-           "triton-direct", "ganserve-http->triton"]
+SYSTEMS = ["ganserve-http", "ganserve-grpc", "ganserve-http-pre17", "ganserve-grpc-pre17", "ganserve-http-nobatch",
+           "plain-fastapi", "bentoml", "ray-serve", "triton-direct", "ganserve-http->triton"]
 
 
 def summarise(per_round: dict[str, list[dict]], *, concurrency: int, baseline: str = "ganserve-http") -> dict:
@@ -476,20 +489,21 @@ def summarise(per_round: dict[str, list[dict]], *, concurrency: int, baseline: s
     return out
 
 
-def table(summary: dict, *, concurrency: int) -> str:
+def table(summary: dict, *, concurrency: int, idle: dict[str, float] | None = None) -> str:
     lines = [(f"| system | p50 ms, 1 client | p99 ms, 1 client | images/s, {concurrency} clients | p99 ms, "
-             f"{concurrency} clients | server CPU ms/request ({concurrency} clients) | ratios to ganserve-http: "
-             f"p50 1 client / images/s / CPU |"),
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+              f"{concurrency} clients | server CPU ms/request, 1 client | server CPU ms/request, {concurrency} "
+              f"clients | idle CPU % | ratios to ganserve-http: p50 1 client / images/s / CPU |"),
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, r in summary.items():
-        cpu = f"{r['server_cpu_ms_per_request']:.2f}"
+        cpu1, cpu = f"{r['server_cpu_ms_per_request_1_client']:.2f}", f"{r['server_cpu_ms_per_request']:.2f}"
         if "gateway_cpu_ms_per_request" in r:
+            cpu1 += f" (gateway {r['gateway_cpu_ms_per_request_1_client']:.2f})"
             cpu += f" (gateway {r['gateway_cpu_ms_per_request']:.2f})"
         ratios = (f"{r['ratio_p50_1_client']:.2f} / {r[f'ratio_images_per_s_{concurrency}_clients']:.2f} / "
                   f"{r['ratio_server_cpu']:.2f}" if "ratio_p50_1_client" in r else "")
         lines.append(f"| {name} | {r['p50_ms_1_client']:.2f} | {r['p99_ms_1_client']:.2f} | "
                      f"{r[f'images_per_s_{concurrency}_clients']:.0f} | {r[f'p99_ms_{concurrency}_clients']:.1f} | "
-                     f"{cpu} | {ratios} |")
+                     f"{cpu1} | {cpu} | {(idle or {}).get(name, '')} | {ratios} |")
     return "\n".join(lines)
 
 
@@ -547,7 +561,7 @@ def main() -> None:
     report["versions"], report["skipped"] = versions, skipped
     report["summary"] = summarise(per_round, concurrency=args.concurrency)
     report["rounds_raw"] = per_round
-    print(table(report["summary"], concurrency=args.concurrency))
+    print(table(report["summary"], concurrency=args.concurrency, idle=report["idle_cpu_percent"]))
     print(json.dumps({k: v for k, v in report.items() if k not in ("rounds_raw",)}, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
