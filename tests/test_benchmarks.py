@@ -25,6 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "model_repository"
 
 
+def only(tmp_path: Path, *models: str) -> Path:
+    """A repository holding only these shipped models (linked): a gateway on it starts in a fraction of
+    the time the whole shipped repository takes."""
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    for name in models:
+        (repository / name).symlink_to(SHIPPED / name)
+    return repository
+
+
 def run_benchmark(script: str, *args: str, tmp_path: Path, timeout_s: float = 180) -> dict:
     """Runs ``benchmarks/<script>`` with ``--json`` into ``tmp_path``; returns the report."""
     report = tmp_path / f"{script}.json"
@@ -65,7 +75,8 @@ def test_bench_triton_runs(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (SHIPPED / "srresnet" / "1" / "model.onnx").is_file(), reason="srresnet is not shipped")
 def test_bench_upscale_runs(tmp_path: Path) -> None:
-    report = run_benchmark("bench_upscale.py", "--sizes", "64", "--repeats", "1", tmp_path=tmp_path)
+    report = run_benchmark("bench_upscale.py", "--sizes", "64", "--repeats", "1", "--model-repository",
+                           str(only(tmp_path, "srresnet")), tmp_path=tmp_path)
     (size,) = report["sizes"]
     assert size["output"] == "256x256" and size["output_mp_per_s"] > 0
 
@@ -75,8 +86,8 @@ SMOKE_STORMS = ["disconnect", "bodies", "costly", "slow", "deadline", "soak"]
 
 
 def test_bench_abuse_runs(tmp_path: Path) -> None:
-    report = run_benchmark("bench_abuse.py", "--smoke", "--storms", *SMOKE_STORMS, tmp_path=tmp_path,
-                           timeout_s=240)
+    report = run_benchmark("bench_abuse.py", "--smoke", "--storms", *SMOKE_STORMS, "--model-repository",
+                           str(only(tmp_path, "dcgan", "srresnet")), tmp_path=tmp_path, timeout_s=240)
     names = [storm["name"] for storm in report["storms"]]
     assert {"disconnect", "bodies", "costly", "slow", "idle-flood", "grpc-deadline", "soak"} <= set(names), names
     assert all(storm["still_serves"]["ok"] for storm in report["storms"] if storm["still_serves"])
@@ -97,10 +108,9 @@ def test_bench_peers_runs(tmp_path: Path) -> None:
     out even where installed: Ray alone takes ~20 s to start); Triton ones where the server is here. Each
     gives the reference image for its check seed."""
     report = run_benchmark("bench_peers.py", "--quick", "--systems", "ganserve-http", "ganserve-grpc",
-                           "ganserve-http-nobatch", "plain-fastapi", "triton-direct", "ganserve-http->triton",
-                           tmp_path=tmp_path, timeout_s=240)
+                           "plain-fastapi", "triton-direct", "ganserve-http->triton", tmp_path=tmp_path, timeout_s=240)
     summary = report["summary"]
-    assert {"ganserve-http", "ganserve-grpc", "ganserve-http-nobatch", "plain-fastapi"} <= summary.keys()
+    assert {"ganserve-http", "ganserve-grpc", "plain-fastapi"} <= summary.keys()
     assert all(diff <= 2 for diff in report["image_check_max_abs_diff"].values())
     for row in summary.values():
         assert row["images_per_s_4_clients"] > 0 and row["server_cpu_ms_per_request"] > 0
