@@ -168,3 +168,24 @@ def test_the_gpu_fp16_repository_adds_tensorrt_fp16_to_onnx_models_only(tmp_path
         else:  # ensembles run their steps' accelerators
             assert not accelerators
     assert {p: p.read_bytes() for p in before} == before  # the committed files untouched
+
+
+def _can_attach() -> str | None:
+    """Why py-spy cannot attach to a process that is not its child here, or None."""
+    if not (Path(sys.executable).with_name("py-spy")).exists():
+        return "py-spy is not installed (the bench extra)"
+    scope = Path("/proc/sys/kernel/yama/ptrace_scope")
+    if scope.exists() and scope.read_text().strip() != "0" and os.geteuid() != 0:
+        return f"kernel.yama.ptrace_scope is {scope.read_text().strip()}: py-spy cannot attach without root"
+    return None
+
+
+def test_profile_gateway_runs() -> None:
+    if (reason := _can_attach()) is not None:
+        pytest.skip(reason)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_gateway.py"), "--seconds", "1",
+                           "--top", "5", "--rate", "200"], cwd=ROOT, capture_output=True, text=True, timeout=180,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    head = json.loads(done.stdout.splitlines()[0])
+    assert head["requests"] > 0 and head["samples"] > 0 and "serve/" in done.stdout
