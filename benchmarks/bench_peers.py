@@ -1,4 +1,4 @@
-"""ganserve against what a user would pick instead, side by side in one run (issue #17).
+"""ganserve against what a user would pick instead, side by side in one run.
 
     .venv/bin/python benchmarks/bench_peers.py [--rounds 3] [--seconds 4] [--json runs/bench_peers.json]
     .venv/bin/python benchmarks/bench_peers.py --quick        # a few seconds; peers not installed are skipped
@@ -8,9 +8,10 @@ image: seed -> z (NumPy PCG64, docs/model-contract.md) -> the ONNX model -> a PN
 
   ganserve-http, ganserve-grpc    ``ganserve serve`` (default settings: adaptive batching), POST /generate
                                   (raw PNG) and gRPC Generate, one gateway process;
-  ganserve-http-pre17, -grpc-pre17  the same with the batching of before issue #17 (settings
-                                  ``--batch-inline-max-ms 0 --batch-wait-alone``: every batch through the
-                                  model's thread, a lone request waits the model's queue delay);
+  ganserve-http-wait, -grpc-wait  the same with Triton-style batching (settings ``--batch-wait-alone
+                                  --batch-inline-max-ms 0``: a lone request waits the model's queue delay,
+                                  every batch runs in the model's thread): the gateway's batching before
+                                  it became adaptive;
   ganserve-http-nobatch           the same with ``--no-batching``;
   plain-fastapi                   FastAPI + ONNX Runtime written by hand (benchmarks/peers/plain_app.py), no
                                   batching, under uvicorn;
@@ -376,16 +377,16 @@ def start_systems(stack: contextlib.ExitStack, names: list[str], *, repository: 
             # a channel is bound to the event loop it was made on: one per measurement (asyncio.run)
             systems.append(System("ganserve-grpc", [pid], lambda t=target: GrpcClient(_channel(t))))
         versions["ganserve"] = metadata.version("ganserve")
-    if {"ganserve-http-pre17", "ganserve-grpc-pre17"} & set(names):
-        # The batching of before issue #17, restored by settings: every batch through the model's thread,
-        # and a lone request waits the model's queue delay.
+    if {"ganserve-http-wait", "ganserve-grpc-wait"} & set(names):
+        # Triton-style batching, by settings: a lone request waits the model's queue delay, every batch
+        # runs in the model's thread (the gateway's batching before it became adaptive).
         url, target, pid = stack.enter_context(gateway(repository, args=["--batch-inline-max-ms", "0",
                                                                          "--batch-wait-alone"]))
-        if "ganserve-http-pre17" in names:
-            systems.append(System("ganserve-http-pre17", [pid],
+        if "ganserve-http-wait" in names:
+            systems.append(System("ganserve-http-wait", [pid],
                                   lambda url=url: HttpClient(url, "/generate", ganserve_body)))
-        if "ganserve-grpc-pre17" in names:
-            systems.append(System("ganserve-grpc-pre17", [pid], lambda t=target: GrpcClient(_channel(t))))
+        if "ganserve-grpc-wait" in names:
+            systems.append(System("ganserve-grpc-wait", [pid], lambda t=target: GrpcClient(_channel(t))))
     if "ganserve-http-nobatch" in names:
         url, _, pid = stack.enter_context(gateway(repository, args=["--no-batching"]))
         systems.append(System("ganserve-http-nobatch", [pid], lambda url=url: HttpClient(url, "/generate", ganserve_body)))
@@ -457,7 +458,7 @@ def _triton_client(url: str):
     return tc_aio.InferenceServerClient(url)
 
 
-SYSTEMS = ["ganserve-http", "ganserve-grpc", "ganserve-http-pre17", "ganserve-grpc-pre17", "ganserve-http-nobatch",
+SYSTEMS = ["ganserve-http", "ganserve-grpc", "ganserve-http-wait", "ganserve-grpc-wait", "ganserve-http-nobatch",
            "plain-fastapi", "bentoml", "ray-serve", "triton-direct", "ganserve-http->triton"]
 
 

@@ -1,5 +1,5 @@
 """Super-resolution on the CPU against the CPU's limit: achieved GFLOP/s of the shipped SR model vs the
-machine's fp32 peak, across ONNX Runtime settings and tile sizes (issue #17).
+machine's fp32 peak, across ONNX Runtime settings and tile sizes.
 
     .venv/bin/python benchmarks/bench_sr_cpu.py [--model model_repository/srresnet/1/model.onnx]
         [--tiles 32 64 96 128] [--threads 1 2] [--seconds 3] [--json runs/bench_sr_cpu.json]

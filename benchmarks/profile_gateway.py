@@ -1,5 +1,5 @@
 """Where the gateway's CPU goes per n=1 request: py-spy samples a ``ganserve serve`` process under
-sequential load and prints the frames that cost the most (issue #17).
+sequential load and prints the frames that cost the most.
 
     .venv/bin/python benchmarks/profile_gateway.py --protocol http [--gil] [--seconds 8] [-- GATEWAY ARGS]
     .venv/bin/python benchmarks/profile_gateway.py --protocol grpc --backend-triton   # in front of CPU Triton

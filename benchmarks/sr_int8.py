@@ -1,5 +1,5 @@
-"""An int8 (QDQ) copy of the shipped SR model, calibrated on training crops, timed against the fp32 one
-(issue #17). It ships only if it costs <= 0.1 dB PSNR on the held-out photos: check with
+"""An int8 (QDQ) copy of the shipped SR model, calibrated on training crops, timed against the fp32 one.
+It ships only if it is faster and costs <= 0.1 dB PSNR on the held-out photos: check with
 ``ganserve evaluate OUT --compare model_repository/srresnet/1/model.onnx``.
 
     .venv/bin/python benchmarks/sr_int8.py [--out runs/srresnet-int8/model.onnx] [--crops 48]

@@ -1,5 +1,5 @@
 """Every benchmark in benchmarks/ runs, for a few seconds each, so that none can rot between the runs
-that measure (issue #17: bench_triton.py had been broken unnoticed). Each runs as its users run it (a
+that measure (bench_triton.py was once broken unnoticed). Each runs as its users run it (a
 subprocess, ``python benchmarks/X.py``) at its smallest settings and must write a report holding the
 figures it exists for. The Triton ones skip only where the bundled Triton server is absent
 (scripts/install-tools.sh installs it; CI has it)."""

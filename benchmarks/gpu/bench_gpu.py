@@ -1,4 +1,4 @@
-"""The GPU path measured (issue #17): Triton on the committed model repository, with the gateway in
+"""The GPU path measured: Triton on the committed model repository, with the gateway in
 front and without, fp32 and fp16, for dcgan, text2img and 1-megapixel upscales.
 
 On a GPU machine, with a stock Triton (the NGC container ``nvcr.io/nvidia/tritonserver:<yy.mm>-py3``,
