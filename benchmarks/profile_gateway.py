@@ -1,5 +1,5 @@
 """Where the gateway's CPU goes per n=1 request: py-spy samples a ``ganserve serve`` process under
-sequential load and prints the frames that cost the most.
+load (sequential requests, or --clients at once) and prints the frames that cost the most.
 
     .venv/bin/python benchmarks/profile_gateway.py --protocol http [--gil] [--seconds 8] [-- GATEWAY ARGS]
     .venv/bin/python benchmarks/profile_gateway.py --protocol grpc --backend-triton   # in front of CPU Triton
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import check_extra  # noqa: F401 - first: one clear line when an extra is missing
 import grpc
-from bench_peers import GrpcClient, HttpClient, ganserve_body
+from bench_peers import GrpcClient, HttpClient, ganserve_body, many_clients
 from harness import cpu_seconds, gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,21 +63,21 @@ def summarise(raw: Path, *, top: int) -> dict:
                           if any(k in f for k in ("serve/", "uvicorn", "starlette", "fastapi", "grpc"))][:top]}
 
 
-async def _load(protocol: str, url: str, target: str, seconds: float) -> int:
-    client = HttpClient(url, "/generate", ganserve_body) if protocol == "http" else \
-        GrpcClient(grpc.aio.insecure_channel(target))
-    done, stop = 0, time.monotonic() + seconds
-    while time.monotonic() < stop:
-        await client.generate(done)
-        done += 1
-    await client.close()
-    return done
+async def _load(protocol: str, url: str, target: str, seconds: float, clients: int) -> int:
+    channel = grpc.aio.insecure_channel(target) if protocol == "grpc" else None
+    pool = [HttpClient(url, "/generate", ganserve_body) if channel is None else GrpcClient(channel)
+            for _ in range(clients)]
+    times = await many_clients(pool, seconds=seconds, first_seed=0)
+    for client in pool:
+        await client.close()
+    return len(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--clients", type=int, default=1, help="concurrent clients (1: sequential requests)")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL")
     parser.add_argument("--rate", type=int, default=500, help="samples per second")
     parser.add_argument("--top", type=int, default=25)
@@ -110,14 +110,14 @@ def main() -> None:
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 time.sleep(1.0)
                 before = cpu_seconds(pid)
-                requests = asyncio.run(_load(args.protocol, url, target, args.seconds))
+                requests = asyncio.run(_load(args.protocol, url, target, args.seconds, args.clients))
                 cpu_ms = (cpu_seconds(pid) - before) / requests * 1000
                 if spy.wait(60) != 0:
                     sys.exit(f"py-spy failed: {spy.stderr.read().decode()[-1000:]}")
         finally:
             if triton is not None:
                 triton.close()
-        report = {"protocol": args.protocol, "backend": "triton" if args.backend_triton else "onnxruntime",
+        report = {"protocol": args.protocol, "clients": args.clients, "backend": "triton" if args.backend_triton else "onnxruntime",
                   "gil_only": args.gil, "requests": requests, "gateway_cpu_ms_per_request": round(cpu_ms, 3),
                   "load_average": os.getloadavg(), **summarise(raw, top=args.top)}
     print(json.dumps({k: v for k, v in report.items() if k not in ("own", "inclusive")}))
