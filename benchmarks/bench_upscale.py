@@ -48,6 +48,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "srresnet"
+TILE: dict[str, int] = {}  # --tile-size: the request's tile_size (default: the model's)
 SCALE = 4
 MIB = 1024 * 1024
 
@@ -69,7 +70,7 @@ def synthetic_png(size: int, *, seed: int = 0) -> bytes:
 def upscale(client: httpx.Client, png: bytes, size: int) -> tuple[float, bytes]:
     """One POST /upscale; wall seconds and the PNG answer, checked to be ``SCALE`` x the size."""
     start = time.perf_counter()
-    response = client.post("/upscale", params={"model": MODEL}, content=png,
+    response = client.post("/upscale", params={"model": MODEL, **TILE}, content=png,
                            headers={"Content-Type": "image/png", "Accept": "image/png"})
     seconds = time.perf_counter() - start
     if response.status_code != 200:
@@ -138,8 +139,11 @@ def main() -> None:
     parser.add_argument("--one-gateway", action="store_true",
                         help="all sizes on one gateway process (its baseline then includes whatever the "
                              "smaller sizes left allocated, e.g. ONNX Runtime's memory arena)")
+    parser.add_argument("--tile-size", type=int, help="tile_size of every request (default: the model's)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.tile_size:
+        TILE["tile_size"] = args.tile_size
 
     if not (args.model_repository / MODEL / "1" / "model.onnx").is_file():
         sys.exit(f"{args.model_repository / MODEL} not found: this benchmark needs the shipped x4 model")
