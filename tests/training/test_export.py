@@ -16,6 +16,7 @@ from ganserve import text
 from ganserve.errors import UsageError
 from ganserve.training.checkpoint import load_generator
 from ganserve.training.export import PARITY_TOLERANCE, export_checkpoint, read_config
+from ganserve.training.presets import preset
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,7 @@ def test_export_writes_encoder_generator_and_ensemble(t2i_run):
     from ganserve.training.export import PARITY_TOLERANCE, export_checkpoint_parts, read_config
 
     tmp, _ = t2i_run
+    tiny = preset("text2img-tiny").model
     ckpt = tmp / "run" / "checkpoint.pt"
     results = export_checkpoint_parts(ckpt, repository=tmp / "repo", name="t2i", max_batch_size=8)
     assert set(results) == {"t2i", "t2i_encoder", "t2i_generator"}
@@ -104,7 +106,7 @@ def test_export_writes_encoder_generator_and_ensemble(t2i_run):
     enc_meta = {p.key: p.value for p in onnx.load(str(results["t2i_encoder"].onnx_path)).metadata_props}
     gen_meta = {p.key: p.value for p in onnx.load(str(results["t2i_generator"].onnx_path)).metadata_props}
     assert enc_meta["ganserve.kind"] == "text-encoder" and enc_meta["ganserve.tokenizer"] == "char-v1"
-    assert enc_meta["ganserve.max_tokens"] == "64" and enc_meta["ganserve.embedding_dim"] == "16"
+    assert enc_meta["ganserve.max_tokens"] == "64" and enc_meta["ganserve.embedding_dim"] == str(tiny.embedding_dim)
     vocabulary = json.loads(enc_meta["ganserve.vocabulary"])  # the colour sets' caption words
     assert vocabulary["digit"]["7"] == ["seven", "7"] and "crimson" in vocabulary["colour"]["red"]
     assert gen_meta["ganserve.kind"] == "text-conditional-generator"
@@ -114,7 +116,7 @@ def test_export_writes_encoder_generator_and_ensemble(t2i_run):
     # the ensemble: tokens + z -> image only, steps encoder -> generator, an (almost) empty 1/
     ens = read_config(tmp / "repo" / "t2i" / "config.pbtxt")
     assert ens.platform == "ensemble" and ens.max_batch_size == 8
-    assert [(i.name, list(i.dims)) for i in ens.input] == [("tokens", [64]), ("z", [8])]
+    assert [(i.name, list(i.dims)) for i in ens.input] == [("tokens", [64]), ("z", [tiny.latent_dim])]
     assert [(o.name, list(o.dims)) for o in ens.output] == [("image", [3, 8, 8])]
     steps = ens.ensemble_scheduling.step
     assert [s.model_name for s in steps] == ["t2i_encoder", "t2i_generator"]
@@ -126,7 +128,7 @@ def test_export_writes_encoder_generator_and_ensemble(t2i_run):
     enc = ort.InferenceSession(str(results["t2i_encoder"].onnx_path), providers=["CPUExecutionProvider"])
     gen = ort.InferenceSession(str(results["t2i_generator"].onnx_path), providers=["CPUExecutionProvider"])
     tokens = text.encode_batch(["", "a red seven", "zz" * 50, "ünknown ✓"])
-    z = np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32)
+    z = np.random.default_rng(0).standard_normal((4, tiny.latent_dim), dtype=np.float32)
     (emb,) = enc.run(["embedding"], {"tokens": tokens})
     (img,) = gen.run(["image"], {"z": z, "embedding": emb})
     with torch.no_grad():
