@@ -41,7 +41,9 @@ def track(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: s
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+    # every step drawn (mininterval 0): these loops have few, long steps, and the last one (100%) shows
+    return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,
+                mininterval=0, miniters=1)
 
 
 def duration(seconds: float) -> str:
