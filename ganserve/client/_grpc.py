@@ -66,7 +66,8 @@ def reply(endpoint: str, m: Any) -> Reply:
     """The response message as the reply dict of the HTTP API's JSON."""
     if endpoint == "generate":
         return {"model": m.model, "version": m.version,
-                "images": [{"seed": i.seed, **_image(i.image)} for i in m.images]}
+                "images": [{"seed": i.seed, **_image(i.image), "levels": [_image(x) for x in i.levels]}
+                           for i in m.images]}
     if endpoint == "interpolate":
         return {"model": m.model, "version": m.version, "seed_a": m.seed_a, "seed_b": m.seed_b, "t": list(m.t),
                 "frames": [_image(f) for f in m.frames],

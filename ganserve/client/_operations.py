@@ -69,20 +69,23 @@ def _file(image: Reply) -> ImageFile:
 
 def generate(n: int = 1, *, seed: int | None = None, truncation: float | None = None, prompt: str | None = None,
              prompt_b: str | None = None, mix: float | None = None, model: str | None = None,
-             version: int | None = None, format: str | None = None) -> Operation[list[GeneratedImage]]:
+             version: int | None = None, format: str | None = None,
+             levels: bool | None = None) -> Operation[list[GeneratedImage]]:
     """``n`` images; image *i* gets seed ``seed + i`` (``seed`` unset: drawn by the gateway).
 
     truncation: >= 0.05, latent components beyond it are redrawn; prompt / prompt_b / mix: text to image
     (``prompt_b`` mixed in with weight ``mix``, default 0.5); model / version: default the only loaded
-    model of the needed kind, its latest version; format: "png" (default) or "jpeg".
+    model of the needed kind, its latest version; format: "png" (default) or "jpeg"; levels: a pyramid
+    model's (lapgan) every level too, in each image's ``levels``.
     Returns one :class:`GeneratedImage` per seed."""
 
     def parse(reply: Reply) -> list[GeneratedImage]:
         return [GeneratedImage(data=i["data"], media_type=i["media_type"], seed=i["seed"], model=reply["model"],
-                               version=reply["version"]) for i in reply["images"]]
+                               version=reply["version"], levels=[_file(x) for x in i.get("levels") or ()])
+                for i in reply["images"]]
 
     fields = _given(model=model, version=version, n=n, seed=seed, truncation=truncation, prompt=prompt,
-                    prompt_b=prompt_b, mix=mix, format=format)
+                    prompt_b=prompt_b, mix=mix, format=format, levels=levels)
     return Operation(Call("generate", fields), parse)
 
 

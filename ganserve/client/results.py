@@ -66,6 +66,8 @@ class GeneratedImage(ImageFile):
     seed: int
     model: str
     version: int
+    # with levels=True (a pyramid model): each level's image at its own size, coarse to fine
+    levels: list[ImageFile] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

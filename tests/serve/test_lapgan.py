@@ -196,3 +196,20 @@ def test_the_served_image_is_the_pytorch_pyramid(gateway: RunningGateway, traine
     for i, item in enumerate(body["images"]):
         for level, want in zip(item["levels"], expected, strict=True):
             assert np.abs(_pixels(base64.b64decode(level["data"])).astype(int) - want[i].astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_python_client_returns_the_levels(gateway: RunningGateway, protocol: str) -> None:
+    from ganserve.client import Client
+    from ganserve.client.errors import InvalidArgument
+
+    address = gateway.http_url if protocol == "http" else f"grpc://{gateway.grpc_target}"
+    direct = _generate(gateway, {"model": "lapgan", "n": 2, "seed": 30, "levels": True})["images"]
+    with Client(address) as client:
+        images = client.generate(2, seed=30, model="lapgan", levels=True)
+        assert [[x.data for x in i.levels] for i in images] == \
+            [[base64.b64decode(x["data"]) for x in i["levels"]] for i in direct]
+        assert [x.image.size for x in images[0].levels] == [(2, 2), (4, 4), (8, 8)]
+        assert client.generate(1, seed=30, model="lapgan")[0].levels == []
+        with pytest.raises(InvalidArgument, match="has no levels"):
+            client.generate(1, model="tiny", levels=True)
