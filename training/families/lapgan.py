@@ -90,7 +90,9 @@ class LapGANFamily(Family):
     def d_step(self, *, G, critic, batch, gen, keep_graph):
         """Every level on the real pyramid: the coarse level's real image against G_L(z_L); each finer
         level's real band ``I_k - up(I_{k+1})`` against ``G_k``'s band, both beside ``up(I_{k+1})``."""
-        G = getattr(G, "module", G)  # under DDP: the levels are called one by one
+        if hasattr(G, "module"):  # DDP syncs gradients of forward() calls only; the levels are called one by one
+            raise UsageError("lapgan trains in one process: its levels are called one by one, which "
+                             "DistributedDataParallel would not keep in sync across processes; run it without torchrun")
         levels = G.n_levels
         images = pyramid(batch["images"], levels)[::-1]  # coarse to fine: I_L .. I_0
         z = G.split(self.sample_inputs(images[0].shape[0], gen=gen, device=images[0].device))
