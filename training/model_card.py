@@ -61,6 +61,7 @@ def _dcgan_card(ckpt: dict, cfg: dict, reports, checkpoint: str, *, samples: str
         f"{r['fid']:.2f} | {r['kid']:.0f} ± {r['kid_std']:.0f} | {r['classes_covered']} | "
         f"{r['min_class_share']:.3f} | {r['kl_to_uniform']:.4f} |" for r in [model, *refs])
     z_norm = cfg["model"].get("z_norm", "none") == "pixel"
+    anchors = cfg["model"].get("truncation_anchors", 0)
     return CardSection(
         title="DCGAN generator trained on MNIST",
         summary=f"""Unconditional DCGAN (Radford et al. 2015) generator, 28x28 grey digits, trained and exported by
@@ -68,7 +69,9 @@ ganserve. Input `z` FP32 `[batch, {cfg['model']['latent_dim']}]` ~ N(0, 1); outp
 `[batch, 1, 28, 28]` in [-1, 1]. The weights are the exponential moving average of the generator
 (decay {cfg['train']['ema_decay']}) with standing BatchNorm statistics; see `docs/model-contract.md`.{
         " The generator first rescales z to length sqrt(" + str(cfg['model']['latent_dim']) + ") (`model.z_norm=pixel`): "
-        "only the direction of z picks the image." if z_norm else ""}""",
+        "only the direction of z picks the image" + (
+            f"; a shorter z (what truncation makes) is drawn towards the nearest of {anchors} typical samples "
+            "(see Truncation)." if anchors else ".") if z_norm else ""}""",
         evaluate=f"ganserve evaluate {checkpoint} --data ../shared/data/mnist{' --truncation-curve' if curve else ''} "
                  "--json metrics.json",
         quality=f"""{samples}
@@ -278,8 +281,8 @@ def write_model_card(checkpoint: str | Path, *, metrics_path: str | Path, result
                      f"`--steps {ckpt['step']}` the same command stops at the same point: no schedule "
                      "depends on the total.")
     if meta.get("resumed_with"):
-        how.append(f"The run was interrupted and resumed {len(meta['resumed_with'])} time(s) with `--resume` "
-                     "(exact continuation from the checkpoint).")
+        how.append(f"The run was continued {len(meta['resumed_with'])} time(s) with `--resume` (after an interruption, or "
+                     "to more steps): an exact continuation from the checkpoint.")
     note = ("\n" + " ".join(how) + "\n") if how else ""
     card = f"""# {name} — {section.title}
 
