@@ -6,9 +6,9 @@ thread (off the event loop), and hands every request its own rows back.
 
 It never makes a request wait for company that is not on its way (adaptive batching): a batch waits
 to fill (up to ``max_queue_delay_s`` after the oldest queued request) only while more requests are
-known to be coming, those announced with :meth:`MicroBatcher.expect` (admitted by the gateway, their
-inputs being made) and not yet submitted. A lone request runs at once; under load, the requests that
-arrive while a batch runs form the next one. ``wait_alone=True`` waits the whole delay whoever is
+known to be coming: others already queued beside it (concurrent load), or requests announced with
+:meth:`MicroBatcher.expect` (an ensemble's later steps) and not yet submitted. A lone request runs at
+once. ``wait_alone=True`` waits the whole delay whoever is
 coming, as Triton's dynamic batcher does. Only requests whose inputs
 have the same per-row shape are merged, and a batch holds at most ``max_batch_values`` input values
 (so large rows, such as super-resolution tiles, batch fewer at a time: the runtime's working memory
@@ -244,13 +244,14 @@ class MicroBatcher:
 
     async def _fill(self) -> None:
         """Waits (up to the queue delay after the oldest request) until a full batch is queued, while
-        more requests are coming (or always, with ``wait_alone``)."""
+        more requests are coming: announced ones, or others queued beside the oldest (concurrent load:
+        a larger batch costs less per row); always with ``wait_alone``."""
         started, waited = time.perf_counter(), False
         try:
             if not self._merge or self._delay <= 0:
                 return
             while (self._queue and self._depth < self._room(self._queue[0])
-                   and (self._coming > 0 or self._wait_alone)):
+                   and (self._coming > 0 or len(self._queue) > 1 or self._wait_alone)):
                 # From the oldest request still queued: the one that set an earlier deadline may be gone.
                 remaining = self._queue[0].enqueued + self._delay - time.perf_counter()
                 if remaining <= 0:

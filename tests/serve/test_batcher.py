@@ -360,7 +360,9 @@ def test_a_lone_request_runs_at_once_whatever_the_queue_delay() -> None:
     assert model.batches == [1, 1] and first["y"][0, 0] == 2.0 and second["y"][0, 0] == 4.0
 
 
-def test_requests_arriving_while_a_batch_runs_form_the_next_batch_without_waiting() -> None:
+def test_requests_arriving_while_a_batch_runs_form_the_next_batch_and_wait_for_more() -> None:
+    """Concurrent load: the three that queued behind the first batch are known company, so their batch
+    waits (up to the delay from the oldest) for more; a full batch goes at once."""
     model = FakeModel()
     model.gate.clear()
 
@@ -370,16 +372,18 @@ def test_requests_arriving_while_a_batch_runs_form_the_next_batch_without_waitin
         rest = [asyncio.ensure_future(batcher.submit(_x(i))) for i in range(1, 4)]
         await asyncio.sleep(0.01)
         model.gate.set()
-        return await asyncio.gather(first, *rest)
+        await asyncio.gather(first, *rest)
+        full = [asyncio.ensure_future(batcher.submit(_x(i))) for i in range(4, 8)]  # max_batch_size 4
+        return await asyncio.gather(first, *rest, *full)
 
-    results, waits = asyncio.run(asyncio.wait_for(_with_waits(model, body, max_queue_delay_s=30.0), 10))
-    assert model.batches == [1, 3] and waits == [0.0, 0.0]
-    assert [r["y"][0, 0] for r in results] == [0.0, 2.0, 4.0, 6.0]
+    results, waits = asyncio.run(asyncio.wait_for(_with_waits(model, body, max_queue_delay_s=0.2), 10))
+    assert model.batches == [1, 3, 4] and waits[0] == 0.0 and 0.1 < waits[1] < 5 and waits[2] == 0.0
+    assert [r["y"][0, 0] for r in results] == [2.0 * i for i in range(8)]
 
 
 def test_a_batch_waits_for_an_announced_request_and_no_longer() -> None:
     """While a request is announced (expect()), the queued one waits for it; once it is submitted
-    the two run as one batch, long before the (30 s) queue delay."""
+    the batch is full (max_batch_size 2) and runs, long before the (30 s) queue delay."""
     model = FakeModel()
 
     async def body(batcher: MicroBatcher):
@@ -391,7 +395,8 @@ def test_a_batch_waits_for_an_announced_request_and_no_longer() -> None:
         end()
         return await asyncio.gather(first, second)
 
-    results, waits = asyncio.run(asyncio.wait_for(_with_waits(model, body, max_queue_delay_s=30.0), 10))
+    results, waits = asyncio.run(asyncio.wait_for(_with_waits(model, body, max_queue_delay_s=30.0,
+                                                              max_batch_size=2), 10))
     assert model.batches == [2] and len(waits) == 1 and 0.04 < waits[0] < 10
     assert [r["y"][0, 0] for r in results] == [2.0, 4.0]
 
