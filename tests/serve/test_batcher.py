@@ -28,12 +28,12 @@ class FakeModel:
         return {"y": inputs["x"] * 2}
 
 
-async def _with_batcher(model: FakeModel, body, **options):
+async def _with_batcher(model: FakeModel, body, *, waits: list[float] | None = None, **options):
     depths: list[int] = []
     defaults = {"max_batch_size": 4, "max_queue_delay_s": 0.0, "max_queue_depth": 100}
+    observer = BatchObserver(queue_depth=depths.append, fill_wait=(waits if waits is not None else []).append)
     with ThreadPoolExecutor(1) as executor:
-        batcher = MicroBatcher(model, executor=executor, observer=BatchObserver(queue_depth=depths.append),
-                               **(defaults | options))
+        batcher = MicroBatcher(model, executor=executor, observer=observer, **(defaults | options))
         batcher.start()
         try:
             return await body(batcher), depths
@@ -334,16 +334,10 @@ def test_queued_rows_run_earliest_deadline_first() -> None:
 # --- adaptive batching: a batch waits only for requests known to be coming ------------------------------
 
 async def _with_waits(model: FakeModel, body, **options):
-    """Like _with_batcher, also recording the worker's fill waits (0.0: it did not wait)."""
+    """Like _with_batcher, returning the worker's fill waits (0.0: it did not wait) instead of depths."""
     waits: list[float] = []
-    with ThreadPoolExecutor(1) as executor:
-        batcher = MicroBatcher(model, executor=executor, observer=BatchObserver(fill_wait=waits.append),
-                               **({"max_batch_size": 4, "max_queue_depth": 100} | options))
-        batcher.start()
-        try:
-            return await body(batcher), waits
-        finally:
-            await batcher.close()
+    result, _ = await _with_batcher(model, body, waits=waits, **options)
+    return result, waits
 
 
 def test_a_lone_request_runs_at_once_whatever_the_queue_delay() -> None:
