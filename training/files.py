@@ -63,6 +63,16 @@ def onnx_pyramid(model_dir: str | Path):
     return run, sum(dims)
 
 
+def load_onnx(path: str | Path):
+    """The ONNX model at ``path`` (its proto), or :class:`UsageError` naming why it cannot be read."""
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 -- onnx raises several types for a file it cannot parse
+        raise UsageError(f"cannot read ONNX model {path}: {exc.__class__.__name__}: {exc}") from None
+
+
 def onnx_session(path: str | Path, *, kind: str):
     """An ONNX Runtime CPU session for a ganserve model of ``kind`` (from ``ganserve.kind``), and its metadata."""
     import onnxruntime as ort

@@ -30,21 +30,12 @@ from torch import nn
 
 from ganserve.errors import UsageError
 from ganserve.training.families import Family, config_from_dict, get_family
-from ganserve.training.files import onnx_session
+from ganserve.training.files import load_onnx, onnx_session
 
 PARITY_TOLERANCE = 1e-5
 WEIGHTED_OPS = ("Conv", "PRelu")
 UNREADABLE_OPS = ("Gemm", "MatMul", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "Gather",
                   "GRU", "LSTM", "RNN")  # weighted layers this reader does not map back
-
-
-def _read(path: Path):
-    import onnx
-
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 -- onnx raises several types for a file it cannot parse
-        raise UsageError(f"cannot read ONNX model {path}: {exc.__class__.__name__}: {exc}") from None
 
 
 def generator_from_onnx(path: str | Path) -> tuple[Family, nn.Module]:
@@ -55,7 +46,7 @@ def generator_from_onnx(path: str | Path) -> tuple[Family, nn.Module]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"ONNX model {path} does not exist")
-    proto = _read(path)
+    proto = load_onnx(path)
     meta = {p.key: p.value for p in proto.metadata_props}
     if "ganserve.config" not in meta:
         raise UsageError(f"{path} has no ganserve.config metadata: not written by ganserve export")

@@ -41,7 +41,7 @@ from ganserve.training.data.images import to_unit_range
 from ganserve.training.data.sampler import BatchSampler
 from ganserve.training.families.base import DStepOut, ExportSpec, Family
 from ganserve.training.families.dcgan import DCGANModelConfig, validate_dcgan_model
-from ganserve.training.files import torch_load
+from ganserve.training.files import load_onnx, torch_load
 from ganserve.training.losses import joint_embedding_loss
 from ganserve.training.models.gan_int_cls import ConditionalDiscriminator, TextToImageGenerator
 from ganserve.training.models.text_encoder import ImageEncoder, TextEncoder, TextEncoderConfig
@@ -418,13 +418,9 @@ def encoder_from_onnx(path: str | Path, cfg: TextEncoderConfig) -> PretrainResul
     against a shipped encoder's embedding space. The export keeps the module names of every
     initializer except the GRU's, which ONNX stores as W, R, B with the gates in (z, r, h) order where
     PyTorch has (r, z, n); the biases are the input and hidden ones concatenated."""
-    import onnx
     from onnx import numpy_helper
 
-    try:
-        proto = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 -- onnx raises several types for a file it cannot parse
-        raise UsageError(f"cannot read ONNX model {path}: {exc.__class__.__name__}: {exc}") from None
+    proto = load_onnx(path)
     meta = {p.key: p.value for p in proto.metadata_props}
     if meta.get("ganserve.kind") != "text-encoder":
         raise UsageError(f"{path} is not an exported text encoder (ganserve.kind {meta.get('ganserve.kind')!r})")
