@@ -156,6 +156,9 @@ class MicroBatcher:
         if self._depth + n > self._max_depth:
             raise QueueFull(f"model {self._name!r} has {self._depth} images queued; the limit is "
                             f"{self._max_depth} (max_queue_depth); retry shortly", model=self._name)
+        if (not self._queue and not self._running and self._coming == 0 and self._inline(n)
+                and not (self._wait_alone and self._merge and self._delay > 0) and n <= self._room_for(inputs)):
+            return self._run_now(inputs, n)
         key = tuple(sorted((k, a.shape[1:], a.dtype.str) for k, a in inputs.items()))
         deadline = REQUEST_DEADLINE.get()
         pending = _Pending(inputs=inputs, rows=n, key=key, future=asyncio.get_running_loop().create_future(),
@@ -165,6 +168,30 @@ class MicroBatcher:
         self._set_depth(self._depth + n)
         self._arrived.set()
         return await pending.future
+
+    def _inline(self, rows: int) -> bool:
+        """Whether a batch of ``rows`` should take at most ``inline_max_s`` (from recent batches)."""
+        return self._row_s is not None and self._row_s * rows <= self._inline_max_s
+
+    def _run_now(self, inputs: Tensors, rows: int) -> Tensors:
+        """A lone, short request with the model idle: run here and now, on the event loop, without
+        queueing it for the worker (whose wake-up and hand-back cost two turns of the loop)."""
+        self._observer.queue_wait(0.0)
+        started = time.perf_counter()
+        try:
+            outputs = self._run(inputs)
+        except Exception:
+            log.exception("inference on %s failed", self._name)
+            raise
+        self._ran(inputs, rows, started)
+        return outputs
+
+    def _ran(self, inputs: Tensors, rows: int, started: float) -> None:
+        """Bookkeeping after a batch: when the model went idle, seconds per row, the observer."""
+        self._idle_since = time.perf_counter()
+        seconds = self._idle_since - started
+        self._row_s = seconds / rows if self._row_s is None else 0.8 * self._row_s + 0.2 * seconds / rows
+        self._observer.batch(rows, sum(a.size for a in inputs.values()), seconds)
 
     def _forget(self, pending: _Pending) -> None:
         """A request finished or was cancelled (client deadline): drop whatever of it still waits."""
@@ -208,8 +235,7 @@ class MicroBatcher:
             self._running = [pending for pending, _, _ in batch]
             rows = len(next(iter(inputs.values())))
             try:
-                if (self._row_s is not None and self._row_s * rows <= self._inline_max_s
-                        and all(p.enqueued >= self._idle_since for p, _, _ in batch)):
+                if self._inline(rows) and all(p.enqueued >= self._idle_since for p, _, _ in batch):
                     # Short, and nobody waited behind the last batch (no concurrent load, whose HTTP and
                     # image work the loop would rather do meanwhile): cheaper here than the hop to the
                     # thread and back (measured: ~0.3 ms of CPU per batch on 2 cores, docs/benchmarks.md).
@@ -224,10 +250,7 @@ class MicroBatcher:
                 self._running = []
                 continue
             self._running = []  # (kept on cancellation: close() fails them)
-            self._idle_since = time.perf_counter()
-            seconds = self._idle_since - now
-            self._row_s = seconds / rows if self._row_s is None else 0.8 * self._row_s + 0.2 * seconds / rows
-            self._observer.batch(rows, sum(a.size for a in inputs.values()), seconds)
+            self._ran(inputs, rows, now)
             offset = 0
             for pending, first, last in batch:
                 rows = last - first
@@ -268,9 +291,12 @@ class MicroBatcher:
 
     def _room(self, pending: _Pending) -> int:
         """Most rows of ``pending``'s shape one batch may hold."""
+        return self._room_for(pending.inputs)
+
+    def _room_for(self, inputs: Tensors) -> int:
         if self._max_values is None:
             return self._max_batch
-        row_values = sum(a[0].size for a in pending.inputs.values())
+        row_values = sum(a[0].size for a in inputs.values())
         return max(1, min(self._max_batch, self._max_values // max(row_values, 1)))
 
     def _take(self) -> list[tuple[_Pending, int, int]]:

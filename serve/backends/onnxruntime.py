@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -88,23 +90,12 @@ class OnnxRuntimeBackend:
         whatever the requests' tile sizes, so this takes about a second, not minutes."""
         variable = any(d < 0 for t in mv.inputs for d in t.dims)
         max_values = 3 * self._settings.upscale_batch_pixels if mv.kind == "super-resolution" else None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self._settings.ort_intra_op_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # No busy-waiting: ONNX Runtime's pool threads otherwise spin after every run, burning a
-        # core the event loop needs (measured on 2 cores: 2x the CPU per image, half the batch-64
-        # throughput). Scheduling only; results are the same.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        # Shapes that change from request to request (tile sizes) would grow ONNX Runtime's memory
-        # arena to the sum of their peaks and keep it: without the arena, memory goes back after
-        # each run (measured with srresnet: 182 MiB instead of 499 after mixed 64 and 128 tiles,
-        # at the same speed).
-        options.enable_cpu_mem_arena = not variable
         available = ort.get_available_providers()
         providers = [p for p in _PREFERRED_PROVIDERS if p in available]
-        session = ort.InferenceSession(str(mv.path), sess_options=options, providers=providers)
+        threads = self._settings.ort_intra_op_threads
+        session = _session(mv, threads=threads, variable=variable, providers=providers)
+        if threads == 0 and "CUDAExecutionProvider" not in session.get_providers() and (os.cpu_count() or 1) > 1:
+            session = self._fewest_threads(mv, session, variable=variable, providers=providers)
         largest = _warmup_inputs(mv, max_values=max_values, free_side=self._settings.upscale_max_tile_size)
         try:
             session.run(None, largest)
@@ -131,6 +122,26 @@ class OnnxRuntimeBackend:
             inline_max_s=self._settings.batch_inline_max_ms / 1000,
             observer=observer, name=mv.name)
         return _Instance(session=session, executor=executor, batcher=batcher)
+
+    def _fewest_threads(self, mv: ModelVersion, session: ort.InferenceSession, *, variable: bool,
+                        providers: list[str]) -> ort.InferenceSession:
+        """``ort_intra_op_threads`` 0 on a CPU: ONNX Runtime's own choice (a thread per core) or one
+        thread, whichever this model needs. Small generators gain nothing from more threads (measured on
+        2 cores: dcgan's batches of 1 to 64 take as long with 2 threads as with 1, for 1.5x the CPU),
+        and that CPU is taken from the event loop and the other models; large convolutions (a
+        super-resolution tile) run ~1.6x faster on 2. Both are timed once here on a typical batch;
+        one thread is kept unless the pool is at least ``_THREADS_MIN_GAIN`` faster."""
+        sample = _timing_inputs(mv, tile_side=min(64, self._settings.upscale_max_tile_size))
+        single = _session(mv, threads=1, variable=variable, providers=providers)
+        try:
+            many_s, one_s = _best_time(session, sample), _best_time(single, sample)
+        except Exception:  # noqa: BLE001 - the warm-up that follows says what fails
+            return session
+        keep_pool = keeps_thread_pool(one_s=one_s, many_s=many_s)
+        log.info("model %s version %d: %s intra-op thread(s) (a typical batch: %.2f ms on one thread, %.2f ms "
+                 "on ONNX Runtime's pool)", mv.name, mv.version, "ONNX Runtime's" if keep_pool else "1",
+                 one_s * 1e3, many_s * 1e3)
+        return session if keep_pool else single
 
     async def infer(self, model: str, version: int, inputs: Tensors) -> Tensors:
         if not self._ready:
@@ -192,6 +203,56 @@ class OnnxRuntimeBackend:
                 _CLOSE_WAIT_S)
         self._instances.clear()
         self._ensembles.clear()
+
+
+_THREADS_MIN_GAIN = 1.25  # how much faster ONNX Runtime's thread pool must be to be worth its CPU
+_TIMING_ROWS = 16  # rows of the batch that times a generator's thread choice
+_TIMING_RUNS = 3
+
+
+def keeps_thread_pool(*, one_s: float, many_s: float) -> bool:
+    """Whether a model keeps ONNX Runtime's intra-op thread pool (``ort_intra_op_threads`` 0): only
+    when it runs a typical batch at least ``_THREADS_MIN_GAIN`` times faster than one thread does.
+    Short of that, the pool's extra CPU buys too little: on a gateway under load every core is
+    busy with other requests anyway."""
+    return one_s > _THREADS_MIN_GAIN * many_s
+
+
+def _session(mv: ModelVersion, *, threads: int, variable: bool, providers: list[str]) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # No busy-waiting: ONNX Runtime's pool threads otherwise spin after every run, burning a
+    # core the event loop needs (measured on 2 cores: 2x the CPU per image, half the batch-64
+    # throughput). Scheduling only; results are the same.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    # Shapes that change from request to request (tile sizes) would grow ONNX Runtime's memory
+    # arena to the sum of their peaks and keep it: without the arena, memory goes back after
+    # each run (measured with srresnet: 182 MiB instead of 499 after mixed 64 and 128 tiles,
+    # at the same speed).
+    options.enable_cpu_mem_arena = not variable
+    return ort.InferenceSession(str(mv.path), sess_options=options, providers=providers)
+
+
+def _timing_inputs(mv: ModelVersion, *, tile_side: int) -> Tensors:
+    """A typical batch: one ``tile_side`` tile for a super-resolution model, else up to
+    ``_TIMING_ROWS`` rows."""
+    if mv.kind == "super-resolution":
+        return _warmup_inputs(mv, max_values=1, free_side=tile_side)
+    return {name: x[:_TIMING_ROWS] for name, x in _warmup_inputs(mv, max_values=None, free_side=tile_side).items()}
+
+
+def _best_time(session: ort.InferenceSession, inputs: Tensors) -> float:
+    """The fastest of a few runs (after one to warm up), seconds."""
+    session.run(None, inputs)
+    best = float("inf")
+    for _ in range(_TIMING_RUNS):
+        start = time.perf_counter()
+        session.run(None, inputs)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _runner(session: ort.InferenceSession):

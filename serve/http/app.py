@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from ganserve.serve.http.access import install_access
+from ganserve.serve.http.direct import DirectGenerate
 from ganserve.serve.http.errors import install_error_handlers
 from ganserve.serve.http.middleware import CancelOnDisconnect, JsonBodyLimit
 from ganserve.serve.http.playground import install_docs, install_playground
@@ -19,6 +21,11 @@ from ganserve.serve.runtime import Runtime
 from ganserve.serve.settings import Settings
 
 log = logging.getLogger(__name__)
+# FastAPI's own OpenTelemetry (newer FastAPI): off. The gateway traces its requests itself
+# (ganserve.serve.access.tracing, settings otlp_*) and counts them in Prometheus; FastAPI's would
+# add a second span per request, and it looks up the global providers on every request.
+_NATIVE_TELEMETRY_OFF = ({"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+                         if "telemetry" in inspect.signature(FastAPI).parameters else {})
 DESCRIPTION = """Images from GAN generators served with ONNX Runtime (or Triton).
 
 Errors have one body: `{"error": {"code": "...", "message": "..."}}`. Same request (model, version,
@@ -51,11 +58,12 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     public_docs = settings.docs_endpoint == "public"  # else on the admin port (ganserve.serve.http.admin), or off
     app = FastAPI(title="ganserve gateway", version=app_version, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None,  # install_docs: the same pages with local assets
-                  openapi_url="/openapi.json" if public_docs else None)
+                  openapi_url="/openapi.json" if public_docs else None, **_NATIVE_TELEMETRY_OFF)
     if runtime is not None:
         app.state.runtime = runtime
     _document_limits(app, settings)
     install_error_handlers(app)
+    app.add_middleware(DirectGenerate)  # innermost: POST /generate without FastAPI's routing
     app.add_middleware(CancelOnDisconnect)
     app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_bytes)
     install_access(app, settings)  # outermost: request ids, access log, CORS, API keys, rate limits

@@ -139,7 +139,7 @@ class _HeaderDeadline:
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self._guard.connected(self)  # type: ignore[arg-type]
-        super().connection_made(transport)  # type: ignore[misc]
+        super().connection_made(_OneWrite(transport, self.loop))  # type: ignore[misc]
         self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(
             self._guard.header_timeout_s, self._headers_too_slow)
 
@@ -175,6 +175,55 @@ class _HeaderDeadline:
         self._guard.header_timeouts.event(
             "HTTP connection closed with 408: no complete request headers within %g s (http_header_timeout_s)",
             timeout)
+
+
+class _OneWrite:
+    """uvicorn's transport, with a response's head and body sent in one write: uvicorn writes the
+    head when the app sends ``http.response.start`` and the body on the next message, two writes
+    (two system calls, two TCP segments, and a client woken twice). A head is held until the next
+    write in the same event-loop step (the body, when it is at most ``_JOIN_MAX_BYTES``), or the end
+    of that step, whichever comes first: nothing waits for the app."""
+
+    __slots__ = ("_transport", "_loop", "_held")
+    _JOIN_MAX_BYTES = 64 * 1024  # a larger body goes in its own write rather than be copied
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) <= self._JOIN_MAX_BYTES:
+                self._transport.write(held + data)
+                return
+            self._transport.write(held)
+        elif data[:5] == b"HTTP/" and data[-4:] == b"\r\n\r\n":  # a response's head
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the transport's
+        return getattr(self._transport, name)
 
 
 class _Refusal(asyncio.Protocol):

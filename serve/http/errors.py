@@ -61,9 +61,13 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+def service_error_response(exc: errors.ServiceError) -> JSONResponse:
+    return error_response(HTTP_STATUS[type(exc)], exc.code, exc.message, error_headers(exc))
+
+
 def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.ServiceError)
-    return error_response(HTTP_STATUS[type(exc)], exc.code, exc.message, error_headers(exc))
+    return service_error_response(exc)
 
 
 def _not_json(request: Request, exc: RequestValidationError) -> str | None:

@@ -34,10 +34,10 @@ def _b64(image: EncodedImage) -> dict[str, str]:
     return {"media_type": image.media_type, "data": base64.b64encode(image.data).decode("ascii")}
 
 
-def _wants_raw(request: Request, media_type: str, *, count: int, instead: str = "") -> bool:
-    """Raw image when ``Accept`` prefers ``media_type`` to JSON; only possible for one image
-    (``instead``: how the client can get one)."""
-    if not prefers(request.headers.get("accept"), media_type):
+def _wants_raw(accept: str | None, media_type: str, *, count: int, instead: str = "") -> bool:
+    """Raw image when ``accept`` (the header) prefers ``media_type`` to JSON; only possible for one
+    image (``instead``: how the client can get one)."""
+    if not prefers(accept, media_type):
         return False
     if count != 1:
         raise InvalidArgument(f"Accept: {media_type} returns one raw image; {instead}, or accept "
@@ -50,9 +50,14 @@ def _wants_raw(request: Request, media_type: str, *, count: int, instead: str = 
                               "description": "JSON (default), or the raw image when Accept asks for "
                                              "image/png (or image/jpeg) and n = 1"}, **ERROR_RESPONSES})
 async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
-    runtime = _runtime(request)
+    return await generate_response(_runtime(request), body, accept=request.headers.get("accept"))
+
+
+async def generate_response(runtime: Runtime, body: schemas.GenerateRequest, *, accept: str | None) -> Response:
+    """``POST /generate``'s answer: the route above and :mod:`ganserve.serve.http.direct` (the same
+    endpoint without FastAPI's routing) both give it."""
     with runtime.metrics.track(protocol="http", endpoint="generate") as tracker:
-        raw = _wants_raw(request, MEDIA_TYPES[body.format or "png"], count=body.n, instead="ask for n = 1")
+        raw = _wants_raw(accept, MEDIA_TYPES[body.format or "png"], count=body.n, instead="ask for n = 1")
         if raw and body.levels:
             raise InvalidArgument("levels returns several images per seed; accept application/json")
         result = await runtime.service.generate(
@@ -82,7 +87,7 @@ async def interpolate(body: schemas.InterpolateRequest, request: Request) -> Res
     runtime = _runtime(request)
     with runtime.metrics.track(protocol="http", endpoint="interpolate") as tracker:
         animated = body.format in ("gif", "apng")
-        raw = _wants_raw(request, MEDIA_TYPES[body.format or "png"], count=1 if animated else 2,
+        raw = _wants_raw(request.headers.get("accept"), MEDIA_TYPES[body.format or "png"], count=1 if animated else 2,
                          instead="use format gif or apng for one animated image")
         result = await runtime.service.interpolate(
             model=body.model, version=body.version, seed_a=body.seed_a, seed_b=body.seed_b,
@@ -124,7 +129,7 @@ async def upscale(request: Request,
                   ) -> Response:
     runtime = _runtime(request)
     with runtime.metrics.track(protocol="http", endpoint="upscale") as tracker:
-        raw = _wants_raw(request, MEDIA_TYPES[format or "png"], count=1)
+        raw = _wants_raw(request.headers.get("accept"), MEDIA_TYPES[format or "png"], count=1)
 
         async def upload() -> bytes:
             return await read_upload(request, max_bytes=runtime.settings.max_upload_bytes)
