@@ -184,7 +184,7 @@ class _OneWrite:
     write in the same event-loop step (the body, when it is at most ``_JOIN_MAX_BYTES``), or the end
     of that step, whichever comes first: nothing waits for the app."""
 
-    __slots__ = ("_transport", "_loop", "_held")
+    __slots__ = ("_held", "_loop", "_transport")
     _JOIN_MAX_BYTES = 64 * 1024  # a larger body goes in its own write rather than be copied
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
