@@ -72,9 +72,75 @@ def export_onnx(model: nn.Module, spec: ExportSpec, path: Path, *, metadata: dic
                           input_names=list(spec.inputs), output_names=list(spec.outputs),
                           dynamic_axes=dynamic, do_constant_folding=True)
     proto = onnx.load(str(path))
+    if spec.lazy_output:
+        lazy_output(proto)
     onnx.helper.set_model_props(proto, {**spec.metadata, "ganserve.kind": spec.kind, **metadata})
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
+
+
+def lazy_output(proto) -> None:
+    """Rewrites (in place) a graph whose one output is ``Where(keep, a, b)`` so that ``b`` is computed
+    only when some row needs it: the nodes only ``b`` needs move into the ``then`` branch of an ``If``
+    on "any row not kept", whose ``else`` branch is ``a``. Same results, row for row, whatever the
+    batch holds: a kept row is ``a`` either way. (dcgan with truncation anchors: the anchored second
+    pass of the generator runs only for batches holding a truncated z.)"""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    (output,) = graph.output
+    nodes = list(graph.node)
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output}
+    where = producer.get(output.name)
+    if where is None or nodes[where].op_type != "Where":
+        raise RuntimeError(f"lazy_output: the output {output.name!r} is not made by a Where node")
+    keep, a, b = nodes[where].input
+
+    def needed(names: list[str]) -> set[int]:
+        seen: set[int] = set()
+        todo = [producer[x] for x in names if x in producer]
+        while todo:
+            i = todo.pop()
+            if i not in seen:
+                seen.add(i)
+                todo.extend(producer[x] for x in nodes[i].input if x in producer)
+        return seen
+
+    shared = needed([keep, a])
+    only_b = sorted(needed([b]) - shared)
+    if not only_b:
+        raise RuntimeError("lazy_output: b shares all its work with keep and a; nothing to branch")
+    result = output.name + "_lazy"
+    then_branch = helper.make_graph(
+        [nodes[i] for i in only_b] + [helper.make_node("Where", [keep, a, b], [result + "_pulled"])],
+        "some_rows_not_kept", [], [helper.make_tensor_value_info(result + "_pulled", TensorProto.FLOAT, None)])
+    else_branch = helper.make_graph(
+        [helper.make_node("Identity", [a], [result + "_kept"])], "all_rows_kept", [],
+        [helper.make_tensor_value_info(result + "_kept", TensorProto.FLOAT, None)])
+    any_dropped = [
+        helper.make_node("Not", [keep], [result + "_dropped"]),
+        helper.make_node("Cast", [result + "_dropped"], [result + "_dropped_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMax", [result + "_dropped_f"], [result + "_any_f"], keepdims=0),
+        helper.make_node("Constant", [], [result + "_zero"], value=helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])),
+        helper.make_node("Greater", [result + "_any_f", result + "_zero"], [result + "_any"]),
+        helper.make_node("If", [result + "_any"], [output.name], then_branch=then_branch, else_branch=else_branch),
+    ]
+    moved = set(only_b) | {where}
+    kept_nodes = [n for i, n in enumerate(nodes) if i not in moved]
+    del graph.node[:]
+    graph.node.extend(kept_nodes + any_dropped)
+    onnx.checker.check_model(proto)
+
+
+def _scaled_rows(inputs: dict[str, torch.Tensor], scales: tuple[float, ...]) -> list[dict[str, torch.Tensor]]:
+    """``inputs`` with rows scaled by ``scales`` cycling over the rows, then by each scale alone."""
+    def scaled(factors: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: v * factors.reshape(-1, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
+
+    rows = len(next(iter(inputs.values())))
+    cycling = torch.tensor([scales[i % len(scales)] for i in range(rows)])
+    return [scaled(cycling), *(scaled(torch.full((rows,), s)) for s in scales)]
 
 
 def parity_check(model: nn.Module, spec: ExportSpec, path: Path, *, batch_sizes=(1, 5, 16)) -> float:
@@ -84,8 +150,13 @@ def parity_check(model: nn.Module, spec: ExportSpec, path: Path, *, batch_sizes=
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
+    cases = []
     for b, sizes in ((b, sizes) for sizes in spec.parity_sizes for b in batch_sizes):
         inputs = _example_inputs(spec, b, seed=b, sizes=sizes)
+        cases += [(b, sizes, inputs)]
+        if spec.parity_row_scales:
+            cases += [(b, sizes, x) for x in _scaled_rows(inputs, spec.parity_row_scales)]
+    for b, sizes, inputs in cases:
         with torch.no_grad():
             expected = model.eval()(*inputs.values())
         expected = expected if isinstance(expected, tuple) else (expected,)

@@ -55,6 +55,12 @@ class ExportSpec:
     # a part of a Triton ensemble: its tensor name -> the ensemble's tensor name (unnamed ones keep theirs)
     ensemble_map: dict[str, str] = field(default_factory=dict)
     ensemble_exposed: bool = False  # the ensemble outputs this part's outputs too (the last part's always)
+    # The output is Where(keep, a, b) and b costs a pass of its own (dcgan's truncation anchors): export b
+    # behind an ONNX If, computed only when some row needs it (ganserve.training.export.lazy_output)
+    lazy_output: bool = False
+    # Parity is also checked with inputs whose rows are scaled by these factors (cycling over the rows,
+    # and each factor for a whole batch): e.g. dcgan's truncated (shorter) z as well as untruncated ones
+    parity_row_scales: tuple[float, ...] = ()
 
 
 class Family:

@@ -131,4 +131,6 @@ class DCGANFamily(Family):
             metadata={"ganserve.latent_dim": str(m.latent_dim), "ganserve.latent_distribution": "normal",
                       "ganserve.value_range": "-1,1", "ganserve.channels": str(m.channels),
                       "ganserve.image_size": str(m.image_size)},
+            **({"lazy_output": True, "parity_row_scales": (1.0, 0.5, 0.3)}
+               if m.z_norm == "pixel" and m.truncation_anchors else {}),
         )

@@ -77,12 +77,16 @@ class DCGANGenerator(nn.Module):
     def _anchored(self, z: torch.Tensor) -> torch.Tensor:
         # psi = 1 on the shell of lengths N(0, I) gives (and for nearly all z it draws); a shorter z (what
         # truncation makes) moves its direction towards the anchor nearest its own image, by 1 - psi
+        # A z on the shell keeps its own image (exported: the second pass sits behind an ONNX If, so a
+        # batch of untruncated z costs one pass; see ganserve.training.export.lazy_output).
         r = z.pow(2).mean(dim=1, keepdim=True).sqrt()
         psi = (r / self.truncation_radius).clamp(max=1.0)
-        own = self._generate(z).flatten(1)
+        image = self._generate(z)
+        own = image.flatten(1)
         dist = own.pow(2).sum(1, keepdim=True) - 2 * own @ self.anchor_images.T + self.anchor_images.pow(2).sum(1)
         u = z * torch.rsqrt(r.pow(2) + 1e-8)
-        return self._generate(psi * u + (1 - psi) * self.anchors[dist.argmin(dim=1)])
+        pulled = self._generate(psi * u + (1 - psi) * self.anchors[dist.argmin(dim=1)])
+        return torch.where(psi[:, :, None, None] >= 1.0, image, pulled)
 
     def _generate(self, z: torch.Tensor) -> torch.Tensor:
         if self.z_norm:  # z * rsqrt(mean(z^2)) over z's own components (a conditioning vector is left alone)

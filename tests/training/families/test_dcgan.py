@@ -48,3 +48,31 @@ def test_the_exported_z_norm_dcgan_carries_its_truncation_anchors(tmp_path):
         with torch.no_grad():
             expected = G(torch.from_numpy(z)).numpy()
         assert np.abs(session.run(["image"], {"z": z})[0] - expected).max() <= 1e-3
+
+
+def test_the_anchored_pass_runs_only_for_batches_holding_a_truncated_z(tmp_path):
+    """The export puts the anchored second pass behind an ONNX If (ganserve.training.export.lazy_output): the
+    main graph holds one pass of the network, the branch the other; a batch mixing truncated and untruncated
+    z gives each row what a batch of its own kind gives it, and what PyTorch gives."""
+    import onnx
+
+    from ganserve.training.metrics.unconditional import seed_latents
+
+    trainer = Trainer(tiny_config("train.steps=3", "model.z_norm=pixel", "model.truncation_anchors=12"),
+                      out_dir=tmp_path / "run")
+    trainer.fit()
+    result = export_checkpoint(trainer.save_checkpoint(), repository=tmp_path / "repo", name="d", max_batch_size=8)
+    graph = onnx.load(str(result.onnx_path)).graph
+    (branch,) = [n for n in graph.node if n.op_type == "If"]
+    then_graph = next(a.g for a in branch.attribute if a.name == "then_branch")
+    convs = [n for n in graph.node if n.op_type == "ConvTranspose"]
+    assert convs and len([n for n in then_graph.node if n.op_type == "ConvTranspose"]) == len(convs)
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    plain, short = seed_latents(range(6), latent_dim=16), seed_latents(range(6, 12), latent_dim=16, truncation=0.5)
+    mixed = session.run(["image"], {"z": np.concatenate([plain, short])})[0]
+    assert np.array_equal(mixed[:6], session.run(["image"], {"z": plain})[0])
+    assert np.abs(mixed[6:] - session.run(["image"], {"z": short})[0]).max() <= 1e-6
+    G = trainer.exported_generator()
+    with torch.no_grad():
+        expected = G(torch.from_numpy(np.concatenate([plain, short]))).numpy()
+    assert np.abs(mixed - expected).max() <= 1e-3
