@@ -45,6 +45,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -288,10 +289,14 @@ class System:
     roots: list[int]
     client: Callable[[], object]
     gateway_roots: list[int] = field(default_factory=list)  # ganserve->Triton: the gateway alone
+    http: tuple[str, str] | None = None  # (URL, body template with %d for the seed): what wrk can load
 
 
 def ganserve_body(seed: int) -> bytes:
     return json.dumps({"model": MODEL, "seed": seed}).encode()
+
+
+GANSERVE_TEMPLATE = ganserve_body(0).decode().replace("0", "%d")
 
 
 def seed_body(seed: int) -> bytes:
@@ -318,8 +323,38 @@ async def many_clients(clients: list, *, seconds: float, first_seed: int) -> lis
     return [t for times in results for t in times]
 
 
-def measure(system: System, *, seconds: float, concurrency: int, round_: int) -> dict:
-    """1 client, then ``concurrency`` clients, each for ``seconds`` after a short warm-up."""
+def wrk_load(system: System, *, clients: int, seconds: float, first_seed: int) -> dict:
+    """``clients`` keep-alive connections from wrk (one thread) for ``seconds``: wrk's figures."""
+    assert system.http is not None
+    url, template = system.http
+    done = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "60s",
+                           "-s", str(PEERS / "wrk_seeds.lua"), url, "--", "/generate", template, str(first_seed)],
+                          capture_output=True, text=True, check=True, timeout=seconds + 120)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if figures["non_2xx"] or figures["socket_errors"] or not figures["requests"]:
+        raise RuntimeError(f"{system.name}: wrk saw {figures}:\n{done.stdout[-2000:]}")
+    return figures
+
+
+def measure(system: System, *, seconds: float, concurrency: int, round_: int, load: str = "python") -> dict:
+    """1 client, then ``concurrency`` clients, each for ``seconds`` after a short warm-up. ``load``
+    "wrk": HTTP systems are loaded by wrk (its own figures: p50/p99 from its histogram), the others
+    by the Python clients."""
+    if load == "wrk" and system.http is not None:
+        figures: dict = {}
+        for clients_n in (1, concurrency):
+            wrk_load(system, clients=clients_n, seconds=1, first_seed=10**9 + round_ * 10**8)  # warm-up
+            before, gw_before = tree_cpu(system.roots), tree_cpu(system.gateway_roots)
+            got = wrk_load(system, clients=clients_n, seconds=seconds, first_seed=round_ * 10**8 + clients_n * 10**6)
+            cpu = cpu_between(before, tree_cpu(system.roots))
+            gw_cpu = cpu_between(gw_before, tree_cpu(system.gateway_roots))
+            key = "c1" if clients_n == 1 else f"c{concurrency}"
+            figures[key] = {"requests": got["requests"], "images_per_s": got["requests"] / (got["duration_us"] / 1e6),
+                            "p50_ms": got["p50_us"] / 1000, "p99_ms": got["p99_us"] / 1000,
+                            "server_cpu_ms": cpu / got["requests"] * 1000, "load": "wrk"}
+            if system.gateway_roots:
+                figures[key]["gateway_cpu_ms"] = gw_cpu / got["requests"] * 1000
+        return figures
 
     async def run() -> dict:
         figures: dict = {}
@@ -336,7 +371,7 @@ def measure(system: System, *, seconds: float, concurrency: int, round_: int) ->
             for c in clients:
                 await c.close()
             key = "c1" if clients_n == 1 else f"c{concurrency}"
-            figures[key] = {"requests": len(times), "images_per_s": len(times) / elapsed,
+            figures[key] = {"load": "python", "requests": len(times), "images_per_s": len(times) / elapsed,
                             "p50_ms": float(np.percentile(times, 50)) * 1000,
                             "p99_ms": float(np.percentile(times, 99)) * 1000,
                             "server_cpu_ms": cpu / len(times) * 1000,
@@ -372,7 +407,8 @@ def start_systems(stack: contextlib.ExitStack, names: list[str], *, repository: 
     if {"ganserve-http", "ganserve-grpc"} & set(names):
         url, target, pid = stack.enter_context(gateway(repository))
         if "ganserve-http" in names:
-            systems.append(System("ganserve-http", [pid], lambda url=url: HttpClient(url, "/generate", ganserve_body)))
+            systems.append(System("ganserve-http", [pid], lambda url=url: HttpClient(url, "/generate", ganserve_body),
+                                  http=(url, GANSERVE_TEMPLATE)))
         if "ganserve-grpc" in names:
             # a channel is bound to the event loop it was made on: one per measurement (asyncio.run)
             systems.append(System("ganserve-grpc", [pid], lambda t=target: GrpcClient(_channel(t))))
@@ -384,12 +420,14 @@ def start_systems(stack: contextlib.ExitStack, names: list[str], *, repository: 
                                                                          "--batch-wait-alone"]))
         if "ganserve-http-wait" in names:
             systems.append(System("ganserve-http-wait", [pid],
-                                  lambda url=url: HttpClient(url, "/generate", ganserve_body)))
+                                  lambda url=url: HttpClient(url, "/generate", ganserve_body),
+                                  http=(url, GANSERVE_TEMPLATE)))
         if "ganserve-grpc-wait" in names:
             systems.append(System("ganserve-grpc-wait", [pid], lambda t=target: GrpcClient(_channel(t))))
     if "ganserve-http-nobatch" in names:
         url, _, pid = stack.enter_context(gateway(repository, args=["--no-batching"]))
-        systems.append(System("ganserve-http-nobatch", [pid], lambda url=url: HttpClient(url, "/generate", ganserve_body)))
+        systems.append(System("ganserve-http-nobatch", [pid], lambda url=url: HttpClient(url, "/generate", ganserve_body),
+                              http=(url, GANSERVE_TEMPLATE)))
     def http_peer(name: str, command: Callable[[int], list[str]], *, probe: dict, body: Callable[[int], bytes],
                   decode: Callable[[bytes], bytes] = lambda data: data, extra_env: dict[str, str] | None = None,
                   what: str) -> None:
@@ -399,7 +437,8 @@ def start_systems(stack: contextlib.ExitStack, names: list[str], *, repository: 
         url = f"http://127.0.0.1:{port}"
         pid = stack.enter_context(server(command(port), ready=lambda: _answers(f"{url}/generate", probe),
                                          env=env | (extra_env or {}), what=what))
-        systems.append(System(name, [pid], lambda: HttpClient(url, "/generate", body, decode)))
+        systems.append(System(name, [pid], lambda: HttpClient(url, "/generate", body, decode),
+                              http=(url, body(0).decode().replace("0", "%d"))))
 
     if "plain-fastapi" in names:
         http_peer("plain-fastapi", lambda port: [
@@ -444,7 +483,8 @@ def start_systems(stack: contextlib.ExitStack, names: list[str], *, repository: 
                 url, _, pid = stack.enter_context(gateway(repository, args=["--backend", "triton", "--triton-url",
                                                                             triton.grpc_url]))
                 systems.append(System("ganserve-http->triton", [pid, triton_pid],
-                                      lambda url=url: HttpClient(url, "/generate", ganserve_body), gateway_roots=[pid]))
+                                      lambda url=url: HttpClient(url, "/generate", ganserve_body), gateway_roots=[pid],
+                                      http=(url, GANSERVE_TEMPLATE)))
     return systems
 
 
@@ -462,6 +502,14 @@ SYSTEMS = ["ganserve-http", "ganserve-grpc", "ganserve-http-wait", "ganserve-grp
            "plain-fastapi", "bentoml", "ray-serve", "triton-direct", "ganserve-http->triton"]
 
 
+def _p99(rounds: list[dict], phase: str) -> float:
+    """p99 of every round's samples pooled (Python clients), or the median of the rounds' p99s (wrk,
+    which reports percentiles, not samples)."""
+    if "samples_ms" in rounds[0][phase]:
+        return float(np.percentile([t for r in rounds for t in r[phase]["samples_ms"]], 99))
+    return float(np.median([r[phase]["p99_ms"] for r in rounds]))
+
+
 def summarise(per_round: dict[str, list[dict]], *, concurrency: int, baseline: str = "ganserve-http") -> dict:
     """Medians over rounds; ratios to ``baseline`` within each round, then their median."""
     many = f"c{concurrency}"
@@ -471,9 +519,9 @@ def summarise(per_round: dict[str, list[dict]], *, concurrency: int, baseline: s
             return float(np.median([r[phase][key] for r in rounds]))
 
         row = {"p50_ms_1_client": med("c1", "p50_ms"),
-               "p99_ms_1_client": float(np.percentile([t for r in rounds for t in r["c1"]["samples_ms"]], 99)),
+               "p99_ms_1_client": _p99(rounds, "c1"),
                f"images_per_s_{concurrency}_clients": med(many, "images_per_s"),
-               f"p99_ms_{concurrency}_clients": float(np.percentile([t for r in rounds for t in r[many]["samples_ms"]], 99)),
+               f"p99_ms_{concurrency}_clients": _p99(rounds, many),
                "server_cpu_ms_per_request": med(many, "server_cpu_ms"),
                "server_cpu_ms_per_request_1_client": med("c1", "server_cpu_ms")}
         if "gateway_cpu_ms" in rounds[0][many]:
@@ -518,7 +566,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="1 round of 1 s, 4 clients; peers not installed yet are skipped, not installed")
     parser.add_argument("--json", type=Path, help="also write the results (raw samples included) here")
+    parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto",
+                        help="what loads the HTTP systems: wrk (C, one thread: little of the machine's CPU goes "
+                             "to the load itself) or the Python clients (asyncio, as for gRPC); auto: wrk when "
+                             "installed")
     args = parser.parse_args()
+    if args.load == "auto":
+        args.load = "wrk" if shutil.which("wrk") else "python"
+    elif args.load == "wrk" and not shutil.which("wrk"):
+        sys.exit("--load wrk: wrk is not installed (Debian: apt-get install wrk)")
     if args.quick:
         args.rounds, args.seconds, args.concurrency = 1, 1.0, 4
 
@@ -530,7 +586,7 @@ def main() -> None:
                    f"Python {platform.python_version()}",
         "command": " ".join(["python", *sys.argv]), "model": str(model_path.relative_to(ROOT)) if
         model_path.is_relative_to(ROOT) else str(model_path),
-        "rounds": args.rounds, "seconds": args.seconds, "concurrency": args.concurrency,
+        "rounds": args.rounds, "seconds": args.seconds, "concurrency": args.concurrency, "load": args.load,
         "load_average_at_start": os.getloadavg(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     skipped: dict[str, str] = {}
@@ -554,9 +610,9 @@ def main() -> None:
             order = systems[r % len(systems):] + systems[:r % len(systems)]
             for system in order:
                 per_round[system.name].append(measure(system, seconds=args.seconds, concurrency=args.concurrency,
-                                                      round_=r))
+                                                      round_=r, load=args.load))
                 print(f"round {r + 1}/{args.rounds} {system.name}: "
-                      + json.dumps({k: {m: round(v, 2) for m, v in f.items() if m != "samples_ms"}
+                      + json.dumps({k: {m: round(v, 2) if isinstance(v, float) else v for m, v in f.items() if m != "samples_ms"}
                                     for k, f in per_round[system.name][-1].items()}), file=sys.stderr, flush=True)
     report["load_average_at_end"] = os.getloadavg()
     report["versions"], report["skipped"] = versions, skipped
