@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ganserve.serve import errors
 from ganserve.serve.http import schemas
 from ganserve.serve.http.errors import service_error_response
-from ganserve.serve.http.routes import generate_response
+from ganserve.serve.http.routes import generate_response, router
 
 PATH = "/generate"
 
@@ -29,7 +29,9 @@ PATH = "/generate"
 class DirectGenerate:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._route: object | None = None  # FastAPI's route for PATH, named in the access log and traces
+        # FastAPI's route for PATH (the access log and traces name it), from the routes' own router: an
+        # app's route list holds included routers, not their routes, in newer FastAPI
+        self._route = next(r for r in router.routes if getattr(r, "path", None) == PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST" or scope.get("root_path"):
@@ -45,16 +47,12 @@ class DirectGenerate:
         if body is None:  # FastAPI refuses it (or reads the rest of it) with its one message
             await self.app(scope, _replay(message, receive), send)
             return
-        scope["route"] = self._route or self._find_route(scope)
+        scope["route"] = self._route
         try:
             response = await generate_response(runtime, body, accept=accept)
         except errors.ServiceError as exc:
             response = service_error_response(exc)
         await response(scope, receive, send)
-
-    def _find_route(self, scope: Scope) -> object | None:
-        self._route = next((r for r in scope["app"].routes if getattr(r, "path", None) == PATH), None)
-        return self._route
 
 
 def _headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str | None]:

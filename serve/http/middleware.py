@@ -128,24 +128,26 @@ class CancelOnDisconnect:
                 responded = True
             await send(message)
 
-        handler = asyncio.ensure_future(self.app(scope, tracked_receive, tracked_send))
-        gone = False
+        # The app runs in this task; the watcher cancels it (one task per request, not two).
+        task = asyncio.current_task()
+        assert task is not None
+        gone = finished = False
 
         async def watch() -> None:
             nonlocal gone
             await body_read.wait()
             message = await receive()
-            if message["type"] == "http.disconnect" and not responded and not handler.done():
+            if message["type"] == "http.disconnect" and not responded and not finished:
                 gone = True
-                handler.cancel()
+                task.cancel()
 
-        watcher = asyncio.ensure_future(watch())
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            await handler
+            await self.app(scope, tracked_receive, tracked_send)
         except asyncio.CancelledError:
             if not gone:  # cancelled from outside (shutdown): not ours to swallow
                 raise
+            task.uncancel()  # ours: the request ends here, quietly
         finally:
+            finished = True  # (no await since the app returned: the watcher cannot cancel after this)
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
