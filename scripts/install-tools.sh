@@ -11,6 +11,9 @@
 #   ./.venv-triton                                   the Python the Triton python-backend models run in:
 #                                    numpy<2 (the bundled stub returns empty outputs with NumPy 2) and
 #                                    onnxruntime (ganserve/dev/triton_cpu.py, ../shared/guides/triton-cpu.md).
+#   wrk                           -> /usr/bin/wrk       Debian's package: the HTTP load generator of
+#                                    benchmarks/bench_peers.py (without it the benchmark loads HTTP from
+#                                    Python, as it does gRPC); installed like chromium, and never fatal.
 #   chromium                      -> /usr/bin/chromium  Debian's package, for tests/browser/ (Playwright drives it;
 #                                    it never downloads a browser). apt-get as root; without apt or root, or when
 #                                    apt-get fails, the script says so and goes on: those tests then skip,
@@ -113,4 +116,16 @@ else
     fi
     rm -f "$apt_log"
     if [ -x /usr/bin/chromium ]; then echo "install-tools: $(/usr/bin/chromium --version 2>/dev/null)" >&2; fi
+fi
+
+# --- an HTTP load generator (benchmarks/bench_peers.py) --------------------------------------------------
+if [ -x /usr/bin/wrk ]; then
+    :  # already installed
+elif command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1; then
+        echo "install-tools: apt-get install wrk failed: bench_peers.py will load HTTP from Python" >&2
+    fi
+else
+    echo "install-tools: wrk not installed (needs apt-get as root): bench_peers.py will load HTTP from Python" >&2
 fi

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,17 @@ def test_bench_peers_runs(tmp_path: Path) -> None:
     for row in summary.values():
         assert row["images_per_s_4_clients"] > 0 and row["server_cpu_ms_per_request"] > 0
     assert ("triton-direct" in summary) == ("triton-direct" not in report["skipped"])
+    assert report["load"] == ("wrk" if shutil.which("wrk") else "python")
+
+
+@pytest.mark.parametrize("load", ["python", pytest.param("wrk", marks=pytest.mark.skipif(
+    not shutil.which("wrk"), reason="wrk is not installed (scripts/install-tools.sh installs it as root)"))])
+def test_bench_peers_loads_http_both_ways(tmp_path: Path, load: str) -> None:
+    report = run_benchmark("bench_peers.py", "--quick", "--load", load, "--systems", "ganserve-http",
+                           tmp_path=tmp_path, timeout_s=120)
+    assert report["load"] == load
+    rounds = report["rounds_raw"]["ganserve-http"]
+    assert rounds[0]["c4"]["load"] == load and rounds[0]["c4"]["requests"] > 0
 
 
 SRRESNET = SHIPPED / "srresnet" / "1" / "model.onnx"
