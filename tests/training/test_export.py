@@ -195,7 +195,8 @@ def test_fixed_tile_export_fixes_the_shape_and_the_gateway_keeps_to_it(sr_export
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(photo, "PNG")
 
     async def upscale(repository, **kwargs):
-        runtime = Runtime(Settings(model_repository=repository))
+        # memory_budget_mb: the gateway's footprint is its process's peak RSS, here the whole test run's
+        runtime = Runtime(Settings(model_repository=repository, memory_budget_mb=65536, ort_intra_op_threads=1))
         await runtime.load()
         try:
             return await runtime.service.upscale(image=photo.getvalue(), **kwargs)
