@@ -26,6 +26,11 @@ BentoML and Ray Serve are installed on demand, each into its own virtualenv unde
 git; pinned versions below); the plain app and tritonclient use what ganserve already installs. The peers'
 own code is in benchmarks/peers/ (work.py: the shared per-image work, as each framework's user writes it).
 
+What loads them (``--load``): wrk for HTTP (one C thread; a new seed per request from
+peers/wrk_seeds.lua) and h2load for ganserve's gRPC (one C thread; the same request every time, as h2load
+sends one body: the same work, since nothing is cached), so that the load itself takes little of a small
+machine's CPU; or the Python clients below for everything (asyncio; a minimal HTTP/1.1 client, grpc.aio).
+
 Measured in interleaved rounds (each round every system in turn, the order rotated per round, so the
 machine's drift hits all alike): p50/p99 at 1 client (sequential requests), images/s and p99 at 32
 concurrent clients (keep-alive connections; one channel for gRPC), and server CPU per request: user +
@@ -290,6 +295,7 @@ class System:
     client: Callable[[], object]
     gateway_roots: list[int] = field(default_factory=list)  # ganserve->Triton: the gateway alone
     http: tuple[str, str] | None = None  # (URL, body template with %d for the seed): what wrk can load
+    grpc: str | None = None  # ganserve's gRPC target: what h2load can load (Generate)
 
 
 def ganserve_body(seed: int) -> bytes:
@@ -336,10 +342,58 @@ def wrk_load(system: System, *, clients: int, seconds: float, first_seed: int) -
     return figures
 
 
+def h2load_load(system: System, *, clients: int, seconds: float, seed: int) -> dict:
+    """``clients`` HTTP/2 connections from h2load (one thread, one stream each at a time) calling
+    gRPC Generate for ``seed`` (the same request every time: h2load sends one body) for ``seconds``:
+    the figures of its per-request log. Every answer must be HTTP 200 with grpc-status 0; h2load sees
+    only the HTTP status, so a sample of the same request is checked through grpcio first."""
+    assert system.grpc is not None
+    message = pb.GenerateRequest(model=MODEL, seed=seed).SerializeToString()
+    with tempfile.TemporaryDirectory() as tmp:
+        body, log = Path(tmp) / "body", Path(tmp) / "log.tsv"
+        body.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)  # gRPC's length-prefixed message
+        done = subprocess.run(["h2load", "-t1", f"-c{clients}", "-m1", f"-D{max(1, round(seconds))}",
+                               "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(body),
+                               "--log-file", str(log), f"http://{system.grpc}/ganserve.v1.Gateway/Generate"],
+                              capture_output=True, text=True, check=True, timeout=seconds + 120)
+        rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    statuses = {r[1] for r in rows}
+    if not rows or statuses != {"200"}:
+        raise RuntimeError(f"{system.name}: h2load saw statuses {statuses}:\n{done.stdout[-2000:]}")
+    times_ms = np.array([int(r[2]) / 1000 for r in rows])
+    starts = np.array([int(r[0]) for r in rows])
+    span_s = (starts.max() - starts.min()) / 1e6 + float(np.median(times_ms)) / 1000
+    return {"requests": len(rows), "images_per_s": len(rows) / span_s, "p50_ms": float(np.percentile(times_ms, 50)),
+            "p99_ms": float(np.percentile(times_ms, 99))}
+
+
+def _check_grpc_seed(system: System, seed: int) -> None:
+    async def one() -> None:
+        client = system.client()
+        try:
+            await client.generate(seed)
+        finally:
+            await client.close()
+
+    asyncio.run(one())
+
+
 def measure(system: System, *, seconds: float, concurrency: int, round_: int, load: str = "python") -> dict:
     """1 client, then ``concurrency`` clients, each for ``seconds`` after a short warm-up. ``load``
     "wrk": HTTP systems are loaded by wrk (its own figures: p50/p99 from its histogram), the others
     by the Python clients."""
+    if load == "wrk" and system.grpc is not None and shutil.which("h2load"):
+        figures = {}
+        seed = round_ * 10**8 + 7
+        _check_grpc_seed(system, seed)
+        for clients_n in (1, concurrency):
+            h2load_load(system, clients=clients_n, seconds=1, seed=seed)  # warm-up
+            before = tree_cpu(system.roots)
+            got = h2load_load(system, clients=clients_n, seconds=seconds, seed=seed)
+            cpu = cpu_between(before, tree_cpu(system.roots))
+            figures["c1" if clients_n == 1 else f"c{concurrency}"] = {
+                **got, "server_cpu_ms": cpu / got["requests"] * 1000, "load": "h2load"}
+        return figures
     if load == "wrk" and system.http is not None:
         figures: dict = {}
         for clients_n in (1, concurrency):
@@ -411,7 +465,7 @@ def start_systems(stack: contextlib.ExitStack, names: list[str], *, repository: 
                                   http=(url, GANSERVE_TEMPLATE)))
         if "ganserve-grpc" in names:
             # a channel is bound to the event loop it was made on: one per measurement (asyncio.run)
-            systems.append(System("ganserve-grpc", [pid], lambda t=target: GrpcClient(_channel(t))))
+            systems.append(System("ganserve-grpc", [pid], lambda t=target: GrpcClient(_channel(t)), grpc=target))
         versions["ganserve"] = metadata.version("ganserve")
     if {"ganserve-http-wait", "ganserve-grpc-wait"} & set(names):
         # Triton-style batching, by settings: a lone request waits the model's queue delay, every batch
@@ -423,7 +477,7 @@ def start_systems(stack: contextlib.ExitStack, names: list[str], *, repository: 
                                   lambda url=url: HttpClient(url, "/generate", ganserve_body),
                                   http=(url, GANSERVE_TEMPLATE)))
         if "ganserve-grpc-wait" in names:
-            systems.append(System("ganserve-grpc-wait", [pid], lambda t=target: GrpcClient(_channel(t))))
+            systems.append(System("ganserve-grpc-wait", [pid], lambda t=target: GrpcClient(_channel(t)), grpc=target))
     if "ganserve-http-nobatch" in names:
         url, _, pid = stack.enter_context(gateway(repository, args=["--no-batching"]))
         systems.append(System("ganserve-http-nobatch", [pid], lambda url=url: HttpClient(url, "/generate", ganserve_body),
@@ -567,9 +621,10 @@ def main() -> None:
                         help="1 round of 1 s, 4 clients; peers not installed yet are skipped, not installed")
     parser.add_argument("--json", type=Path, help="also write the results (raw samples included) here")
     parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto",
-                        help="what loads the HTTP systems: wrk (C, one thread: little of the machine's CPU goes "
-                             "to the load itself) or the Python clients (asyncio, as for gRPC); auto: wrk when "
-                             "installed")
+                        help="what loads the systems: wrk (C, one thread: little of the machine's CPU goes "
+                             "to the load itself) for HTTP, and h2load (C, nghttp2) for ganserve's gRPC where "
+                             "installed, or the Python clients (asyncio) for all; auto: wrk when installed. "
+                             "Triton direct always runs its Python client (it makes z and the PNG itself)")
     args = parser.parse_args()
     if args.load == "auto":
         args.load = "wrk" if shutil.which("wrk") else "python"

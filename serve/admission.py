@@ -105,6 +105,7 @@ class Admission:
         self._loads: dict[str, _Load] = {}
         self._admitted = itertools.count()
         self.bytes_in_flight = 0
+        self.requests_in_flight = 0  # admitted and not released, every model
 
     # --- set-up -----------------------------------------------------------------------------------
 
@@ -177,6 +178,7 @@ class Admission:
         self.bytes_in_flight += nbytes
         ticket = Ticket(self, model, units, nbytes, order=(deadline_at, next(self._admitted)))
         load.tickets.add(ticket)
+        self.requests_in_flight += 1
         return ticket
 
     def resize(self, ticket: Ticket, *, units: float, nbytes: int, deadline_s: float,
@@ -261,7 +263,9 @@ class Admission:
         load = self._loads[ticket.model]
         load.count_busy(self._clock())
         load.units = max(0.0, load.units - ticket.units)
-        load.tickets.discard(ticket)
+        if ticket in load.tickets:
+            load.tickets.discard(ticket)
+            self.requests_in_flight -= 1
         self.bytes_in_flight -= ticket.nbytes
         if completed:
             _count_done(load, ticket.units)

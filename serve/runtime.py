@@ -32,9 +32,12 @@ class Runtime:
         self.settings = settings
         self.metrics = Metrics()
         self.tracing = Tracing(settings)  # off unless otlp_endpoint is set
-        backend = create_backend(settings, metrics=self.metrics)
-        self.backend: Backend = TracedBackend(backend) if self.tracing.tracer is not None else backend
         self.admission = Admission.from_settings(settings)
+        # A batch may run on the event loop only while its request is the only one the gateway serves
+        # (MicroBatcher's inline_max_s): under concurrent load the loop has HTTP and image work to do
+        # meanwhile, and the model's thread runs beside it on another core.
+        backend = create_backend(settings, metrics=self.metrics, alone=lambda: self.admission.requests_in_flight <= 1)
+        self.backend: Backend = TracedBackend(backend) if self.tracing.tracer is not None else backend
         self.service = GatewayService(backend=self.backend, settings=settings, admission=self.admission)
         self.gate = Gate(settings, metrics=self.metrics)  # API keys and rate limits, for both protocols
         self._stopping = False

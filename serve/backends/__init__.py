@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ganserve.serve.backends.base import Backend, Tensors
 from ganserve.serve.metrics import Metrics
 from ganserve.serve.settings import Settings
@@ -13,12 +15,14 @@ class BackendNotAvailable(Exception):
     """The configured backend cannot be used (an unknown name)."""
 
 
-def create_backend(settings: Settings, *, metrics: Metrics) -> Backend:
-    """The backend named by ``settings.backend`` (not loaded yet: call ``await backend.load()``)."""
+def create_backend(settings: Settings, *, metrics: Metrics, alone: Callable[[], bool] = lambda: True) -> Backend:
+    """The backend named by ``settings.backend`` (not loaded yet: call ``await backend.load()``).
+    ``alone``: whether the gateway is serving one request only (the embedded backend runs short
+    batches on the event loop only then)."""
     if settings.backend == "onnxruntime":
         from ganserve.serve.backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(settings, metrics=metrics)
+        return OnnxRuntimeBackend(settings, metrics=metrics, alone=alone)
     if settings.backend == "triton":
         from ganserve.serve.backends.triton import TritonBackend
 

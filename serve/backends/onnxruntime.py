@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -44,8 +45,8 @@ class _Instance:
 class OnnxRuntimeBackend:
     """Serves a model repository in process with ONNX Runtime (CPU, or CUDA when installed)."""
 
-    def __init__(self, settings: Settings, *, metrics: Metrics) -> None:
-        self._settings, self._metrics = settings, metrics
+    def __init__(self, settings: Settings, *, metrics: Metrics, alone: Callable[[], bool] = lambda: True) -> None:
+        self._settings, self._metrics, self._alone = settings, metrics, alone
         self._repository = Repository(root=settings.model_repository, models={}, problems=())
         self._instances: dict[tuple[str, int], _Instance] = {}
         self._ensembles: dict[tuple[str, int], ModelVersion] = {}
@@ -119,7 +120,7 @@ class OnnxRuntimeBackend:
             _runner(session), executor=executor, max_batch_size=mv.max_batch_size,
             max_queue_delay_s=delay_s, max_queue_depth=self._settings.max_queue_depth,
             max_batch_values=max_values, merge=self._settings.batching, wait_alone=self._settings.batch_wait_alone,
-            inline_max_s=self._settings.batch_inline_max_ms / 1000,
+            inline_max_s=self._settings.batch_inline_max_ms / 1000, alone=self._alone,
             observer=observer, name=mv.name)
         return _Instance(session=session, executor=executor, batcher=batcher)
 
