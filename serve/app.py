@@ -84,6 +84,7 @@ class Gateway:
         sock = bind_tcp(settings.host, settings.http_port)
         self.http_port = sock.getsockname()[1]
         connections = HttpConnections(settings)  # header and body deadlines, max_connections
+        self.runtime.requests_in_progress.append(connections.requests_in_progress)
         public_app = create_app(settings, runtime=self.runtime)
         http = _Server(uvicorn.Config(
             connections.wrap(public_app), http=connections.protocol,

@@ -8,6 +8,7 @@ import logging
 import resource
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,8 +36,12 @@ class Runtime:
         self.admission = Admission.from_settings(settings)
         # A batch may run on the event loop only while its request is the only one the gateway serves
         # (MicroBatcher's inline_max_s): under concurrent load the loop has HTTP and image work to do
-        # meanwhile, and the model's thread runs beside it on another core.
-        backend = create_backend(settings, metrics=self.metrics, alone=lambda: self.admission.requests_in_flight <= 1)
+        # meanwhile, and the model's thread runs beside it on another core. Admission counts requests
+        # once they reach the service; the HTTP server adds those it has read and not yet answered
+        # (requests_in_progress), which a run of requests served one after another inline would not
+        # let admission see.
+        self.requests_in_progress: list[Callable[[], int]] = []
+        backend = create_backend(settings, metrics=self.metrics, alone=self.serving_one)
         self.backend: Backend = TracedBackend(backend) if self.tracing.tracer is not None else backend
         self.service = GatewayService(backend=self.backend, settings=settings, admission=self.admission)
         self.gate = Gate(settings, metrics=self.metrics)  # API keys and rate limits, for both protocols
@@ -44,6 +49,10 @@ class Runtime:
         self._loaded = False  # load() finished: models warm, throughput measured, footprint known
         self.metrics.ready.set(0)
         self.metrics.track_admission(self.admission)
+
+    def serving_one(self) -> bool:
+        """Whether the gateway is serving one request at most (the one asking)."""
+        return self.admission.requests_in_flight <= 1 and all(count() <= 1 for count in self.requests_in_progress)
 
     async def load(self) -> None:
         """Loads and warms up every model (a broken model is reported, the rest load), measures each

@@ -93,6 +93,7 @@ class HttpConnections:
         # Made but not yet connected: uvicorn counts a connection once connection_made runs, and a
         # burst of accepts makes several protocols before the first of them runs.
         self._pending: weakref.WeakSet[asyncio.Protocol] = weakref.WeakSet()
+        self._server_state: Any = None  # uvicorn's, from the first connection
         self._lingering: set[_Refusal] = set()
         self.refused = RateLimitedLog(logging.WARNING)
         self.header_timeouts = RateLimitedLog(logging.INFO)
@@ -105,6 +106,7 @@ class HttpConnections:
                  _loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
         """uvicorn's HTTP protocol factory (``uvicorn.Config(http=...)``): one protocol per accepted
         connection, or a :class:`_Refusal` when ``max_connections`` are open already."""
+        self._server_state = server_state
         if len(server_state.connections) + len(self._pending) >= self.max_connections:
             self.refused.event("HTTP connection refused: %d connections open (max_connections)",
                                self.max_connections)
@@ -114,6 +116,10 @@ class HttpConnections:
         protocol._guard = self  # type: ignore[attr-defined]
         self._pending.add(protocol)
         return protocol
+
+    def requests_in_progress(self) -> int:
+        """HTTP requests read (headers complete) and not yet answered: uvicorn's request tasks."""
+        return len(self._server_state.tasks) if self._server_state is not None else 0
 
     def connected(self, protocol: asyncio.Protocol) -> None:
         self._pending.discard(protocol)
