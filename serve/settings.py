@@ -101,7 +101,7 @@ class Settings(BaseSettings):
                                "model's batch of one); 0: every batch in the thread")
     ort_intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime intra-op threads per session (0: per model, ONNX Runtime's pool "
-                             "when it runs the model at least 1.25x faster than one thread, measured at load; "
+                             "when it runs the model at least 1.5x faster than one thread, measured at load; "
                              "else one thread)")
 
     # --- upscale (super-resolution in tiles; docs/model-contract.md) -------------------------------

@@ -135,7 +135,7 @@ class OnnxRuntimeBackend:
         sample = _timing_inputs(mv, tile_side=min(64, self._settings.upscale_max_tile_size))
         single = _session(mv, threads=1, variable=variable, providers=providers)
         try:
-            many_s, one_s = _best_time(session, sample), _best_time(single, sample)
+            many_s, one_s = _best_times([session, single], sample)
         except Exception:  # noqa: BLE001 - the warm-up that follows says what fails
             return session
         keep_pool = keeps_thread_pool(one_s=one_s, many_s=many_s)
@@ -206,9 +206,9 @@ class OnnxRuntimeBackend:
         self._ensembles.clear()
 
 
-_THREADS_MIN_GAIN = 1.25  # how much faster ONNX Runtime's thread pool must be to be worth its CPU
+_THREADS_MIN_GAIN = 1.5  # how much faster ONNX Runtime's thread pool must be to be worth its CPU
 _TIMING_ROWS = 16  # rows of the batch that times a generator's thread choice
-_TIMING_RUNS = 3
+_TIMING_RUNS = 7
 
 
 def keeps_thread_pool(*, one_s: float, many_s: float) -> bool:
@@ -245,14 +245,18 @@ def _timing_inputs(mv: ModelVersion, *, tile_side: int) -> Tensors:
     return {name: x[:_TIMING_ROWS] for name, x in _warmup_inputs(mv, max_values=None, free_side=tile_side).items()}
 
 
-def _best_time(session: ort.InferenceSession, inputs: Tensors) -> float:
-    """The fastest of a few runs (after one to warm up), seconds."""
-    session.run(None, inputs)
-    best = float("inf")
-    for _ in range(_TIMING_RUNS):
-        start = time.perf_counter()
+def _best_times(sessions: list[ort.InferenceSession], inputs: Tensors) -> list[float]:
+    """The fastest of ``_TIMING_RUNS`` runs of each session (after one to warm up), seconds. The runs
+    alternate between the sessions, so that other work on the machine (other models loading, other
+    processes) slows both alike rather than one."""
+    for session in sessions:
         session.run(None, inputs)
-        best = min(best, time.perf_counter() - start)
+    best = [float("inf")] * len(sessions)
+    for _ in range(_TIMING_RUNS):
+        for i, session in enumerate(sessions):
+            start = time.perf_counter()
+            session.run(None, inputs)
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
