@@ -329,15 +329,17 @@ async def many_clients(clients: list, *, seconds: float, first_seed: int) -> lis
     return [t for times in results for t in times]
 
 
-def wrk_load(system: System, *, clients: int, seconds: float, first_seed: int) -> dict:
-    """``clients`` keep-alive connections from wrk (one thread) for ``seconds``: wrk's figures."""
+def wrk_load(system: System, *, clients: int, seconds: float, first_seed: int, warm_up: bool = False) -> dict:
+    """``clients`` keep-alive connections from wrk (one thread) for ``seconds``: wrk's figures. Any
+    error fails the run; no answer at all fails it too, except in a ``warm_up`` (a cold peer's first
+    answer may take longer than the warm-up)."""
     assert system.http is not None
     url, template = system.http
     done = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "60s",
                            "-s", str(PEERS / "wrk_seeds.lua"), url, "--", "/generate", template, str(first_seed)],
                           capture_output=True, text=True, check=True, timeout=seconds + 120)
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    if figures["non_2xx"] or figures["socket_errors"] or not figures["requests"]:
+    if figures["non_2xx"] or figures["socket_errors"] or not (figures["requests"] or warm_up):
         raise RuntimeError(f"{system.name}: wrk saw {figures}:\n{done.stdout[-2000:]}")
     return figures
 
@@ -397,7 +399,7 @@ def measure(system: System, *, seconds: float, concurrency: int, round_: int, lo
     if load == "wrk" and system.http is not None:
         figures: dict = {}
         for clients_n in (1, concurrency):
-            wrk_load(system, clients=clients_n, seconds=1, first_seed=10**9 + round_ * 10**8)  # warm-up
+            wrk_load(system, clients=clients_n, seconds=1, first_seed=10**9 + round_ * 10**8, warm_up=True)
             before, gw_before = tree_cpu(system.roots), tree_cpu(system.gateway_roots)
             got = wrk_load(system, clients=clients_n, seconds=seconds, first_seed=round_ * 10**8 + clients_n * 10**6)
             cpu = cpu_between(before, tree_cpu(system.roots))
