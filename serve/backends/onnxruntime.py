@@ -130,8 +130,8 @@ class OnnxRuntimeBackend:
         thread, whichever this model needs. Small generators gain nothing from more threads (measured on
         2 cores: dcgan's batches of 1 to 64 take as long with 2 threads as with 1, for 1.5x the CPU),
         and that CPU is taken from the event loop and the other models; large convolutions (a
-        super-resolution tile) run ~1.6x faster on 2. Both are timed once here on a typical batch;
-        one thread is kept unless the pool is at least ``_THREADS_MIN_GAIN`` faster."""
+        super-resolution tile) run 1.7-1.8x faster on 2. Both are timed here on a typical batch, in
+        alternating runs; one thread is kept unless the pool is at least ``_THREADS_MIN_GAIN`` faster."""
         sample = _timing_inputs(mv, tile_side=min(64, self._settings.upscale_max_tile_size))
         single = _session(mv, threads=1, variable=variable, providers=providers)
         try:
