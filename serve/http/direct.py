@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ganserve.serve import errors
 from ganserve.serve.http import schemas
 from ganserve.serve.http.errors import service_error_response
+from ganserve.serve.http.middleware import replay_first
 from ganserve.serve.http.routes import generate_response, router
 
 PATH = "/generate"
@@ -45,7 +46,7 @@ class DirectGenerate:
         message = await receive()
         body = _parse(message)
         if body is None:  # FastAPI refuses it (or reads the rest of it) with its one message
-            await self.app(scope, _replay(message, receive), send)
+            await self.app(scope, replay_first(message, receive), send)
             return
         scope["route"] = self._route
         try:
@@ -76,15 +77,3 @@ def _parse(message: Message) -> schemas.GenerateRequest | None:
     except (ValueError, ValidationError):  # json's errors are ValueErrors
         return None
 
-
-def _replay(first: Message, receive: Receive) -> Receive:
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return first
-        return await receive()
-
-    return replay

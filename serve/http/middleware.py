@@ -85,16 +85,22 @@ class JsonBodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body, replayed = b"".join(chunks), False
+        await self.app(scope, replay_first({"type": "http.request", "body": b"".join(chunks), "more_body": False},
+                                           receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+def replay_first(first: Message, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``first`` (a message already read) once, then reads on."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return first
+        return await receive()
+
+    return replay
 
 
 class CancelOnDisconnect:
