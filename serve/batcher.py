@@ -184,19 +184,28 @@ class MicroBatcher:
         """A lone, short request with the model idle: run here and now, on the event loop, without
         queueing it for the worker (whose wake-up and hand-back cost two turns of the loop)."""
         self._observer.queue_wait(0.0)
-        started = time.perf_counter()
         try:
-            outputs = self._run(inputs)
+            outputs, seconds = self._timed_run(inputs)
         except Exception:
             log.exception("inference on %s failed", self._name)
             raise
-        self._ran(inputs, rows, started)
+        self._ran(inputs, rows, seconds)
         return outputs
 
-    def _ran(self, inputs: Tensors, rows: int, started: float) -> None:
-        """Bookkeeping after a batch: when the model went idle, seconds per row, the observer."""
+    def _timed_run(self, inputs: Tensors) -> tuple[Tensors, float]:
+        """The model on one batch, and how long it took, timed where it runs: the event loop or the
+        model's thread. Not the hop to the thread and back, nor the wait for the GIL afterwards: under
+        concurrent load those took batches of dcgan from ~0.4 to ~1.9 ms per row, and a lone request
+        after the load, judged by that, went to the thread as well (``inline_max_s``) and kept the
+        estimate high."""
+        started = time.perf_counter()
+        outputs = self._run(inputs)
+        return outputs, time.perf_counter() - started
+
+    def _ran(self, inputs: Tensors, rows: int, seconds: float) -> None:
+        """Bookkeeping after a batch that took ``seconds`` to run: when the model went idle, seconds
+        per row, the observer."""
         self._idle_since = time.perf_counter()
-        seconds = self._idle_since - started
         self._row_s = seconds / rows if self._row_s is None else 0.8 * self._row_s + 0.2 * seconds / rows
         self._observer.batch(rows, sum(a.size for a in inputs.values()), seconds)
 
@@ -246,9 +255,9 @@ class MicroBatcher:
                     # Short, and nobody waited behind the last batch (no concurrent load, whose HTTP and
                     # image work the loop would rather do meanwhile): cheaper here than the hop to the
                     # thread and back (measured: ~0.3 ms of CPU per batch on 2 cores, docs/benchmarks.md).
-                    outputs = self._run(inputs)
+                    outputs, seconds = self._timed_run(inputs)
                 else:
-                    outputs = await loop.run_in_executor(self._executor, self._run, inputs)
+                    outputs, seconds = await loop.run_in_executor(self._executor, self._timed_run, inputs)
             except Exception as exc:  # a runtime failure: every request in the batch gets it
                 log.exception("inference on %s failed", self._name)
                 for pending, _, _ in batch:
@@ -257,7 +266,7 @@ class MicroBatcher:
                 self._running = []
                 continue
             self._running = []  # (kept on cancellation: close() fails them)
-            self._ran(inputs, rows, now)
+            self._ran(inputs, rows, seconds)
             offset = 0
             for pending, first, last in batch:
                 rows = last - first

@@ -96,9 +96,10 @@ class Settings(BaseSettings):
                            "Triton's dynamic batcher does); default: a lone request runs at once, and a "
                            "batch waits only for requests known to be coming")
     batch_inline_max_ms: float = Field(
-        1.0, ge=0, description="a batch expected to run in at most this long runs on the event loop, without "
+        3.0, ge=0, description="a batch expected to run in at most this long runs on the event loop, without "
                                "the hop to the model's thread and back (which costs more CPU than a small "
-                               "model's batch of one); 0: every batch in the thread")
+                               "model's batch of one), while the gateway serves no other request; 0: every "
+                               "batch in the thread")
     ort_intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime intra-op threads per session (0: per model, ONNX Runtime's pool "
                              "when it runs the model at least 1.5x faster than one thread, measured at load; "

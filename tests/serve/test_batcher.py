@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -489,3 +490,41 @@ def test_a_short_batch_that_waited_behind_another_still_goes_to_the_thread() -> 
 
     loop_thread = asyncio.run(asyncio.wait_for(main(), 10))
     assert threads[0] != loop_thread and threads[1] != loop_thread and threads[2] == loop_thread
+
+
+def test_a_batch_is_timed_where_it_runs_not_with_the_hop_to_the_thread() -> None:
+    """The seconds per row that decide inline_max_s (and the inference-duration metric) are the model's
+    own: a hop to the thread that takes 200 ms (a loaded machine: the thread waiting for a core, the
+    loop for the GIL) must not make a 1 ms model look like a 200 ms one, or every lone request after a
+    burst of load would go to the thread as well."""
+    threads: list[int] = []
+    seconds: list[float] = []
+
+    def model(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.get_ident())
+        time.sleep(0.001)
+        return {"y": inputs["x"] * 2}
+
+    class SlowHop(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            def late():
+                time.sleep(0.2)
+                return fn(*args, **kwargs)
+            return super().submit(late)
+
+    async def main() -> int:
+        with SlowHop(1) as executor:
+            batcher = MicroBatcher(model, executor=executor, max_batch_size=8, max_queue_delay_s=0,
+                                   max_queue_depth=100, inline_max_s=0.05,
+                                   observer=BatchObserver(batch=lambda rows, values, s: seconds.append(s)))
+            batcher.start()
+            try:
+                await batcher.submit(_x(0))  # untimed: the thread, with its 200 ms hop
+                await batcher.submit(_x(1))  # timed at ~1 ms: on the loop
+                return threading.get_ident()
+            finally:
+                await batcher.close()
+
+    loop_thread = asyncio.run(asyncio.wait_for(main(), 10))
+    assert threads[0] != loop_thread and threads[1] == loop_thread
+    assert seconds[0] < 0.1  # the model's millisecond, not the hop's 200
