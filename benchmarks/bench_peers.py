@@ -36,10 +36,12 @@ machine's drift hits all alike): p50/p99 at 1 client (sequential requests), imag
 concurrent clients (keep-alive connections; one channel for gRPC), and server CPU per request: user +
 system time of the server's whole process tree (Linux /proc: Ray's raylet and workers, BentoML's workers,
 Triton's python-backend stubs; for ganserve->Triton the gateway and Triton together, and the gateway
-alone). While one system is measured, every other system's processes are stopped (SIGSTOP, then SIGCONT;
-``--no-freeze-others`` leaves them running): idle, Ray takes ~14 % of a core, and a peer that degrades
-over a run (BentoML did) or drains its last load would slow whichever system comes next on a 2-core
-machine. Before measuring, each system's image for seed 7 is decoded and compared with the reference work.
+alone). A system that burns CPU with no requests (``--freeze-above``, 5 % of a core: Ray's raylet and GCS
+take ~14 %) is stopped (SIGSTOP, then SIGCONT) while the others are measured, so that its background
+work does not slow them on a 2-core machine; the rest keep running (stopped and resumed, BentoML's
+answers took over a second from then on, and Triton's python backend answered the gateway in front of
+it with errors). What the other systems took during each measurement is recorded as a check. Before
+measuring, each system's image for seed 7 is decoded and compared with the reference work.
 All on loopback; every load stops by itself.
 """
 
@@ -133,8 +135,8 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
 @contextlib.contextmanager
 def frozen(pids: list[int]) -> Iterator[None]:
     """Stops the processes (SIGSTOP) for the block, then lets them go on (SIGCONT): while one system is
-    measured the others' background work (Ray's raylet and GCS, a peer still draining its last
-    load) cannot take the cores it needs. Processes that are gone meanwhile are skipped."""
+    measured, the background work of a busy idle one (Ray's raylet and GCS) cannot take the cores it
+    needs. Processes that are gone meanwhile are skipped."""
     stopped = []
     try:
         for pid in pids:
@@ -149,8 +151,8 @@ def frozen(pids: list[int]) -> Iterator[None]:
 
 
 def others_of(system: "System", systems: list["System"]) -> list[int]:
-    """The processes of every other system, less those ``system`` shares (one gateway serves HTTP and
-    gRPC; one Triton serves the direct client and the gateway in front of it)."""
+    """The processes of ``systems`` other than ``system``, less those ``system`` shares (one gateway
+    serves HTTP and gRPC; one Triton serves the direct client and the gateway in front of it)."""
     mine = set(process_tree(system.roots))
     return [pid for pid in process_tree([p for s in systems if s is not system for p in s.roots]) if pid not in mine]
 
@@ -655,10 +657,10 @@ def main() -> None:
                              "to the load itself) for HTTP, and h2load (C, nghttp2) for ganserve's gRPC where "
                              "installed, or the Python clients (asyncio) for all; auto: wrk when installed. "
                              "Triton direct always runs its Python client (it makes z and the PNG itself)")
-    parser.add_argument("--no-freeze-others", dest="freeze_others", action="store_false",
-                        help="leave the other systems running while one is measured (by default they are "
-                             "stopped with SIGSTOP, so that their background work, e.g. Ray's 14 %% of a core "
-                             "at idle, does not slow the one measured)")
+    parser.add_argument("--freeze-above", type=float, default=5.0, metavar="PERCENT",
+                        help="stop (SIGSTOP) a system while the others are measured when, idle, it takes at "
+                             "least this much of a core (Ray: ~14 %%), so that its background work does not "
+                             "slow them; 0: every system, 100: none. Stopping BentoML or Triton breaks them")
     args = parser.parse_args()
     if args.load == "auto":
         args.load = "wrk" if shutil.which("wrk") else "python"
@@ -697,16 +699,17 @@ def main() -> None:
         per_round: dict[str, list[dict]] = {s.name: [] for s in systems}
         others_cpu: dict[str, list[float]] = {s.name: [] for s in systems}
         report["others_cpu_percent"] = others_cpu
-        report["others_frozen"] = args.freeze_others
+        busy = [s for s in systems if report["idle_cpu_percent"][s.name] >= args.freeze_above]
+        report["frozen_while_others_measured"] = [s.name for s in busy]
         for r in range(args.rounds):
             order = systems[r % len(systems):] + systems[:r % len(systems)]
             for system in order:
                 others = others_of(system, systems)
-                with frozen(others if args.freeze_others else []):
+                with frozen(others_of(system, busy) if busy else []):
                     before, started = tree_cpu(others), time.perf_counter()
                     figures = measure(system, seconds=args.seconds, concurrency=args.concurrency, round_=r,
                                       load=args.load)
-                    # what the other systems took meanwhile (0 when frozen): a check on the method
+                    # what the other systems took meanwhile (nothing, for those stopped): a check
                     others_cpu[system.name].append(round(
                         100 * cpu_between(before, tree_cpu(others)) / (time.perf_counter() - started), 1))
                 per_round[system.name].append(figures)
