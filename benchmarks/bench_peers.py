@@ -705,7 +705,7 @@ def main() -> None:
             order = systems[r % len(systems):] + systems[:r % len(systems)]
             for system in order:
                 others = others_of(system, systems)
-                with frozen(others_of(system, busy) if busy else []):
+                with frozen(others_of(system, busy)):
                     before, started = tree_cpu(others), time.perf_counter()
                     figures = measure(system, seconds=args.seconds, concurrency=args.concurrency, round_=r,
                                       load=args.load)
